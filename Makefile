@@ -1,0 +1,41 @@
+# Two commands: `make run` serves the API and pages locally; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt package-lock.json | cksum | cut -d' ' -f1)
+
+.PHONY: run test test-moto test-ddblocal lint bench package clean
+
+$(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -f $(VENV)/.installed-* && touch $@
+
+run: $(STAMP)
+	$(PY) -m devtools.devserver
+
+test: $(STAMP) lint test-moto test-ddblocal
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test-moto: $(STAMP)
+	$(PY) -m pytest --backend=moto
+
+test-ddblocal: $(STAMP)
+	$(PY) -m pytest --backend=ddblocal
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+package: $(STAMP)
+	rm -rf out && mkdir -p out
+	$(PY) -m devtools.cfn prod > out/resources.json
+	$(VENV)/bin/chalice package --stage prod --pkg-format cloudformation --merge-template out/resources.json out/
+	$(VENV)/bin/cfn-lint out/sam.json
+
+clean:
+	rm -rf $(VENV) node_modules .data out

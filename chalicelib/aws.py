@@ -1,0 +1,45 @@
+"""boto3 clients, created lazily in this one place.
+
+Lazily so that tests can start moto (or point `DDB_ENDPOINT_URL` at DynamoDB
+Local) before the first client exists; `reset()` forgets them between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_lock = threading.Lock()
+_client: Any = None
+
+
+def table_name() -> str:
+    return os.environ.get("TABLE_NAME", "livestats")
+
+
+def dynamodb() -> Any:
+    """The low-level DynamoDB client (thread-safe, unlike boto3 resources)."""
+    global _client
+    if _client is None:
+        with _lock:
+            if _client is None:
+                _client = boto3.client(
+                    "dynamodb",
+                    endpoint_url=os.environ.get("DDB_ENDPOINT_URL") or None,
+                    config=Config(
+                        retries={"max_attempts": 5, "mode": "adaptive"},
+                        max_pool_connections=64,
+                        tcp_keepalive=True,
+                    ),
+                )
+    return _client
+
+
+def reset() -> None:
+    global _client
+    with _lock:
+        _client = None

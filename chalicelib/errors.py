@@ -1,0 +1,78 @@
+"""Errors a client can cause, and the one JSON shape every error takes.
+
+They derive from ChaliceUnhandledError so that Chalice lets them propagate
+to `middleware.error_shape`, the single place that turns them into responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Response
+from chalice.app import ChaliceUnhandledError
+
+
+class ServiceError(ChaliceUnhandledError):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.field = field
+
+
+class InvalidInput(ServiceError):
+    status = 400
+    code = "invalid_input"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ServiceError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class IdempotencyKeyReused(ServiceError):
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class Busy(ServiceError):
+    """Contention outlasted our retries; the client may retry (nothing was applied)."""
+
+    status = 503
+    code = "busy"
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return {"error": error}
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        body=error_body(code, message, field),
+        status_code=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )

@@ -1,0 +1,166 @@
+"""HTTP middleware: the error shape, idempotency keys, logging and metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from chalice import Response
+from chalice.app import Request
+
+from chalicelib import aws, keys, table
+from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceError, error_response
+from chalicelib.observability import count, logger
+
+GetResponse = Callable[[Request], Response]
+
+# Chalice's own error bodies ({"Code": ..., "Message": ...}) mapped to ours.
+_CHALICE_CODES = {
+    "BadRequestError": "bad_request",
+    "MethodNotAllowedError": "method_not_allowed",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "BadRequest": "bad_request",
+    "InternalServerError": "internal_error",
+}
+
+
+def error_shape(event: Request, get_response: GetResponse) -> Response:
+    """Every error leaves in one JSON shape; no stack trace reaches a client."""
+    try:
+        response = get_response(event)
+    except ServiceError as exc:
+        count("ClientErrors")
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+    except Exception:
+        # Chalice logs view errors itself; this catches failures in middleware.
+        logger.exception("unhandled error outside a view")
+        count("ServerErrors")
+        return error_response(500, "internal_error", "An internal error occurred.")
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body and "Message" in body:
+        code = _CHALICE_CODES.get(body["Code"], "error")
+        message = "An internal error occurred." if code == "internal_error" else str(body["Message"])
+        count("ServerErrors" if response.status_code >= 500 else "ClientErrors")
+        headers = {k: v for k, v in response.headers.items() if k.lower() == "allow"}
+        return error_response(response.status_code, code, message, headers=headers)
+    return response
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+
+class _NotRecorded(Exception):
+    """Carries a response that must not be stored (an error): retrying may succeed."""
+
+    def __init__(self, response: dict[str, Any]) -> None:
+        super().__init__("response not recorded")
+        self.response = response
+
+
+class _IdempotentRunner:
+    """Powertools Idempotency, built on first use (after moto or the endpoint is set)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.config = IdempotencyConfig(
+            event_key_jmespath="key",
+            payload_validation_jmespath="body",
+            expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+            raise_on_no_idempotency_key=True,
+        )
+        persistence = DynamoDBPersistenceLayer(
+            table_name=aws.table_name(),
+            key_attr=table.PARTITION_KEY,
+            sort_key_attr=table.SORT_KEY,
+            static_pk_value=keys.IDEMPOTENCY_PARTITION,
+            expiry_attr=table.TTL_ATTRIBUTE,
+            boto3_client=client,
+        )
+
+        @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=self.config)
+        def apply(request: dict[str, Any], respond: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            response = respond()
+            if response["status"] >= 400:
+                raise _NotRecorded(response)
+            return response
+
+        self.apply = apply
+
+
+_runner: _IdempotentRunner | None = None
+
+
+def _idempotent_runner() -> _IdempotentRunner:
+    global _runner
+    client = aws.dynamodb()
+    if _runner is None or _runner.client is not client:
+        _runner = _IdempotentRunner(client)
+    return _runner
+
+
+def reset() -> None:
+    """Forget the idempotency runner (tests switch databases between cases)."""
+    global _runner
+    _runner = None
+
+
+def idempotency(event: Request, get_response: GetResponse) -> Response:
+    """A mutating request with an Idempotency-Key header is applied at most once per key."""
+    key = event.headers.get(IDEMPOTENCY_HEADER)
+    if key is None or event.method not in _MUTATING:
+        return get_response(event)
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidInput("Idempotency-Key must be 1 to 255 visible ASCII characters", field=IDEMPOTENCY_HEADER)
+    runner = _idempotent_runner()
+    if event.lambda_context is not None:
+        runner.config.register_lambda_context(event.lambda_context)
+    # The route template plus its parameters names the resource the same way in API Gateway and locally.
+    target = f"{event.path} {json.dumps(event.uri_params or {}, sort_keys=True)}"
+    raw = event.raw_body or b""
+    request = {
+        "key": f"{event.method} {target} {key}",
+        "body": raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw,
+    }
+    executed = False
+
+    def respond() -> dict[str, Any]:
+        nonlocal executed
+        executed = True
+        response = get_response(event)
+        body = response.body
+        return {
+            "status": response.status_code,
+            "headers": dict(response.headers),
+            "body": body if isinstance(body, str) else json.dumps(body),
+        }
+
+    try:
+        stored = runner.apply(request=request, respond=respond)
+    except _NotRecorded as not_recorded:
+        stored = not_recorded.response
+    except IdempotencyValidationError:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used with a different request body", field=IDEMPOTENCY_HEADER
+        ) from None
+    except IdempotencyAlreadyInProgressError:
+        raise Conflict(
+            "a request with this Idempotency-Key is still in progress; retry shortly", code="idempotency_in_progress"
+        ) from None
+    headers = dict(stored["headers"])
+    if not executed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(body=stored["body"], status_code=stored["status"], headers=headers)

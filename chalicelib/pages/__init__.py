@@ -1,0 +1,25 @@
+"""HTML pages and their assets, shipped with the function (no CDN)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from chalice import Response
+
+_DIR = Path(__file__).parent
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "application/javascript", ".css": "text/css"}
+
+
+@cache
+def _read(name: str) -> str:
+    return (_DIR / name).read_text(encoding="utf-8")
+
+
+def page(name: str) -> Response:
+    """A file from this folder, e.g. page("streams.html")."""
+    return Response(
+        body=_read(name),
+        status_code=200,
+        headers={"Content-Type": _TYPES[Path(name).suffix], "Cache-Control": "no-cache"},
+    )

@@ -1,0 +1,347 @@
+"""Data access for running statistics. Every DynamoDB expression for streams lives here.
+
+A stream's active session is SHARDS partial Welford states, one per item, each
+in its own partition (keys.stream_shard_pk). A write reads all shards in one
+BatchGetItem, updates one shard chosen at random under optimistic locking
+(`version`), and writes the audit entry in the same transaction, so an audit
+entry never exists without its state change. A reset rewrites every shard and
+stores the closed session in one transaction conditioned on every shard's
+version, so no value can slip between the final figures and the new session.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from chalicelib import keys
+from chalicelib.dynamo import (
+    backoff,
+    batch_get,
+    is_contention,
+    num,
+    opt_string,
+    read_int,
+    read_num,
+    read_str,
+    string,
+)
+from chalicelib.errors import Busy, Conflict
+from chalicelib.stats.welford import Moments, merge_all
+
+MAX_ATTEMPTS = 40
+
+
+@dataclass(frozen=True)
+class ShardState:
+    shard: int
+    session: int
+    version: int
+    moments: Moments
+    started_at: int | None = None  # epoch ms of this shard's first value in the session
+    started_by: str | None = None
+    updated_at: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionFigures:
+    """A session's merged figures: the active one (closed_at None) or a closed one."""
+
+    stream: str
+    session: int | None
+    moments: Moments
+    started_at: int | None
+    started_by: str | None
+    updated_at: int | None
+    closed_at: int | None = None
+    closed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    value: float
+    user: str | None
+    at: int
+    session: int
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    next_position: dict[str, Any] | None
+
+
+def merge_shards(stream: str, shards: Sequence[ShardState]) -> SessionFigures:
+    live = [s for s in shards if s.moments.count]
+    first = min(live, key=lambda s: s.started_at or 0, default=None)
+    session = shards[0].session if shards else None
+    return SessionFigures(
+        stream=stream,
+        session=session if live else None,
+        moments=merge_all(s.moments for s in live),
+        started_at=first.started_at if first else None,
+        started_by=first.started_by if first else None,
+        updated_at=max((s.updated_at or 0 for s in live), default=None),
+    )
+
+
+class StreamStore:
+    def __init__(self, client: Any, table: str, rng: random.Random | None = None) -> None:
+        self.client = client
+        self.table = table
+        self.rng = rng or random.Random()
+
+    # --- reads --------------------------------------------------------------
+
+    def read_shards(self, stream: str) -> list[ShardState]:
+        """Every shard's state, consistent, all of the same session (re-read while a reset is mid-flight)."""
+        request_keys = [
+            {"pk": string(keys.stream_shard_pk(stream, k)), "sk": string(keys.STATE_SK)} for k in range(keys.SHARDS)
+        ]
+        for attempt in range(MAX_ATTEMPTS):
+            found = {
+                self._shard_of(item): item for item in batch_get(self.client, self.table, request_keys, consistent=True)
+            }
+            sessions = {read_int(item["session"]) for item in found.values()}
+            if len(sessions) <= 1:
+                session = sessions.pop() if sessions else 1
+                return [
+                    self._shard_from_item(k, found[k]) if k in found else ShardState(k, session, 0, Moments())
+                    for k in range(keys.SHARDS)
+                ]
+            backoff(attempt)
+        raise Busy("the stream is being reset; retry")
+
+    def snapshot(self, stream: str) -> SessionFigures:
+        return merge_shards(stream, self.read_shards(stream))
+
+    def list_sessions(self, stream: str, limit: int, position: dict[str, Any] | None) -> Page:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": string(keys.stream_pk(stream)),
+                ":prefix": string(keys.SESSION_PREFIX),
+            },
+            "ScanIndexForward": False,
+            "Limit": limit,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        if position is not None:
+            request["ExclusiveStartKey"] = {
+                "pk": string(keys.stream_pk(stream)),
+                "sk": string(keys.session_sk(int(position["session"]))),
+            }
+        response = self.client.query(**request)
+        sessions = [self._session_from_item(stream, item) for item in response.get("Items", [])]
+        more = "LastEvaluatedKey" in response and sessions
+        return Page(sessions, {"session": sessions[-1].session} if more else None)
+
+    def list_values(self, stream: str, limit: int, position: dict[str, Any] | None) -> Page:
+        """The audit trail, newest first, merged across shards.
+
+        The position names the last audit item read from and how many of its
+        values were already returned, so a page may end inside one request's batch.
+        """
+        upper = str(position["sk"]) if position else keys.VALUE_PREFIX + "\uffff"
+        skip = int(position["offset"]) if position else 0
+        items: list[dict[str, Any]] = []
+        for k in range(keys.SHARDS):
+            response = self.client.query(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues={
+                    ":pk": string(keys.stream_shard_pk(stream, k)),
+                    ":low": string(keys.VALUE_PREFIX),
+                    ":high": string(upper),
+                },
+                ScanIndexForward=False,
+                Limit=limit + 1,
+                ReturnConsumedCapacity="TOTAL",
+            )
+            items.extend(response.get("Items", []))
+        items.sort(key=lambda item: item["sk"]["S"], reverse=True)
+        entries: list[AuditEntry] = []
+        for item in items:
+            sk = item["sk"]["S"]
+            # Values of one request, newest (last submitted) first.
+            batch = [float(v["N"]) for v in item["values"]["L"]][::-1]
+            start = skip if sk == upper else 0
+            for offset in range(start, len(batch)):
+                if len(entries) == limit:
+                    return Page(entries, {"sk": sk, "offset": offset})
+                entries.append(
+                    AuditEntry(
+                        batch[offset], read_str(item.get("user")), read_int(item["at"]), read_int(item["session"])
+                    )
+                )
+        return Page(entries, None)
+
+    # --- writes -------------------------------------------------------------
+
+    def add_values(
+        self, stream: str, values: Sequence[float], user: str | None, request_id: str, now_ms: int, at_iso: str
+    ) -> SessionFigures:
+        """Add values to the active session, atomically with their audit entry."""
+        for attempt in range(MAX_ATTEMPTS):
+            shards = self.read_shards(stream)
+            target = shards[self.rng.randrange(keys.SHARDS)]
+            updated = ShardState(
+                shard=target.shard,
+                session=target.session,
+                version=target.version + 1,
+                moments=target.moments.add_all(values),
+                started_at=target.started_at if target.moments.count else now_ms,
+                started_by=target.started_by if target.moments.count else user,
+                updated_at=now_ms,
+            )
+            audit = {
+                "pk": string(keys.stream_shard_pk(stream, target.shard)),
+                "sk": string(keys.value_sk(at_iso, request_id)),
+                "values": {"L": [num(v) for v in values]},
+                "user": opt_string(user),
+                "at": num(now_ms),
+                "session": num(target.session),
+            }
+            try:
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {"Put": self._shard_put(stream, updated, expected_version=target.version)},
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": audit,
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                    ],
+                    ReturnConsumedCapacity="TOTAL",
+                )
+            except self.client.exceptions.TransactionCanceledException as exc:
+                if not is_contention(exc):
+                    raise
+                backoff(attempt)
+                continue
+            shards[target.shard] = updated
+            return merge_shards(stream, shards)
+        raise Busy("too many concurrent writers on this stream; retry")
+
+    def reset(self, stream: str, user: str | None, now_ms: int) -> SessionFigures:
+        """Close the active session, keeping its final figures; the next value opens a new one."""
+        for attempt in range(MAX_ATTEMPTS):
+            shards = self.read_shards(stream)
+            active = merge_shards(stream, shards)
+            if active.session is None:
+                raise Conflict("the stream has no active session to reset", code="no_active_session")
+            closed = replace(active, closed_at=now_ms, closed_by=user)
+            transaction = [
+                {
+                    "Put": self._shard_put(
+                        stream, ShardState(s.shard, s.session + 1, s.version + 1, Moments()), s.version
+                    )
+                }
+                for s in shards
+            ]
+            transaction.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": self._session_item(closed),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+            try:
+                self.client.transact_write_items(TransactItems=transaction, ReturnConsumedCapacity="TOTAL")
+            except self.client.exceptions.TransactionCanceledException as exc:
+                if not is_contention(exc):
+                    raise
+                backoff(attempt)
+                continue
+            return closed
+        raise Busy("the stream is too busy to reset; retry")
+
+    # --- item shapes --------------------------------------------------------
+
+    def _shard_put(self, stream: str, state: ShardState, expected_version: int) -> dict[str, Any]:
+        m = state.moments
+        item: dict[str, Any] = {
+            "pk": string(keys.stream_shard_pk(stream, state.shard)),
+            "sk": string(keys.STATE_SK),
+            "session": num(state.session),
+            "version": num(state.version),
+            "count": num(m.count),
+            "mean": num(m.mean),
+            "m2": num(m.m2),
+            "sum": num(m.sum),
+        }
+        if m.count:
+            item.update(min=num(m.min), max=num(m.max))  # type: ignore[arg-type]
+            item.update(started_at=num(state.started_at or 0), updated_at=num(state.updated_at or 0))
+            item["started_by"] = opt_string(state.started_by)
+        put: dict[str, Any] = {"TableName": self.table, "Item": item}
+        if expected_version == 0:  # read_shards reports an absent shard as version 0
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "version = :v"
+            put["ExpressionAttributeValues"] = {":v": num(expected_version)}
+        return put
+
+    def _session_item(self, closed: SessionFigures) -> dict[str, Any]:
+        m = closed.moments
+        return {
+            "pk": string(keys.stream_pk(closed.stream)),
+            "sk": string(keys.session_sk(closed.session or 0)),
+            "session": num(closed.session or 0),
+            "count": num(m.count),
+            "mean": num(m.mean),
+            "m2": num(m.m2),
+            "sum": num(m.sum),
+            "min": num(m.min or 0.0),
+            "max": num(m.max or 0.0),
+            "started_at": num(closed.started_at or 0),
+            "started_by": opt_string(closed.started_by),
+            "updated_at": num(closed.updated_at or 0),
+            "closed_at": num(closed.closed_at or 0),
+            "closed_by": opt_string(closed.closed_by),
+        }
+
+    @staticmethod
+    def _shard_of(item: dict[str, Any]) -> int:
+        return int(item["pk"]["S"].rsplit("#", 1)[1])
+
+    @staticmethod
+    def _moments_from_item(item: dict[str, Any]) -> Moments:
+        return Moments(
+            count=read_int(item.get("count")),
+            mean=read_num(item.get("mean")) or 0.0,
+            m2=read_num(item.get("m2")) or 0.0,
+            min=read_num(item.get("min")),
+            max=read_num(item.get("max")),
+            sum=read_num(item.get("sum")) or 0.0,
+        )
+
+    def _shard_from_item(self, shard: int, item: dict[str, Any]) -> ShardState:
+        return ShardState(
+            shard=shard,
+            session=read_int(item["session"]),
+            version=read_int(item["version"]),
+            moments=self._moments_from_item(item),
+            started_at=read_int(item.get("started_at")) or None,
+            started_by=read_str(item.get("started_by")),
+            updated_at=read_int(item.get("updated_at")) or None,
+        )
+
+    def _session_from_item(self, stream: str, item: dict[str, Any]) -> SessionFigures:
+        return SessionFigures(
+            stream=stream,
+            session=read_int(item["session"]),
+            moments=self._moments_from_item(item),
+            started_at=read_int(item.get("started_at")) or None,
+            started_by=read_str(item.get("started_by")),
+            updated_at=read_int(item.get("updated_at")) or None,
+            closed_at=read_int(item.get("closed_at")) or None,
+            closed_by=read_str(item.get("closed_by")),
+        )

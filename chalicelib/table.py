@@ -1,0 +1,86 @@
+"""The one DynamoDB table, defined once.
+
+The local bootstrap, the tests and the CloudFormation resource merged into the
+deployment template (`python -m devtools.cfn`) are all generated from here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PARTITION_KEY = "pk"
+SORT_KEY = "sk"
+TTL_ATTRIBUTE = "expires_at"
+
+# A sparse index ordered by a number: used where a ranking must be read in
+# order without touching every item (hit counters, issue 3).
+RANKING_INDEX = "ranking"
+RANKING_PARTITION_KEY = "rank_pk"
+RANKING_SORT_KEY = "rank_score"
+
+ATTRIBUTE_DEFINITIONS: list[dict[str, str]] = [
+    {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+    {"AttributeName": SORT_KEY, "AttributeType": "S"},
+    {"AttributeName": RANKING_PARTITION_KEY, "AttributeType": "S"},
+    {"AttributeName": RANKING_SORT_KEY, "AttributeType": "N"},
+]
+KEY_SCHEMA: list[dict[str, str]] = [
+    {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+    {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+]
+GLOBAL_SECONDARY_INDEXES: list[dict[str, Any]] = [
+    {
+        "IndexName": RANKING_INDEX,
+        "KeySchema": [
+            {"AttributeName": RANKING_PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": RANKING_SORT_KEY, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+]
+
+
+def create_table_request(table_name: str) -> dict[str, Any]:
+    """Arguments for `CreateTable` (boto3 client)."""
+    return {
+        "TableName": table_name,
+        "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
+        "KeySchema": KEY_SCHEMA,
+        "GlobalSecondaryIndexes": GLOBAL_SECONDARY_INDEXES,
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def ensure_table(client: Any, table_name: str) -> bool:
+    """Create the table (and its TTL setting) if it is missing. True if created."""
+    try:
+        client.describe_table(TableName=table_name)
+        return False
+    except client.exceptions.ResourceNotFoundException:
+        pass
+    client.create_table(**create_table_request(table_name))
+    client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )
+    return True
+
+
+def cloudformation_resource(table_name: str) -> dict[str, Any]:
+    """The table as a CloudFormation resource for `chalice package --merge-template`."""
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "TableName": table_name,
+            "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
+            "KeySchema": KEY_SCHEMA,
+            "GlobalSecondaryIndexes": GLOBAL_SECONDARY_INDEXES,
+            "BillingMode": "PAY_PER_REQUEST",
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    }

