@@ -64,3 +64,17 @@ def test_errors_are_not_recorded_under_the_key(api: Api) -> None:
 
 def test_bad_idempotency_key_is_400(api: Api) -> None:
     assert_error(api.post("/streams/b/values", {"value": 1}, headers={"Idempotency-Key": "x" * 256}), 400)
+
+
+def test_idempotency_records_expire_through_the_table_ttl(api: Api, dynamodb: object) -> None:
+    from chalicelib import aws, clock, keys, table
+
+    api.post("/streams/t/values", {"value": 1}, headers={"Idempotency-Key": "ttl"})
+    items = dynamodb.query(  # type: ignore[attr-defined]
+        TableName=aws.table_name(),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": keys.IDEMPOTENCY_PARTITION}},
+    )["Items"]
+    assert len(items) == 1
+    expires = int(items[0][table.TTL_ATTRIBUTE]["N"])
+    assert 23 * 3600 < expires - clock.now() <= 24 * 3600 + 5

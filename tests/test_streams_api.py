@@ -160,3 +160,31 @@ def test_bad_paging(api: Api, query: str) -> None:
 def test_largest_accepted_magnitudes_are_stored(api: Api) -> None:
     snap = body(api.post("/streams/edge/values", {"values": [1e50, -1e50, 1e-50, 0]}))
     assert snap["count"] == 4 and snap["max"] == 1e50 and snap["min"] == -1e50
+
+
+@pytest.mark.real_dynamodb
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1e50, 1e50, -1e50, 3.3e49],  # M2 near 1e101: within DynamoDB's 1e126
+        [1e-50, 1.0000000000000002e-50, 0.0],  # M2 below DynamoDB's 1e-130: stored as 0
+        [-1e-50, 1e-50],
+    ],
+)
+def test_every_accepted_value_leaves_storable_statistics(api: Api, values: list[float]) -> None:
+    # DynamoDB Local enforces the real number limits (moto does not).
+    for chunk in (values, values):
+        assert api.post("/streams/limits/values", {"values": chunk}).status_code == 200
+    snap = body(api.get("/streams/limits"))
+    assert snap["count"] == 2 * len(values)
+    assert math.isclose(snap["mean"], statistics.fmean(values * 2), rel_tol=1e-9, abs_tol=1e-60)
+
+
+def test_a_post_is_two_round_trips(api: Api, dynamodb: Any) -> None:
+    calls: list[str] = []
+    dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    api.post("/streams/cheap/values", {"values": [1, 2, 3]})
+    assert calls == ["BatchGetItem", "TransactWriteItems"]
+    calls.clear()
+    api.get("/streams/cheap")
+    assert calls == ["BatchGetItem"]

@@ -1,0 +1,76 @@
+"""Shared benchmark plumbing: a DynamoDB Local table per case and a meter of calls and capacity."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import uuid
+from collections import Counter
+from typing import Any
+
+from chalicelib import aws
+from chalicelib.table import ensure_table
+from devtools.ddblocal import local_aws_env
+
+READ_OPERATIONS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+
+
+def use_endpoint(endpoint_url: str) -> Any:
+    """Point the app's lazily created client at DynamoDB Local and return that client."""
+    for name, value in local_aws_env().items():
+        os.environ.setdefault(name, value)
+    os.environ["DDB_ENDPOINT_URL"] = endpoint_url
+    aws.reset()
+    return aws.dynamodb()
+
+
+def fresh_table(client: Any, prefix: str) -> str:
+    name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
+    ensure_table(client, name)
+    return name
+
+
+class Meter:
+    """Counts round trips and consumed capacity units of every call a boto3 client makes."""
+
+    def __init__(self, client: Any) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.read_units = 0.0
+        self.write_units = 0.0
+        client.meta.events.register("before-call.dynamodb", self._before)
+        client.meta.events.register("after-call.dynamodb", self._after)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.read_units = self.write_units = 0.0
+
+    @property
+    def round_trips(self) -> int:
+        return sum(self.calls.values())
+
+    def _before(self, model: Any, **_: Any) -> None:
+        with self._lock:
+            self.calls[model.name] += 1
+
+    def _after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        consumed = parsed.get("ConsumedCapacity")
+        entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
+        units = sum(float(entry.get("CapacityUnits", 0)) for entry in entries)
+        with self._lock:
+            if model.name in READ_OPERATIONS:
+                self.read_units += units
+            else:
+                self.write_units += units
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def table_md(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
