@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-moto test-ddblocal lint bench package clean
+.PHONY: run test test-moto test-ddblocal lint bench package clean browser-deps
 
 $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 run: $(STAMP)
 	$(PY) -m devtools.devserver
 
-test: $(STAMP) lint test-moto test-ddblocal
+test: $(STAMP) browser-deps lint test-moto test-ddblocal
+
+# Debian's Chromium for the browser tests (tests/test_browser.py drives it with Playwright); only if missing.
+browser-deps:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -34,7 +38,7 @@ bench: $(STAMP)
 package: $(STAMP)
 	rm -rf out && mkdir -p out
 	$(PY) -m devtools.cfn prod > out/resources.json
-	$(VENV)/bin/chalice package --stage prod --pkg-format cloudformation --merge-template out/resources.json out/
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage prod --pkg-format cloudformation --merge-template out/resources.json out/
 	$(VENV)/bin/cfn-lint out/sam.json
 
 clean:
