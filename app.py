@@ -5,17 +5,21 @@ from __future__ import annotations
 from chalice import ConvertToMiddleware
 
 from chalicelib import middleware, pages
+from chalicelib.averages import api as averages_api
 from chalicelib.chalice_app import ThreadSafeChalice
-from chalicelib.observability import SERVICE, logger, metrics
+from chalicelib.hits import api as hits_api
+from chalicelib.observability import SERVICE, flush_metrics, logger
 from chalicelib.routing import install_fallback_routes
 from chalicelib.stats import api as stats_api
+from chalicelib.sums import api as sums_api
+from chalicelib.survey import api as survey_api
 
 # configure_logs=False: Powertools' logger (same name) is the only handler.
 app = ThreadSafeChalice(app_name=SERVICE, configure_logs=False)
 
 # Outermost first: context for logs, metrics flush, the error shape, then idempotency.
 app.register_middleware(ConvertToMiddleware(logger.inject_lambda_context))
-app.register_middleware(ConvertToMiddleware(metrics.log_metrics))
+app.register_middleware(flush_metrics)
 app.register_middleware(middleware.error_shape, "http")
 app.register_middleware(middleware.idempotency, "http")
 
@@ -28,4 +32,15 @@ def home():  # type: ignore[no-untyped-def]
 # Running mean and standard deviation, sessions and audit trail (seed 000).
 app.register_blueprint(stats_api.bp)
 
+# -- hit counters (issue 3) --
+app.register_blueprint(hits_api.bp)  # per-path hit counters, ranking, load generator (seed 001)
+
+# -- time windows (issue 4) --
+app.register_blueprint(sums_api.bp)  # last-hour sums with minute compaction (seed 003)
+app.register_blueprint(averages_api.bp)  # moving averages of the last N values (seed 004)
+
+# -- survey (issue 5) --
+app.register_blueprint(survey_api.bp)
+
+# Last: JSON 404/405 for whatever no route above answers.
 install_fallback_routes(app)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from devtools.ddblocal import DynamoDBLocal
 
-BENCHMARKS = ["bench.streams", "bench.hits", "bench.sums"]
+BENCHMARKS = ["bench.streams", "bench.hits", "bench.sums", "bench.survey"]
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

@@ -7,11 +7,16 @@ import statistics
 import threading
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from chalicelib import aws
+from chalicelib.dynamo import backoff
 from chalicelib.table import ensure_table
 from devtools.ddblocal import local_aws_env
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 READ_OPERATIONS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
 
@@ -29,6 +34,37 @@ def fresh_table(client: Any, prefix: str) -> str:
     name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
     ensure_table(client, name)
     return name
+
+
+def load_items(client: Any, table: str, items: list[dict[str, Any]]) -> None:
+    """Write prepared items fast: BatchWriteItem in batches of 25, 8 at a time, retrying unprocessed items."""
+
+    def write(batch: list[dict[str, Any]]) -> None:
+        request = {table: [{"PutRequest": {"Item": item}} for item in batch]}
+        for attempt in range(20):
+            response = client.batch_write_item(RequestItems=request)
+            request = response.get("UnprocessedItems") or {}
+            if not request:
+                return
+            backoff(attempt)
+        raise RuntimeError("BatchWriteItem left items unprocessed")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, [items[i : i + 25] for i in range(0, len(items), 25)]))
+
+
+def local_gateway() -> Any:
+    """The app behind Chalice's local API Gateway emulation (dev stage), as the tests and dev server use it."""
+    from chalice.cli.factory import CLIFactory
+    from chalice.local import LocalGateway
+
+    from devtools import local_routes
+
+    local_routes.install()
+    config = CLIFactory(str(PROJECT_DIR)).create_config_obj(chalice_stage_name="dev")
+    for name, value in config.environment_variables.items():
+        os.environ.setdefault(name, value)
+    return LocalGateway(config.chalice_app, config)
 
 
 class Meter:

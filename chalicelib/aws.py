@@ -39,7 +39,21 @@ def dynamodb() -> Any:
     return _client
 
 
+_ssm: Any = None
+
+
+def ssm() -> Any:
+    """The SSM client (admin token parameter of the survey dashboard, issue 5)."""
+    global _ssm
+    if _ssm is None:
+        with _lock:
+            if _ssm is None:
+                _ssm = boto3.client("ssm", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    return _ssm
+
+
 def reset() -> None:
-    global _client
+    global _client, _ssm
     with _lock:
         _client = None
+        _ssm = None

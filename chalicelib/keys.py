@@ -7,6 +7,20 @@ with the kind of thing they hold, so features never collide:
                               VALUE#{at}#{id}       audit entry (the values of one request)
   STREAM#{stream}             SESSION#{n:010d}      a closed session and its final figures
   IDEMPOTENCY                 {hash}                Powertools idempotency records (TTL)
+  AVERAGE#{key}               WINDOW                a moving-average window: size, cap, elements, version
+  SURVEY#responses            RESPONSE#{id}         one survey response (ids sort by creation time)
+  SURVEY#summary              SUMMARY               the survey's counters, kept in step with every response
+  HIT#{scope}#{path}          COUNT                 a path's hit counter for scope ALL or one UTC day (YYYY-MM-DD);
+                                                    in the `ranking` GSI under HITRANK#{scope}#{r} (r = crc32(path) % HIT_RANK_SHARDS)
+  HITDELTA#{k}#{scope}#{path} COUNT                 overflow counter shard k of a throttled (hot) path, folded into HIT# by a schedule
+  HITMARK#{k}#{scope}#{path}  COUNT                 "shard k has unfolded hits" marker; in `ranking` under HITFOLD#{k}
+  HITTOTAL#{scope}#{k}        COUNT                 one of HIT_TOTAL_SHARDS shards of total_hits / distinct_paths
+  SUMEV#{key}#{minute}#{k}    {ms:013d}#{id}        one posted value (TTL); k < SUM_EVENT_SHARDS
+  SUMSUB#{key}                {minute:010d}#{k:02d} write-time sub-total k < SUM_WRITE_SHARDS of a minute: total, n, per-second
+                                                    s00..s59 (TTL); one Query reads a key's sub-totals for a range of minutes
+  SUMDIRTY#{p}                {minute:010d}#{key}   "key has values in minute" (TTL); p = crc32(key) % SUM_DIRTY_PARTITIONS
+  SUMB#{key}                  {minute:010d}         a compacted minute: total, n (TTL; written once)
+  SUMDONE                     {minute:010d}         "every key's bucket for this minute is written" (TTL)
 
 Each shard lives in its own partition so that a hot stream spreads its writes
 over SHARDS partitions instead of one item's ~1,000 writes/s.
@@ -14,8 +28,10 @@ over SHARDS partitions instead of one item's ~1,000 writes/s.
 
 from __future__ import annotations
 
+import zlib
+
 # --- running statistics (issue 2) -------------------------------------------
-SHARDS = 8
+SHARDS = 16
 STATE_SK = "STATE"
 VALUE_PREFIX = "VALUE#"
 SESSION_PREFIX = "SESSION#"
@@ -42,3 +58,141 @@ def session_sk(session: int) -> str:
 # Powertools' composite-key layout puts every record under one partition key;
 # the sort key is a hash, so DynamoDB can split that partition for heat.
 IDEMPOTENCY_PARTITION = "IDEMPOTENCY"
+
+
+# --- survey (issue 5) -------------------------------------------------------
+# All responses in one partition, so the dashboard reads them with one Query (newest first:
+# response ids begin with their creation time). The summary is a single small item.
+SURVEY_RESPONSES_PK = "SURVEY#responses"
+SURVEY_RESPONSE_PREFIX = "RESPONSE#"
+SURVEY_SUMMARY_PK = "SURVEY#summary"
+SURVEY_SUMMARY_SK = "SUMMARY"
+
+
+def survey_response_sk(response_id: str) -> str:
+    return f"{SURVEY_RESPONSE_PREFIX}{response_id}"
+
+
+# --- moving averages (issue 4) ----------------------------------------------
+# One item per window: the elements live in one List attribute, so an append is
+# a single atomic UpdateItem (list_append) on one item.
+AVERAGE_WINDOW_SK = "WINDOW"
+
+
+def average_pk(key: str) -> str:
+    return f"AVERAGE#{key}"
+
+
+# --- hit counters (issue 3) -------------------------------------------------
+# A path's counter item is also its ranking entry (GSI `ranking`); the ranking is spread
+# over HIT_RANK_SHARDS index partition keys per scope and merged on read. Service totals
+# are spread over HIT_TOTAL_SHARDS items. A throttled (hot) counter overflows into
+# HIT_DELTA_SHARDS delta items, each in its own partition. See chalicelib/hits/store.py.
+HIT_RANK_SHARDS = 16
+HIT_TOTAL_SHARDS = 8
+HIT_DELTA_SHARDS = 8
+HIT_COUNT_SK = "COUNT"
+HIT_ALL = "ALL"  # the all-time scope; a day scope is its UTC date, YYYY-MM-DD
+
+
+def hit_pk(scope: str, path: str) -> str:
+    return f"HIT#{scope}#{path}"
+
+
+def hit_rank_shard(path: str) -> int:
+    """The ranking partition of a path: stable across processes (unlike hash())."""
+    return zlib.crc32(path.encode("utf-8")) % HIT_RANK_SHARDS
+
+
+def hit_rank_pk(scope: str, shard: int) -> str:
+    return f"HITRANK#{scope}#{shard}"
+
+
+def hit_delta_pk(scope: str, path: str, shard: int) -> str:
+    return f"HITDELTA#{shard}#{scope}#{path}"
+
+
+def hit_mark_pk(scope: str, path: str, shard: int) -> str:
+    return f"HITMARK#{shard}#{scope}#{path}"
+
+
+def hit_fold_pk(shard: int) -> str:
+    return f"HITFOLD#{shard}"
+
+
+def hit_totals_pk(scope: str, shard: int) -> str:
+    return f"HITTOTAL#{scope}#{shard}"
+
+
+# --- last-hour sums (issue 4) -----------------------------------------------
+# A key's minute lives in two partitions: its events and its sub-totals. Raising SUM_EVENT_SHARDS spreads one
+# key's events over more partitions (past ~1,000 posts/s per key) at the price of that many Queries per edge second.
+SUM_EVENT_SHARDS = 1
+# Sub-total items per key and minute; a post's transaction ADDs to one at random. Concurrent transactions on one item
+# conflict, so this is how many posters to one key can commit at once. They share the key's SUMSUB partition (as its
+# events share theirs): one Query reads every shard of a whole range of minutes.
+SUM_WRITE_SHARDS = 8
+SUM_DIRTY_PARTITIONS = 8  # partitions listing (minute, key) pairs with values: one Query each per compaction run
+SUM_DONE_PK = "SUMDONE"
+
+
+def sum_event_pk(key: str, minute: int, shard: int) -> str:
+    return f"SUMEV#{key}#{minute}#{shard}"
+
+
+def sum_event_sk(at_ms: int, event_id: str) -> str:
+    # Fixed-width epoch milliseconds sort in time order; the id breaks ties.
+    return f"{at_ms:013d}#{event_id}"
+
+
+def sum_event_sk_bound(at_ms: int) -> str:
+    """Sorts before every event sk at `at_ms` and after every one before it (for BETWEEN ranges)."""
+    return f"{at_ms:013d}"
+
+
+def sum_sub_pk(key: str) -> str:
+    return f"SUMSUB#{key}"
+
+
+def sum_sub_sk(minute: int, shard: int) -> str:
+    return f"{minute:010d}#{shard:02d}"
+
+
+def sum_sub_sk_range(first: int, last: int) -> tuple[str, str]:
+    """BETWEEN bounds holding every shard's sub-total of the minutes first..last."""
+    return f"{first:010d}#", f"{last:010d}#~"
+
+
+def sum_sub_minute(sk: str) -> int:
+    return int(sk.split("#", 1)[0])
+
+
+def sum_dirty_partition(key: str) -> int:
+    """Stable across processes (unlike hash())."""
+    return zlib.crc32(key.encode("utf-8")) % SUM_DIRTY_PARTITIONS
+
+
+def sum_dirty_pk(partition: int) -> str:
+    return f"SUMDIRTY#{partition}"
+
+
+def sum_dirty_sk(minute: int, key: str) -> str:
+    return f"{minute:010d}#{key}"
+
+
+def sum_dirty_sk_range(first: int, last: int) -> tuple[str, str]:
+    """BETWEEN bounds holding every key listed under the minutes first..last (keys sort after '#', before '~')."""
+    return f"{first:010d}#", f"{last:010d}#~"
+
+
+def sum_dirty_entry(sk: str) -> tuple[int, str]:
+    minute, key = sk.split("#", 1)
+    return int(minute), key
+
+
+def sum_bucket_pk(key: str) -> str:
+    return f"SUMB#{key}"
+
+
+def sum_minute_sk(minute: int) -> str:
+    return f"{minute:010d}"

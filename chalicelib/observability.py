@@ -7,6 +7,10 @@ path ...", with the traceback) then goes out once, as structured JSON.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -16,5 +20,21 @@ logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="livestats", service=SERVICE)
 
 
+# Metrics is one object per process. Lambda runs one request at a time, but the threaded dev server
+# does not: one request's flush must not iterate the set while another adds to it.
+_metrics_lock = threading.Lock()
+
+
 def count(metric: str, value: float = 1) -> None:
-    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=value)
+    with _metrics_lock:
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=value)
+
+
+def flush_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Middleware (every event type): emit this invocation's metrics as one EMF line."""
+    try:
+        return get_response(event)
+    finally:
+        with _metrics_lock:
+            if metrics.metric_set:
+                metrics.flush_metrics()

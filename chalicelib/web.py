@@ -57,6 +57,20 @@ def number(value: Any, field: str, *, bound: float) -> float:
     return result
 
 
+# The range of values kept in running statistics and windows: every derived figure (M2 grows like
+# count * x**2) stays storable as a DynamoDB number, whose magnitude is 1e-130 to 1e126.
+VALUE_MAX_MAGNITUDE = 1e50
+VALUE_MIN_MAGNITUDE = 1e-50
+
+
+def statistic_value(raw: Any, field: str) -> float:
+    """A value for statistics: 0, or a finite number with magnitude in [1e-50, 1e50]."""
+    x = number(raw, field, bound=VALUE_MAX_MAGNITUDE)
+    if x != 0 and abs(x) < VALUE_MIN_MAGNITUDE:
+        raise InvalidInput(f"{field} must be 0 or have magnitude at least {VALUE_MIN_MAGNITUDE:g}", field=field)
+    return x + 0.0  # -0.0 becomes 0.0
+
+
 def integer(value: Any, field: str, *, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidInput(f"{field} must be an integer from {low} to {high}", field=field)

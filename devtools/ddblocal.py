@@ -6,6 +6,7 @@ Development only: used by `make run` (devtools.devserver) and the tests. Never d
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -34,6 +35,8 @@ def local_aws_env() -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": LOCAL_REGION,
+        # Local runs never reach AWS: a client without an explicit endpoint (DynamoDB has one) fails fast here.
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     }
 
 
@@ -178,10 +181,8 @@ class DynamoDBLocal:
 
     @staticmethod
     def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone
             os.killpg(proc.pid, sig)  # the group id is the child's pid (start_new_session)
-        except ProcessLookupError:
-            pass
 
     @property
     def running(self) -> bool:

@@ -3,7 +3,7 @@
 Run from the project root: `python -m devtools.devserver`. Environment:
   PORT            HTTP port (default 8000)
   DDB_ENDPOINT_URL  use this DynamoDB and start none (default: DynamoDB Local, or moto's server without Java)
-  TABLE_NAME      table to use/create (default "livestats"; wins over the stage's config.json value)
+  TABLE_NAME      table to use/create (default: the dev stage's TABLE_NAME in .chalice/config.json)
   DATA_DIR        where DynamoDB Local keeps its files between runs (default .data/)
 """
 
@@ -25,7 +25,7 @@ from chalice.app import Chalice
 from chalice.cli.factory import CLIFactory
 from chalice.config import Config
 from chalice.deploy.validate import validate_routes
-from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer
+from chalice.local import ChaliceRequestHandler, LocalDevServer
 
 from devtools import local_routes
 from devtools.ddblocal import PROJECT_DIR, DynamoDBLocal, find_jar, java_available, local_aws_env
@@ -35,8 +35,8 @@ log = logging.getLogger("devtools.devserver")
 
 HOST = "127.0.0.1"
 STAGE = "dev"
-# Set by this server; the stage's environment_variables must not override them (dev sets TABLE_NAME).
-OWN_ENV_KEYS = ("DDB_ENDPOINT_URL", "TABLE_NAME")
+# Set by this server; the stage's environment_variables must not override them.
+OWN_ENV_KEYS = ("DDB_ENDPOINT_URL",)
 
 
 class NoDelayRequestHandler(ChaliceRequestHandler):
@@ -79,12 +79,10 @@ def load_app(project_dir: Path) -> tuple[Chalice, Config]:
     # ourselves, minus the keys we own; config.chalice_app then only updates the factory's private copy.
     for key, value in config.environment_variables.items():
         if key not in OWN_ENV_KEYS:
-            os.environ[key] = value
+            os.environ.setdefault(key, value)  # what the developer exported wins
     app: Chalice = config.chalice_app
     validate_routes(app.routes)  # as `chalice local`: refuse routes API Gateway would refuse
-    # As chalice.local.create_local_server does: make `app.current_request` thread-local, since the
-    # server is threaded (one thread per connection).
-    app.__class__ = type("DevServerChalice", (LocalChalice, type(app)), {})
+    # The server is threaded; the app's class keeps request state per thread (chalicelib/chalice_app.py).
     return app, config
 
 
@@ -107,12 +105,13 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def serve(project_dir: Path) -> int:
     port = int(os.environ.get("PORT", "8000"))
     data_dir = Path(os.environ.get("DATA_DIR", ".data"))
-    os.environ["TABLE_NAME"] = table_name = os.environ.get("TABLE_NAME") or "livestats"
     for key, value in local_aws_env().items():
         os.environ.setdefault(key, value)
 
     with contextlib.ExitStack() as stack:
         try:
+            app, config = load_app(project_dir)  # sets the stage's variables, TABLE_NAME among them
+            table_name = os.environ["TABLE_NAME"]
             endpoint, db_description = start_database(project_dir, data_dir, stack)
             os.environ["DDB_ENDPOINT_URL"] = endpoint
 
@@ -121,7 +120,6 @@ def serve(project_dir: Path) -> int:
             client: Any = boto3.client("dynamodb", endpoint_url=endpoint)
             created = ensure_table(client, table_name)
 
-            app, config = load_app(project_dir)
             local_routes.install()  # before the server builds its LocalGateway/RouteMatcher
             server = LocalDevServer(app, config, HOST, port, handler_cls=NoDelayRequestHandler)
             stack.callback(server.server.server_close)
@@ -161,6 +159,8 @@ def main() -> int:
     # Same stdout logging as `chalice local` (and as Lambda's log stream).
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in environment variables."
+    # SIGINT explicitly too: a shell starts background jobs with SIGINT ignored, and Python keeps that.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return serve(Path.cwd())

@@ -35,7 +35,7 @@ class _Route:
 
     def match(self, parts: list[str]) -> dict[str, str] | None:
         captured: dict[str, str] = {}
-        for i, (pattern, kind) in enumerate(zip(self.parts, self.kinds)):
+        for i, (pattern, kind) in enumerate(zip(self.parts, self.kinds, strict=True)):
             if kind == GREEDY and i == len(self.parts) - 1:
                 rest = "/".join(parts[i:])
                 if not rest:
@@ -47,7 +47,7 @@ class _Route:
             if kind == LITERAL:  # a `{x+}` that is not last is treated as a literal, like a malformed route
                 if parts[i] != pattern:
                     return None
-            elif kind == VARIABLE or kind == GREEDY:
+            elif kind in (VARIABLE, GREEDY):
                 if not parts[i]:
                     return None
                 captured[pattern[1:-1]] = parts[i]

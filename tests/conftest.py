@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,24 @@ def ddblocal_endpoint(backend: str) -> Iterator[str | None]:
         yield database.endpoint_url
 
 
+def _serialize_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make in-process moto apply one request at a time, as DynamoDB applies each request atomically.
+
+    moto's backend has no locks: two threads' `ADD`s on one item can interleave and lose an update,
+    which DynamoDB never does. Serialising requests keeps concurrency tests meaningful on moto.
+    """
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    lock = threading.RLock()
+    unlocked = BotocoreStubber.__call__
+
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return unlocked(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", locked)
+
+
 @pytest.fixture
 def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A DynamoDB client on an empty table named TABLE, with the app's clients pointed at it."""
@@ -86,12 +105,15 @@ def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.Mo
             from moto import mock_aws
 
             monkeypatch.delenv("DDB_ENDPOINT_URL", raising=False)
+            _serialize_moto(monkeypatch)
             with mock_aws():
                 client = aws.dynamodb()
                 ensure_table(client, TABLE)
                 yield client
         else:
             monkeypatch.setenv("DDB_ENDPOINT_URL", str(ddblocal_endpoint))
+            # Any other AWS client (e.g. SSM) fails fast on a closed loopback port instead of reaching AWS.
+            monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
             client = aws.dynamodb()
             with contextlib.suppress(client.exceptions.ResourceNotFoundException):
                 client.delete_table(TableName=TABLE)

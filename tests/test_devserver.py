@@ -24,7 +24,8 @@ from devtools.ddblocal import free_port
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 PROJECT_DIR = Path(os.environ.get("DEVSERVER_PROJECT_DIR", REPO_DIR))
-START_TIMEOUT_S = 12.0
+# A bound for failures, not a speed target: ~4 s when idle, but a JVM boots slowly on a loaded 2-core box.
+START_TIMEOUT_S = 45.0
 
 
 def _reader(stream: object, lines: queue.Queue[str]) -> None:

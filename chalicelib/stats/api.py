@@ -18,10 +18,6 @@ bp = Blueprint(__name__)
 STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 MAX_BATCH = 100
 USER_MAX = 64
-# Bounds that keep every derived figure storable as a DynamoDB number (at most
-# ~1e126, at least 1e-130 in magnitude): M2 grows like count * x**2.
-MAX_MAGNITUDE = 1e50
-MIN_MAGNITUDE = 1e-50
 
 
 def _store() -> StreamStore:
@@ -32,22 +28,15 @@ def _stream(stream: str) -> str:
     return web.name(stream, "stream", STREAM_NAME, "1 to 128 characters of A-Z a-z 0-9 _ . -")
 
 
-def _value(raw: Any, field: str) -> float:
-    x = web.number(raw, field, bound=MAX_MAGNITUDE)
-    if x != 0 and abs(x) < MIN_MAGNITUDE:
-        raise InvalidInput(f"{field} must be 0 or have magnitude at least {MIN_MAGNITUDE:g}", field=field)
-    return x
-
-
 def parse_values(body: dict[str, Any]) -> list[float]:
     if ("value" in body) == ("values" in body):
         raise InvalidInput('send exactly one of "value" or "values"', field="value")
     if "value" in body:
-        return [_value(body["value"], "value")]
+        return [web.statistic_value(body["value"], "value")]
     values = body["values"]
     if not isinstance(values, list) or not 1 <= len(values) <= MAX_BATCH:
         raise InvalidInput(f"values must be a list of 1 to {MAX_BATCH} numbers", field="values")
-    return [_value(v, f"values[{i}]") for i, v in enumerate(values)]
+    return [web.statistic_value(v, f"values[{i}]") for i, v in enumerate(values)]
 
 
 def _iso(epoch_ms: int | None) -> str | None:

@@ -1,0 +1,22 @@
+"""Hooks the local dev server (devtools/devserver.py, `make run`) calls at start-up, if present."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+
+def on_devserver_start() -> list[str]:
+    """Make sure the survey dashboard has an admin token (issue 5) and say what it is.
+
+    A token already in the environment (ADMIN_TOKEN=... make run) is kept, so it can stay the same
+    across restarts; otherwise a fresh one is generated for this run.
+    """
+    token = os.environ.get("ADMIN_TOKEN")
+    if not token:
+        token = os.environ["ADMIN_TOKEN"] = secrets.token_urlsafe(32)
+    port = os.environ.get("PORT", "8000")
+    return [
+        f"Admin token: {token}",
+        f"Survey: http://127.0.0.1:{port}/survey   Dashboard: http://127.0.0.1:{port}/dashboard (paste the token there)",
+    ]

@@ -1,0 +1,189 @@
+"""HTTP layer for hit counters: /api/{path+}, /stats/, /test/{n}/, the /ui/hits page, the fold schedule."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from chalice import Blueprint, Rate, Response
+
+from chalicelib import aws, clock, keys, pages, web
+from chalicelib.errors import InvalidInput, ServiceError
+from chalicelib.hits import paths, ranking
+from chalicelib.hits.store import DAY_RETENTION_SECONDS, HitStore
+from chalicelib.observability import count, logger
+
+bp = Blueprint(__name__)
+
+MAX_TEST_HITS = 10_000
+TEST_WORKERS = 16  # concurrent hits of one /test/{n}/ run
+TEST_BATCH = 500  # hits submitted at a time: bounds queued work and lets a run stop at its deadline
+TEST_DEADLINE_S = 25.0  # stop submitting batches after this (API Gateway gives up at 29 s)
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_POOL_STRING = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_SCORE = re.compile(r"[0-9]{1,38}")
+
+
+class PathTooLong(ServiceError):
+    status = 414
+    code = "path_too_long"
+
+
+def _store() -> HitStore:
+    return HitStore(aws.dynamodb(), aws.table_name())
+
+
+def _today() -> tuple[str, int]:
+    """The current UTC day and the TTL of its counters."""
+    now = clock.now()
+    day = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d")
+    day_start = int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+    return day, day_start + 86400 + DAY_RETENTION_SECONDS
+
+
+def _count_hit(rest: str) -> Response:
+    path = paths.normalise(rest)
+    if paths.too_long(path):
+        raise PathTooLong(f"the path is longer than {paths.MAX_PATH_BYTES} bytes", field="path")
+    day, expires_at = _today()
+    hits = _store().record(path, day, expires_at)
+    count("HitsCounted")
+    return web.json_response({"path": path, "count": hits})
+
+
+@bp.route("/api", methods=["GET"])
+def count_api_root() -> Response:
+    # "/api" and "/api/" are the path with no segments; counted like any other.
+    return _count_hit("")
+
+
+@bp.route("/api/{path+}", methods=["GET"])
+def count_api_path() -> Response:
+    return _count_hit(bp.current_request.uri_params["path"])
+
+
+def _day_param(request: Any) -> str | None:
+    raw = web.query_param(request, "day")
+    if raw is None:
+        return None
+    try:
+        if not _DAY.fullmatch(raw):
+            raise ValueError(raw)
+        datetime.strptime(raw, "%Y-%m-%d")
+    except ValueError:
+        raise InvalidInput("day must be a date YYYY-MM-DD", field="day") from None
+    return raw
+
+
+@bp.route("/stats", methods=["GET"])
+def hit_stats() -> Response:
+    request = bp.current_request
+    limit = web.query_int(request, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
+    day = _day_param(request)
+    scope = day or keys.HIT_ALL
+    position = web.decode_cursor(request, {"scope": str, "score": str, "path": str})
+    after = None
+    if position is not None:
+        if position["scope"] != scope or not _SCORE.fullmatch(position["score"]):
+            raise InvalidInput("cursor is not one this service issued for this ranking", field="cursor")
+        after = ranking.Entry(position["path"], int(position["score"]))
+    store = _store()
+    page = store.ranking(scope, limit, after)
+    totals = store.totals(scope)
+    cursor = None
+    if page.next_after is not None:
+        cursor = {"scope": scope, "score": str(page.next_after.score), "path": page.next_after.path}
+    return web.json_response(
+        {
+            "day": day,
+            "total_hits": totals.total_hits,
+            "distinct_paths": totals.distinct_paths,
+            "paths": [{"path": p.path, "count": p.count} for p in page.paths],
+            "cursor": web.encode_cursor(cursor),
+        }
+    )
+
+
+def _pool(body: dict[str, Any]) -> list[str] | None:
+    """An optional pool from the body, to continue a run in several requests (the page does)."""
+    pool = body.get("pool")
+    if pool is None:
+        return None
+    if (
+        not isinstance(pool, list)
+        or len(pool) != paths.POOL_SIZE
+        or not all(isinstance(s, str) and _POOL_STRING.fullmatch(s) for s in pool)
+        or len(set(pool)) != len(pool)
+    ):
+        raise InvalidInput(
+            f"pool must be {paths.POOL_SIZE} distinct strings of 1 to 32 characters A-Z a-z 0-9 _ -", field="pool"
+        )
+    return pool
+
+
+def run_load_test(store: HitStore, generated: list[str], day: str, expires_at: int) -> int:
+    """Count each generated path through the same code as a real hit, concurrently in bounded batches."""
+    started = time.monotonic()
+    counted = 0
+    with ThreadPoolExecutor(max_workers=TEST_WORKERS, thread_name_prefix="hits-test") as pool:
+        for start in range(0, len(generated), TEST_BATCH):
+            if time.monotonic() - started > TEST_DEADLINE_S:
+                logger.warning("load test stopped at its deadline", extra={"counted": counted})
+                break
+            batch = generated[start : start + TEST_BATCH]
+            for ok in pool.map(lambda p: _try_record(store, p, day, expires_at), batch):
+                counted += ok
+    return counted
+
+
+def _try_record(store: HitStore, path: str, day: str, expires_at: int) -> bool:
+    try:
+        store.record(path, day, expires_at)
+    except Exception:
+        logger.exception("load test hit failed", extra={"path": path})
+        return False
+    return True
+
+
+@bp.route("/test/{n}", methods=["POST"])
+def hit_load_test(n: str) -> Response:
+    if not re.fullmatch(r"[0-9]{1,6}", n) or not 1 <= int(n) <= MAX_TEST_HITS:
+        raise InvalidInput(f"n must be an integer from 1 to {MAX_TEST_HITS}", field="n")
+    requested = int(n)
+    body = web.json_body(bp.current_request, required=False)
+    rng = random.Random()
+    pool = _pool(body) or paths.make_pool(rng)
+    generated = paths.generate_paths(requested, pool, rng)
+    day, expires_at = _today()
+    started = time.monotonic()
+    counted = run_load_test(_store(), generated, day, expires_at)
+    count("HitsCounted", counted)
+    return web.json_response(
+        {
+            "requested": requested,
+            "counted": counted,
+            "distinct_paths": len(set(generated)),
+            "pool": pool,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+
+
+@bp.route("/ui/hits", methods=["GET"])
+def hits_page() -> Response:
+    return pages.page("hits.html")
+
+
+@bp.schedule(Rate(1, unit=Rate.MINUTES))
+def fold_hit_overflow(event: Any) -> dict[str, int]:
+    """Move hot paths' overflow counts into their counter items (and so into the ranking)."""
+    moved = _store().fold()
+    if moved:
+        count("HitsFolded", moved)
+    return {"moved": moved}

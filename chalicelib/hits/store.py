@@ -1,0 +1,406 @@
+"""Data access for hit counters. Every DynamoDB expression for hits lives here.
+
+A hit on a path is four independent single-item writes, no transaction and no read:
+
+1. the path's all-time counter `HIT#ALL#{path}`: `SET rank_score = if_not_exists(rank_score, :tiebreak) + :one`
+   (an atomic server-side increment; `:one` is ranking.SCALE). The item is also the path's entry
+   in the `ranking` GSI, so the ranking follows each hit.
+2. the same for the path's counter of the UTC day, `HIT#{day}#{path}`.
+3. + 4. one random shard of the service totals for ALL and for the day: `ADD total_hits :1, distinct_paths :d`,
+   d = 1 when step 1 (or 2) returned a count of 1 (the path's first hit: each path's count reaches 1 once).
+
+A crash between the writes leaves the later ones undone for that hit (e.g. total_hits one lower than the
+sum of the path counts, or a first hit not in distinct_paths); a write retried by boto3 after a timeout
+that had in fact succeeded counts twice. A transaction would remove the first risk, at twice the write
+cost and by serialising hot writes; the counters favour throughput.
+
+Hot paths: one item takes ~1,000 writes/s, and each increment of an indexed number is two GSI writes
+(delete + insert), so a path's counter item saturates at roughly 500 hits/s. When the counter write is
+throttled (or conflicts with a fold transaction), the hit goes to one of HIT_DELTA_SHARDS delta items
+(random shard, own partition) instead, and the first hit of a delta shard since its last fold writes a
+marker indexed under HITFOLD#{k}. `fold()` (scheduled every minute) moves each marked delta into the
+counter item in one transaction. A hot path is therefore limited by HIT_DELTA_SHARDS x ~1,000 writes/s,
+not by one item; its ranking score lags by at most the unfolded deltas.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib import keys, table
+from chalicelib.dynamo import backoff, batch_get, num, read_int, string
+from chalicelib.hits import ranking
+from chalicelib.hits.ranking import Entry
+
+# Errors that mean "this item is too hot right now": overflow into the delta shards instead.
+HOT_ERRORS = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "TransactionConflictException"}
+)
+# Day counters expire (TTL) this long after their day; all-time counters never do.
+DAY_RETENTION_SECONDS = 400 * 86400
+FOLD_ATTEMPTS = 5
+
+_query_pool = ThreadPoolExecutor(max_workers=keys.HIT_RANK_SHARDS, thread_name_prefix="hits-rank")
+
+
+@dataclass(frozen=True)
+class Totals:
+    total_hits: int
+    distinct_paths: int
+
+
+@dataclass(frozen=True)
+class Ranked:
+    path: str
+    count: int
+
+
+@dataclass(frozen=True)
+class RankPage:
+    paths: list[Ranked]
+    next_after: Entry | None  # the last entry of this page when more follow
+
+
+class HitStore:
+    def __init__(self, client: Any, table_name: str, rng: random.Random | None = None) -> None:
+        self.client = client
+        self.table = table_name
+        self.rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self.read_units = 0.0  # consumed read capacity of this store's reads (benchmarks)
+        self.write_units = 0.0
+
+    # --- accounting -----------------------------------------------------------
+
+    def _account(self, response: dict[str, Any], *, read: bool = False) -> dict[str, Any]:
+        consumed = response.get("ConsumedCapacity")
+        entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
+        units = sum(float(c.get("CapacityUnits", 0)) for c in entries)
+        with self._lock:
+            if read:
+                self.read_units += units
+            else:
+                self.write_units += units
+        return response
+
+    # --- item shapes (the benchmark loads items built here) -------------------
+
+    def counter_item(self, scope: str, path: str, count: int, expires_at: int | None = None) -> dict[str, Any]:
+        """A path's counter item as the writes below leave it."""
+        item: dict[str, Any] = {
+            "pk": string(keys.hit_pk(scope, path)),
+            "sk": string(keys.HIT_COUNT_SK),
+            "path": string(path),
+            table.RANKING_PARTITION_KEY: string(keys.hit_rank_pk(scope, keys.hit_rank_shard(path))),
+            table.RANKING_SORT_KEY: num(ranking.score(count, path)),
+        }
+        if expires_at is not None:
+            item[table.TTL_ATTRIBUTE] = num(expires_at)
+        return item
+
+    def totals_item(self, scope: str, shard: int, total_hits: int, distinct_paths: int) -> dict[str, Any]:
+        return {
+            "pk": string(keys.hit_totals_pk(scope, shard)),
+            "sk": string(keys.HIT_COUNT_SK),
+            "total_hits": num(total_hits),
+            "distinct_paths": num(distinct_paths),
+        }
+
+    # --- writes ---------------------------------------------------------------
+
+    def record(self, path: str, day: str, day_expires_at: int) -> int:
+        """Count one hit of a normalised path; the path's all-time count including this hit."""
+        total = self._bump(keys.HIT_ALL, path, None)
+        today = self._bump(day, path, day_expires_at)
+        self._bump_totals(keys.HIT_ALL, first=total == 1, expires_at=None)
+        self._bump_totals(day, first=today == 1, expires_at=day_expires_at)
+        return total if total is not None else self.count(keys.HIT_ALL, path)
+
+    def _bump(self, scope: str, path: str, expires_at: int | None) -> int | None:
+        """Increment the counter item; None if it was too hot and the hit went to a delta shard."""
+        try:
+            response = self.client.update_item(**self._increment(scope, path, 1, expires_at))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in HOT_ERRORS:
+                raise
+            self._overflow(scope, path, expires_at)
+            return None
+        self._account(response)
+        return ranking.count_of(read_int(response["Attributes"][table.RANKING_SORT_KEY]))
+
+    def _increment(self, scope: str, path: str, count: int, expires_at: int | None) -> dict[str, Any]:
+        update = "SET #score = if_not_exists(#score, :tiebreak) + :inc, #rpk = :rpk, #path = :path"
+        values = {
+            ":tiebreak": num(ranking.tiebreak(path)),
+            ":inc": num(count * ranking.SCALE),
+            ":rpk": string(keys.hit_rank_pk(scope, keys.hit_rank_shard(path))),
+            ":path": string(path),
+        }
+        names = {"#score": table.RANKING_SORT_KEY, "#rpk": table.RANKING_PARTITION_KEY, "#path": "path"}
+        if expires_at is not None:
+            update += ", #ttl = :ttl"
+            values[":ttl"] = num(expires_at)
+            names["#ttl"] = table.TTL_ATTRIBUTE
+        return {
+            "TableName": self.table,
+            "Key": {"pk": string(keys.hit_pk(scope, path)), "sk": string(keys.HIT_COUNT_SK)},
+            "UpdateExpression": update,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "UPDATED_NEW",
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+
+    def _overflow(self, scope: str, path: str, expires_at: int | None) -> None:
+        shard = self.rng.randrange(keys.HIT_DELTA_SHARDS)
+        update = "ADD hits :one"
+        values: dict[str, Any] = {":one": num(1)}
+        if expires_at is not None:
+            update += " SET #ttl = :ttl"
+            values[":ttl"] = num(expires_at)
+        response = self.client.update_item(
+            TableName=self.table,
+            Key={"pk": string(keys.hit_delta_pk(scope, path, shard)), "sk": string(keys.HIT_COUNT_SK)},
+            UpdateExpression=update,
+            ExpressionAttributeValues=values,
+            **({"ExpressionAttributeNames": {"#ttl": table.TTL_ATTRIBUTE}} if expires_at is not None else {}),
+            ReturnValues="UPDATED_NEW",
+            ReturnConsumedCapacity="TOTAL",
+        )
+        self._account(response)
+        if read_int(response["Attributes"]["hits"]) == 1:
+            # First unfolded hit of this shard: make it findable by fold(). At most one such write per
+            # shard and fold period, so the marker is never hot.
+            self._account(
+                self.client.put_item(
+                    TableName=self.table,
+                    Item={
+                        "pk": string(keys.hit_mark_pk(scope, path, shard)),
+                        "sk": string(keys.HIT_COUNT_SK),
+                        "scope": string(scope),
+                        "path": string(path),
+                        "shard": num(shard),
+                        table.RANKING_PARTITION_KEY: string(keys.hit_fold_pk(shard)),
+                        table.RANKING_SORT_KEY: num(0),
+                    },
+                    ReturnConsumedCapacity="TOTAL",
+                )
+            )
+
+    def _bump_totals(self, scope: str, *, first: bool, expires_at: int | None) -> None:
+        update = "ADD total_hits :one, distinct_paths :first"
+        values: dict[str, Any] = {":one": num(1), ":first": num(1 if first else 0)}
+        names: dict[str, str] = {}
+        if expires_at is not None:
+            update += " SET #ttl = :ttl"
+            values[":ttl"] = num(expires_at)
+            names["#ttl"] = table.TTL_ATTRIBUTE
+        self._account(
+            self.client.update_item(
+                TableName=self.table,
+                Key={
+                    "pk": string(keys.hit_totals_pk(scope, self.rng.randrange(keys.HIT_TOTAL_SHARDS))),
+                    "sk": string(keys.HIT_COUNT_SK),
+                },
+                UpdateExpression=update,
+                ExpressionAttributeValues=values,
+                **({"ExpressionAttributeNames": names} if names else {}),
+                ReturnConsumedCapacity="TOTAL",
+            )
+        )
+
+    # --- folding hot paths' overflow -----------------------------------------
+
+    def fold(self) -> int:
+        """Move every marked delta shard into its counter item; the number of hits moved."""
+        moved = 0
+        for shard in range(keys.HIT_DELTA_SHARDS):
+            for marker in self._index_items(keys.hit_fold_pk(shard)):
+                moved += self._fold_one(marker["scope"]["S"], marker["path"]["S"], shard, marker)
+        return moved
+
+    def _fold_one(self, scope: str, path: str, shard: int, marker: dict[str, Any]) -> int:
+        delta_key = {"pk": string(keys.hit_delta_pk(scope, path, shard)), "sk": string(keys.HIT_COUNT_SK)}
+        counter_key = {"pk": string(keys.hit_pk(scope, path)), "sk": string(keys.HIT_COUNT_SK)}
+        marker_delete = {"Delete": {"TableName": self.table, "Key": {"pk": marker["pk"], "sk": marker["sk"]}}}
+        for attempt in range(FOLD_ATTEMPTS):
+            delta = self._get(delta_key)
+            counter = self._get(counter_key)
+            hits = read_int(delta.get("hits")) if delta else 0
+            if hits == 0:
+                actions: list[dict[str, Any]] = [
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table,
+                            "Key": delta_key,
+                            "ConditionExpression": "attribute_not_exists(hits) OR hits = :zero",
+                            "ExpressionAttributeValues": {":zero": num(0)},
+                        }
+                    },
+                    marker_delete,
+                ]
+            else:
+                increment = self._increment(scope, path, hits, read_int(delta.get(table.TTL_ATTRIBUTE)) or None)
+                for unused in ("ReturnValues", "ReturnConsumedCapacity"):
+                    increment.pop(unused)
+                increment["ConditionExpression"] = "attribute_exists(pk)" if counter else "attribute_not_exists(pk)"
+                actions = [
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": delta_key,
+                            "UpdateExpression": "ADD hits :minus",
+                            "ConditionExpression": "hits = :hits",
+                            "ExpressionAttributeValues": {":minus": num(-hits), ":hits": num(hits)},
+                        }
+                    },
+                    {"Update": increment},
+                    marker_delete,
+                ]
+                if not counter:  # the path's first hits were all overflow: it becomes distinct now
+                    actions.append(
+                        {
+                            "Update": {
+                                "TableName": self.table,
+                                "Key": {
+                                    "pk": string(keys.hit_totals_pk(scope, self.rng.randrange(keys.HIT_TOTAL_SHARDS))),
+                                    "sk": string(keys.HIT_COUNT_SK),
+                                },
+                                "UpdateExpression": "ADD distinct_paths :one",
+                                "ExpressionAttributeValues": {":one": num(1)},
+                            }
+                        }
+                    )
+            try:
+                self._account(self.client.transact_write_items(TransactItems=actions, ReturnConsumedCapacity="TOTAL"))
+            except ClientError as exc:
+                # Cancelled (the delta or the counter changed under us) or throttled: read again.
+                if exc.response.get("Error", {}).get("Code") not in ("TransactionCanceledException", *HOT_ERRORS):
+                    raise
+                backoff(attempt)
+                continue
+            return hits
+        return 0  # still busy: the marker stays, the next fold tries again
+
+    # --- reads ----------------------------------------------------------------
+
+    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        response = self._account(
+            self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True, ReturnConsumedCapacity="TOTAL"),
+            read=True,
+        )
+        item: dict[str, Any] | None = response.get("Item")
+        return item
+
+    def count(self, scope: str, path: str) -> int:
+        """A path's count: its counter item plus any unfolded overflow."""
+        item = self._get({"pk": string(keys.hit_pk(scope, path)), "sk": string(keys.HIT_COUNT_SK)})
+        counted = ranking.count_of(read_int(item[table.RANKING_SORT_KEY])) if item else 0
+        deltas = self._batch_get(
+            [
+                {"pk": string(keys.hit_delta_pk(scope, path, k)), "sk": string(keys.HIT_COUNT_SK)}
+                for k in range(keys.HIT_DELTA_SHARDS)
+            ]
+        )
+        return counted + sum(read_int(d.get("hits")) for d in deltas)
+
+    def _batch_get(self, request_keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        store = self
+
+        class _Counting:  # batch_get calls the client; account for what it consumed
+            def batch_get_item(self, **kwargs: Any) -> dict[str, Any]:
+                return store._account(store.client.batch_get_item(**kwargs), read=True)
+
+        return batch_get(_Counting(), self.table, request_keys, consistent=False)
+
+    def totals(self, scope: str) -> Totals:
+        items = self._batch_get(
+            [
+                {"pk": string(keys.hit_totals_pk(scope, k)), "sk": string(keys.HIT_COUNT_SK)}
+                for k in range(keys.HIT_TOTAL_SHARDS)
+            ]
+        )
+        return Totals(
+            total_hits=sum(read_int(i.get("total_hits")) for i in items),
+            distinct_paths=sum(read_int(i.get("distinct_paths")) for i in items),
+        )
+
+    def _index_items(self, rank_pk: str) -> Iterable[dict[str, Any]]:
+        start: dict[str, Any] | None = None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": table.RANKING_INDEX,
+                "KeyConditionExpression": "#rpk = :rpk",
+                "ExpressionAttributeNames": {"#rpk": table.RANKING_PARTITION_KEY},
+                "ExpressionAttributeValues": {":rpk": string(rank_pk)},
+                "ReturnConsumedCapacity": "TOTAL",
+            }
+            if start:
+                request["ExclusiveStartKey"] = start
+            response = self._account(self.client.query(**request), read=True)
+            yield from response.get("Items", [])
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    def _query_rank(
+        self, scope: str, shard: int, condition: str, values: dict[str, Any], limit: int | None
+    ) -> tuple[list[Entry], bool]:
+        """Entries of one ranking partition, score descending; paginates past empty pages."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": table.RANKING_INDEX,
+            "KeyConditionExpression": "#rpk = :rpk" + condition,
+            "ExpressionAttributeNames": {
+                "#rpk": table.RANKING_PARTITION_KEY,
+                "#score": table.RANKING_SORT_KEY,
+                "#p": "path",
+            },
+            "ExpressionAttributeValues": {":rpk": string(keys.hit_rank_pk(scope, shard)), **values},
+            "ProjectionExpression": "#p, #score",
+            "ScanIndexForward": False,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        entries: list[Entry] = []
+        while True:
+            if limit is not None:
+                request["Limit"] = limit - len(entries)
+            response = self._account(self.client.query(**request), read=True)
+            entries.extend(
+                Entry(item["path"]["S"], read_int(item[table.RANKING_SORT_KEY])) for item in response.get("Items", [])
+            )
+            start = response.get("LastEvaluatedKey")
+            if not start or (limit is not None and len(entries) >= limit):
+                return entries, bool(start)
+            request["ExclusiveStartKey"] = start
+
+    def _fetch(self, scope: str) -> ranking.Fetch:
+        def fetch(shard: int, bound: int | None, inclusive: bool, limit: int) -> tuple[list[Entry], bool]:
+            if bound is None:
+                return self._query_rank(scope, shard, "", {}, limit)
+            op = "<=" if inclusive else "<"
+            return self._query_rank(scope, shard, f" AND #score {op} :bound", {":bound": num(bound)}, limit)
+
+        return fetch
+
+    def ranking(self, scope: str, limit: int, after: Entry | None) -> RankPage:
+        """Paths by count descending, then path ascending; `after` continues a previous page."""
+        fetch = self._fetch(scope)
+
+        def first_round(shards: Iterable[int], bound: int | None, limit: int) -> list[tuple[list[Entry], bool]]:
+            return list(_query_pool.map(lambda shard: fetch(shard, bound, True, limit), shards))
+
+        def group(shard: int, score_value: int) -> list[Entry]:
+            entries, _ = self._query_rank(scope, shard, " AND #score = :s", {":s": num(score_value)}, None)
+            return entries
+
+        entries, next_after = ranking.merge_page(keys.HIT_RANK_SHARDS, limit, after, first_round, fetch, group)
+        return RankPage([Ranked(e.path, e.count) for e in entries], next_after)

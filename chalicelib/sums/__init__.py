@@ -1,0 +1,1 @@
+"""Last-hour sums of posted values (issue 4, seed 003)."""

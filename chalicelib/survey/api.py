@@ -1,0 +1,322 @@
+"""HTTP layer for the survey and its admin dashboard: parse, authorise, call the store, shape the answer.
+
+Respondent API (the response's own token: `X-Response-Token: <token>` or `Authorization: Bearer <token>`):
+  POST  /survey/responses        start a response (optionally with answers) -> 201 {id, token, ...}
+  GET   /survey/responses/{id}   the answers, current step, completed
+  PATCH /survey/responses/{id}   any subset of the 8 fields, `step`, and `"complete": true` on step 4
+A missing token is 401; an unknown id and a wrong token are the same 404 (existence is not revealed).
+A completed response cannot change: 409 already_submitted, "Survey already submitted.".
+
+Admin API (`Authorization: Bearer <admin token>`; none configured -> always 401):
+  GET    /dashboard/data?sort=&order=&size=&page=   summary + one page of responses; ETag / 304
+  DELETE /dashboard/responses/{id}
+Pages: GET /survey, GET /dashboard, and their files at GET /survey/assets/{name}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib import aws, clock, pages, web
+from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from chalicelib.observability import count
+from chalicelib.survey import admin, rules
+from chalicelib.survey.store import Change, Listed, StoredResponse, SummaryItem, SurveyStore
+
+bp = Blueprint(__name__)
+
+RESPONSE_ID = re.compile(r"[0-9a-f]{28}")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{20,128}")
+ASSETS = frozenset({"survey.js", "survey.css", "dashboard.js", "dashboard.css"})
+
+# The dashboard sorts in memory over the newest WINDOW responses (one Query, paginated):
+# exact for every survey up to WINDOW responses; beyond, the table covers the newest WINDOW
+# and says so ("truncated"), while the summary always covers every response. Measured
+# (bench/survey.py): a changed poll at 2,000 responses stays well inside the 2 s freshness goal.
+WINDOW = 2000
+SORTABLE = (*rules.FIELDS, "completed", "step", "created_at", "updated_at")
+PAGE_SIZE_MAX = 200
+ETAG_FORMAT = "s1"  # change when the body's shape changes, so cached copies are not reused
+
+
+def _store() -> SurveyStore:
+    return SurveyStore(aws.dynamodb(), aws.table_name())
+
+
+def _iso(epoch_ms: int | None) -> str | None:
+    return None if epoch_ms is None else clock.iso(epoch_ms)
+
+
+def _invalid(error: rules.AnswerError) -> InvalidInput:
+    return InvalidInput(error.message, field=error.field)
+
+
+# --- pages --------------------------------------------------------------------
+
+
+@bp.route("/survey", methods=["GET"])
+def survey_page() -> Response:
+    return pages.page("survey.html")
+
+
+@bp.route("/dashboard", methods=["GET"])
+def dashboard_page() -> Response:
+    return pages.page("dashboard.html")
+
+
+@bp.route("/survey/assets/{name}", methods=["GET"])
+def asset(name: str) -> Response:
+    if name not in ASSETS:
+        raise NotFound("no such asset")
+    return pages.page(name)
+
+
+# --- respondent API -----------------------------------------------------------
+
+
+def _response_id(raw: str) -> str:
+    if not RESPONSE_ID.fullmatch(raw):
+        raise NotFound("no such survey response")
+    return raw
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _presented_token() -> str:
+    headers = bp.current_request.headers
+    token = headers.get("x-response-token") or admin.bearer(headers.get("authorization"))
+    if not token:
+        raise Unauthorized("send the response's token in X-Response-Token (or Authorization: Bearer)")
+    return token
+
+
+def _owned(current: StoredResponse, token: str) -> StoredResponse:
+    if not (TOKEN.fullmatch(token) and hmac.compare_digest(current.token_hash, _token_hash(token))):
+        raise NotFound("no such survey response")  # the same answer as an unknown id
+    return current
+
+
+def response_body(response: StoredResponse) -> dict[str, Any]:
+    return {
+        "id": response.id,
+        "answers": {name: response.answers.get(name) for name in rules.FIELDS},
+        "step": response.step,
+        "completed": response.completed,
+        "created_at": _iso(response.created_at),
+        "updated_at": _iso(response.updated_at),
+        "completed_at": _iso(response.completed_at),
+    }
+
+
+def _parse_changes(body: dict[str, Any], *, allow_complete: bool) -> tuple[dict[str, Any], int | None, bool]:
+    """(validated answers to apply, step or None, complete?) — a 400 naming the first bad key."""
+    changes: dict[str, Any] = {}
+    step: int | None = None
+    complete = False
+    for key, value in body.items():
+        try:
+            if key in rules.LABELS:
+                rules.clean_answer(key, value)  # validate now: nothing is stored when any answer is bad
+                changes[key] = value
+            elif key == "step":
+                step = rules.clean_step(value)
+            elif key == "complete" and allow_complete:
+                if not isinstance(value, bool):
+                    raise rules.AnswerError("complete", "complete must be true or false.")
+                complete = value
+            else:
+                raise rules.AnswerError(key, f"{key} is not a survey field.")
+        except rules.AnswerError as error:
+            raise _invalid(error) from None
+    return changes, step, complete
+
+
+@bp.route("/survey/responses", methods=["POST"])
+def start() -> Response:
+    body = web.json_body(bp.current_request, required=False)
+    changes, step, _ = _parse_changes(body, allow_complete=False)
+    token = secrets.token_urlsafe(32)
+    now_ms = clock.now_ms()
+    response_id = f"{now_ms:012x}{secrets.token_hex(8)}"  # sorts by creation time (newest first on the dashboard)
+    created = _store().create(
+        response_id, _token_hash(token), rules.apply_changes({}, changes), step or rules.FIRST_STEP, now_ms
+    )
+    count("SurveyResponsesStarted")
+    return web.json_response({**response_body(created), "token": token}, status=201)
+
+
+@bp.route("/survey/responses/{response_id}", methods=["GET"])
+def read(response_id: str) -> Response:
+    rid = _response_id(response_id)
+    token = _presented_token()
+    current = _store().get(rid)
+    if current is None:
+        raise NotFound("no such survey response")
+    return web.json_response(response_body(_owned(current, token)))
+
+
+@bp.route("/survey/responses/{response_id}", methods=["PATCH"])
+def answer(response_id: str) -> Response:
+    rid = _response_id(response_id)
+    token = _presented_token()
+    changes, step, complete = _parse_changes(web.json_body(bp.current_request), allow_complete=True)
+
+    def decide(current: StoredResponse) -> Change:
+        _owned(current, token)
+        if current.completed:
+            raise Conflict("Survey already submitted.", code="already_submitted")
+        answers = rules.apply_changes(current.answers, changes)
+        new_step = current.step if step is None else step
+        if complete:
+            try:
+                rules.check_completion(answers, new_step)
+            except rules.AnswerError as error:
+                raise _invalid(error) from None
+        return Change(answers, new_step, complete)
+
+    updated = _store().update(rid, decide, clock.now_ms())
+    if updated.completed and complete:
+        count("SurveyResponsesCompleted")
+    return web.json_response(response_body(updated))
+
+
+# --- admin API ----------------------------------------------------------------
+
+
+def _require_admin() -> None:
+    admin.require_admin(bp.current_request.headers.get("authorization"))
+
+
+def summary_body(counters: dict[str, int], version: int, updated_at: int | None) -> dict[str, Any]:
+    s = rules.summarise(counters)
+    return {
+        "responses": s.responses,
+        "responses_display": rules.compact_count(s.responses),
+        "completed": s.completed,
+        "average_age": s.average_age,
+        "genders": s.genders,
+        "gender_ratio": s.gender_ratio,
+        "top_colours": [{"colour": c, "count": n} for c, n in s.top_colours],
+        "updated_at": _iso(updated_at),
+        "version": version,
+    }
+
+
+def row_body(listed: Listed) -> dict[str, Any]:
+    return {
+        "id": listed.id,
+        **{name: listed.answers.get(name) for name in rules.FIELDS},
+        "completed": listed.completed,
+        "step": listed.step,
+        "created_at": _iso(listed.created_at),
+        "updated_at": _iso(listed.updated_at),
+    }
+
+
+def sort_rows(rows: list[Listed], column: str, descending: bool) -> list[Listed]:
+    """Sorted by `column`; unanswered values last in either order; ties newest first."""
+
+    def value(row: Listed) -> Any:
+        if column in rules.FIELDS:
+            v = row.answers.get(column)
+            if isinstance(v, str):
+                return (v.casefold(), v)
+            if isinstance(v, list):
+                return [rules.PALETTE.index(c) for c in v]
+            return v
+        return getattr(row, column)
+
+    newest_first = sorted(rows, key=lambda r: r.id, reverse=True)
+    present = [r for r in newest_first if value(r) is not None]
+    absent = [r for r in newest_first if value(r) is None]
+    return sorted(present, key=value, reverse=descending) + absent
+
+
+def _query(request: Any) -> dict[str, Any]:
+    sort = web.query_param(request, "sort") or "updated_at"
+    if sort not in SORTABLE:
+        raise InvalidInput("sort must be one of: " + ", ".join(SORTABLE), field="sort")
+    order = web.query_param(request, "order") or "desc"
+    if order not in ("asc", "desc"):
+        raise InvalidInput("order must be asc or desc", field="order")
+    size = web.query_int(request, "size", default=25, low=1, high=PAGE_SIZE_MAX)
+    page = web.query_int(request, "page", default=1, low=1, high=WINDOW)
+    return {"sort": sort, "order": order, "size": size, "page": page}
+
+
+def _etag(epoch: str, version: int, query: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:16]
+    return f'"{ETAG_FORMAT}-{epoch}-{version}-{digest}"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = [c.strip().removeprefix("W/") for c in if_none_match.split(",")]
+    return etag in candidates or "*" in candidates
+
+
+# The rows last read, per table and summary state: sorting or paging while nothing changes reads nothing
+# more. Reads are strongly consistent and follow the summary's read, so rows cached for (epoch, version)
+# are at least as new as that version.
+_rows_cache: dict[str, tuple[tuple[str, int], list[Listed], bool]] = {}
+
+
+def forget_cached_rows() -> None:
+    _rows_cache.clear()
+
+
+def _rows(store: SurveyStore, summary: SummaryItem) -> tuple[list[Listed], bool]:
+    state = (summary.epoch, summary.version)
+    cached = _rows_cache.get(store.table)
+    if cached is not None and cached[0] == state and summary.epoch:
+        return cached[1], cached[2]
+    listed, truncated = store.list_newest(WINDOW)
+    _rows_cache[store.table] = (state, listed, truncated)
+    return listed, truncated
+
+
+@bp.route("/dashboard/data", methods=["GET"])
+def dashboard_data() -> Response:
+    _require_admin()
+    request = bp.current_request
+    query = _query(request)
+    store = _store()
+    # The summary first: its version names a state no newer than the responses read after it.
+    summary = store.summary()
+    etag = _etag(summary.epoch, summary.version, query)
+    headers = {"ETag": etag, "Cache-Control": "no-cache, private"}
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(body="", status_code=304, headers=headers)
+    listed, truncated = _rows(store, summary)
+    ordered = sort_rows(listed, query["sort"], query["order"] == "desc")
+    size, page = query["size"], query["page"]
+    start = (page - 1) * size
+    body = {
+        "summary": summary_body(summary.counters, summary.version, summary.updated_at),
+        "responses": [row_body(r) for r in ordered[start : start + size]],
+        **query,
+        "pages": max(1, -(-len(ordered) // size)),
+        "total": len(ordered),
+        "truncated": truncated,
+        "window": WINDOW,
+    }
+    return web.json_response(body, headers=headers)
+
+
+@bp.route("/dashboard/responses/{response_id}", methods=["DELETE"])
+def delete_response(response_id: str) -> Response:
+    _require_admin()
+    rid = _response_id(response_id)
+    _store().delete(rid, clock.now_ms())
+    count("SurveyResponsesDeleted")
+    return web.json_response({"id": rid, "deleted": True})

@@ -1,0 +1,389 @@
+"""The survey and dashboard API over HTTP, on either backend."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from chalicelib import clock, keys
+from chalicelib.survey import admin, rules
+from chalicelib.survey import api as survey_api
+from tests.conftest import TABLE, Api, assert_error
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+FULL = {"name": "Ann Lee", "email": "ann@example.com", "age": 34, "about": "I like numbers."}
+
+
+@pytest.fixture
+def survey(api: Api, monkeypatch: pytest.MonkeyPatch) -> Api:
+    monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
+    admin.reset()
+    return api
+
+
+def ok(response: Any, status: int = 200) -> Any:
+    assert response.status_code == status, response.body
+    return json.loads(response.body)
+
+
+def start(api: Api, body: dict[str, Any] | None = None) -> tuple[str, dict[str, str]]:
+    created = ok(api.post("/survey/responses", body or {}), 201)
+    return created["id"], {"X-Response-Token": created["token"]}
+
+
+def patch(api: Api, rid: str, body: Any, headers: dict[str, str]) -> Any:
+    return api.request("PATCH", f"/survey/responses/{rid}", body, headers=headers)
+
+
+def dashboard(api: Api, query: str = "") -> dict[str, Any]:
+    return ok(api.get("/dashboard/data" + query, headers=ADMIN))
+
+
+def stored_items(dynamodb: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {
+        "TableName": TABLE,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": keys.SURVEY_RESPONSES_PK}},
+    }
+    while True:
+        page = dynamodb.query(**request)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+# --- starting, reading, resuming --------------------------------------------
+
+
+def test_start_returns_id_and_token_and_stores_only_a_hash(survey: Api, dynamodb: Any) -> None:
+    clock.set_source(lambda: 1_800_000_000.0)
+    created = ok(survey.post("/survey/responses"), 201)
+    assert set(created) >= {"id", "token", "answers", "step", "completed"}
+    assert created["step"] == 1 and created["completed"] is False
+    assert created["answers"] == dict.fromkeys(rules.FIELDS)
+    assert created["created_at"] == "2027-01-15T08:00:00.000Z"
+    [item] = stored_items(dynamodb)
+    raw = json.dumps(item)
+    assert created["token"] not in raw
+    assert len(item["token_hash"]["S"]) == 64
+    other = ok(survey.post("/survey/responses"), 201)
+    assert other["id"] != created["id"] and other["token"] != created["token"]
+
+
+def test_start_with_answers(survey: Api) -> None:
+    created = ok(survey.post("/survey/responses", {"name": " Bo ", "step": 1}), 201)
+    assert created["answers"]["name"] == "Bo"
+
+
+def test_resume_state(survey: Api) -> None:
+    rid, token = start(survey)
+    ok(patch(survey, rid, {"name": "Ann", "email": "ann@example.com", "step": 2}, token))
+    ok(patch(survey, rid, {"age": 40, "step": 3}, token))
+    state = ok(survey.get(f"/survey/responses/{rid}", headers=token))
+    assert state["step"] == 3 and state["completed"] is False
+    assert state["answers"]["name"] == "Ann" and state["answers"]["age"] == 40
+    assert state["answers"]["about"] is None
+    # Bearer works too.
+    bearer = {"Authorization": f"Bearer {token['X-Response-Token']}"}
+    assert ok(survey.get(f"/survey/responses/{rid}", headers=bearer)) == state
+
+
+def test_partial_patch_keeps_other_answers_and_empty_clears(survey: Api) -> None:
+    rid, token = start(survey, {"name": "Ann", "address": "1 High St"})
+    state = ok(patch(survey, rid, {"email": "a@b.co"}, token))
+    assert state["answers"]["name"] == "Ann" and state["answers"]["address"] == "1 High St"
+    state = ok(patch(survey, rid, {"address": "", "colours": ["red"]}, token))
+    assert state["answers"]["address"] is None and state["answers"]["colours"] == ["red"]
+    state = ok(patch(survey, rid, {"colours": [], "age": None}, token))
+    assert state["answers"]["colours"] is None
+
+
+# --- tokens -------------------------------------------------------------------
+
+
+def test_token_checks_leak_nothing(survey: Api) -> None:
+    rid, token = start(survey, {"name": "Secret Name"})
+    other_id, other_token = start(survey)
+    unknown = "0" * 28
+    cases = [
+        (survey.get(f"/survey/responses/{rid}"), 401),
+        (survey.get(f"/survey/responses/{rid}", headers={"X-Response-Token": "wrong-token-" + "x" * 31}), 404),
+        (survey.get(f"/survey/responses/{rid}", headers=other_token), 404),
+        (survey.get(f"/survey/responses/{unknown}", headers=token), 404),
+        (survey.get("/survey/responses/not-an-id", headers=token), 404),
+        (patch(survey, rid, {"name": "Mallory"}, {}), 401),
+        (patch(survey, rid, {"name": "Mallory"}, other_token), 404),
+        (patch(survey, unknown, {"name": "Mallory"}, token), 404),
+    ]
+    for response, status in cases:
+        assert_error(response, status)
+        assert b"Secret Name" not in response.body
+    # The wrong-token and unknown-id answers are identical: existence is not revealed.
+    assert cases[1][0].body == cases[3][0].body
+    assert ok(survey.get(f"/survey/responses/{rid}", headers=token))["answers"]["name"] == "Secret Name"
+    assert ok(survey.get(f"/survey/responses/{other_id}", headers=other_token))["answers"]["name"] is None
+
+
+# --- validation ---------------------------------------------------------------
+
+BAD = [
+    ("name", ""),  # allowed (clears) - replaced below
+    ("name", "x" * 101),
+    ("name", 12),
+    ("email", "not-an-email"),
+    ("email", "ann@example"),
+    ("age", 2),
+    ("age", 126),
+    ("age", 30.5),
+    ("age", "30"),
+    ("age", True),
+    ("about", "a" * 2001),
+    ("address", "a" * 301),
+    ("gender", "other"),
+    ("colours", ["red", "red"]),
+    ("colours", ["cyan"]),
+    ("colours", "red"),
+    ("book", "b" * (rules.BOOK_MAX + 1)),
+    ("shoe_size", 42),
+    ("step", 5),
+    ("step", 0),
+]
+
+
+@pytest.mark.parametrize("field,value", BAD[1:])
+def test_each_rule_is_a_400_naming_the_field_and_nothing_is_stored(
+    survey: Api, field: str, value: Any, dynamodb: Any
+) -> None:
+    rid, token = start(survey, {"name": "Ann", "about": "first"})
+    version = dashboard(survey)["summary"]["version"]
+    error = assert_error(patch(survey, rid, {"about": "second", field: value}, token), 400, "invalid_input")
+    assert error["field"] == field
+    state = ok(survey.get(f"/survey/responses/{rid}", headers=token))
+    assert state["answers"]["name"] == "Ann" and state["answers"]["about"] == "first"  # not even the valid part
+    assert dashboard(survey)["summary"]["version"] == version
+    # The same on start: nothing created.
+    error = assert_error(survey.post("/survey/responses", {field: value}), 400, "invalid_input")
+    assert error["field"] == field
+    assert len(stored_items(dynamodb)) == 1
+
+
+def test_body_must_be_a_json_object(survey: Api) -> None:
+    rid, token = start(survey)
+    assert_error(patch(survey, rid, "[1]", token), 400, "invalid_json")
+    assert_error(patch(survey, rid, "{nope", token), 400, "invalid_json")
+
+
+# --- completion ---------------------------------------------------------------
+
+
+def test_completion_needs_steps_1_and_2(survey: Api) -> None:
+    rid, token = start(survey)
+    for field in rules.REQUIRED:
+        partial = {k: v for k, v in FULL.items() if k != field}
+        ok(patch(survey, rid, {**partial, field: None, "step": 4}, token))
+        error = assert_error(patch(survey, rid, {"complete": True}, token), 400, "invalid_input")
+        assert error["field"] == field
+    ok(patch(survey, rid, {**FULL, "step": 3}, token))
+    assert assert_error(patch(survey, rid, {"complete": True}, token), 400)["field"] == "step"
+    assert ok(survey.get(f"/survey/responses/{rid}", headers=token))["completed"] is False
+    done = ok(patch(survey, rid, {"step": 4, "book": "Dune", "complete": True}, token))
+    assert done["completed"] is True and done["completed_at"] is not None and done["answers"]["book"] == "Dune"
+
+
+def test_completed_response_cannot_change(survey: Api) -> None:
+    rid, token = start(survey, {**FULL, "step": 4})
+    ok(patch(survey, rid, {"complete": True}, token))
+    for change in ({"name": "Changed"}, {"step": 1}, {"complete": True}, {}):
+        error = assert_error(patch(survey, rid, change, token), 409, "already_submitted")
+        assert error["message"] == "Survey already submitted."
+    state = ok(survey.get(f"/survey/responses/{rid}", headers=token))
+    assert state["completed"] is True and state["answers"]["name"] == "Ann Lee"
+    assert dashboard(survey)["summary"]["completed"] == 1
+
+
+# --- admin --------------------------------------------------------------------
+
+
+def test_admin_routes_need_the_admin_token(survey: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid, _ = start(survey, {"name": "Private Person"})
+    wrong = [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {ADMIN_TOKEN}"},
+        {"Authorization": f"Bearer {ADMIN_TOKEN}x"},
+    ]
+    for headers in wrong:
+        for response in (
+            survey.get("/dashboard/data", headers=headers),
+            survey.delete(f"/dashboard/responses/{rid}", headers=headers),
+        ):
+            assert_error(response, 401, "unauthorized")
+            assert b"Private Person" not in response.body
+    assert dashboard(survey)["total"] == 1
+
+
+def test_no_admin_token_configured_fails_closed(survey: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ADMIN_TOKEN")
+    monkeypatch.delenv("ADMIN_TOKEN_PARAMETER", raising=False)
+    for headers in ({}, ADMIN, {"Authorization": "Bearer "}, {"Authorization": "Bearer " + "\x00" * 43}):
+        assert_error(survey.get("/dashboard/data", headers=headers), 401, "unauthorized")
+
+
+def test_dashboard_never_shows_tokens(survey: Api, dynamodb: Any) -> None:
+    tokens = []
+    for i in range(3):
+        created = ok(survey.post("/survey/responses", {"name": f"P{i}"}), 201)
+        tokens.append(created["token"])
+    hashes = [item["token_hash"]["S"] for item in stored_items(dynamodb)]
+    raw = survey.get("/dashboard/data", headers=ADMIN).body.decode()
+    for secret in tokens + hashes:
+        assert secret not in raw
+    for row in json.loads(raw)["responses"]:
+        assert set(row) == {*rules.FIELDS, "id", "completed", "step", "created_at", "updated_at"}
+
+
+def test_sorting_and_paging(survey: Api) -> None:
+    people = [("bob", 40), ("Alice", 30), ("carol", None), ("dave", 25), ("Eve", 40)]
+    for i, (name, age) in enumerate(people):
+        clock.set_source(lambda i=i: 1_800_000_000.0 + i)
+        body: dict[str, Any] = {"name": name}
+        if age is not None:
+            body["age"] = age
+        start(survey, body)
+    names = lambda data: [r["name"] for r in data["responses"]]  # noqa: E731
+    assert names(dashboard(survey, "?sort=name&order=asc")) == ["Alice", "bob", "carol", "dave", "Eve"]
+    assert names(dashboard(survey, "?sort=name&order=desc")) == ["Eve", "dave", "carol", "bob", "Alice"]
+    # Unanswered last either way; ties newest first.
+    assert names(dashboard(survey, "?sort=age&order=asc")) == ["dave", "Alice", "Eve", "bob", "carol"]
+    assert names(dashboard(survey, "?sort=age&order=desc")) == ["Eve", "bob", "Alice", "dave", "carol"]
+    assert names(dashboard(survey)) == ["Eve", "dave", "carol", "Alice", "bob"]  # default: updated_at desc
+    pages = [dashboard(survey, f"?sort=name&order=asc&size=2&page={p}") for p in (1, 2, 3, 4)]
+    assert [names(p) for p in pages] == [["Alice", "bob"], ["carol", "dave"], ["Eve"], []]
+    assert pages[0]["pages"] == 3 and pages[0]["total"] == 5 and pages[0]["truncated"] is False
+    for query, field in (
+        ("?sort=token_hash", "sort"),
+        ("?order=up", "order"),
+        ("?size=0", "size"),
+        ("?page=x", "page"),
+    ):
+        assert assert_error(survey.get("/dashboard/data" + query, headers=ADMIN), 400)["field"] == field
+
+
+def test_beyond_the_window_the_table_is_the_newest_responses_and_the_summary_counts_all(
+    survey: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(survey_api, "WINDOW", 3)
+    for i in range(5):
+        clock.set_source(lambda i=i: 1_800_000_000.0 + i)
+        start(survey, {"name": f"P{i}", "age": 10 + i})
+    data = dashboard(survey, "?sort=name&order=asc")
+    assert [r["name"] for r in data["responses"]] == ["P2", "P3", "P4"]
+    assert data["truncated"] is True and data["total"] == 3 and data["window"] == 3
+    assert data["summary"]["responses"] == 5 and data["summary"]["average_age"] == 12.0
+
+
+def test_every_column_sorts(survey: Api) -> None:
+    start(survey, {"name": "A", "colours": ["red"], "gender": "male", "book": "Emma"})
+    start(survey, {"name": "B", "colours": ["orange", "blue"], "gender": "female"})
+    for column in ("name", "email", "age", "about", "address", "gender", "book", "colours", "completed", "step"):
+        for order in ("asc", "desc"):
+            assert len(dashboard(survey, f"?sort={column}&order={order}")["responses"]) == 2
+
+
+def test_delete_updates_the_summary(survey: Api) -> None:
+    keep, _ = start(survey, {"name": "Keep", "age": 20, "gender": "female", "colours": ["red"]})
+    gone, token = start(survey, {**FULL, "age": 60, "gender": "male", "colours": ["red", "blue"], "step": 4})
+    ok(patch(survey, gone, {"complete": True}, token))
+    before = dashboard(survey)["summary"]
+    assert (before["responses"], before["completed"], before["average_age"]) == (2, 1, 40.0)
+    assert ok(survey.delete(f"/dashboard/responses/{gone}", headers=ADMIN)) == {"id": gone, "deleted": True}
+    after = dashboard(survey)
+    summary = after["summary"]
+    assert (summary["responses"], summary["completed"], summary["average_age"]) == (1, 0, 20.0)
+    assert summary["genders"]["male"] == 0 and summary["gender_ratio"]["female"] == 1.0
+    assert summary["top_colours"] == [{"colour": "red", "count": 1}]
+    assert [r["id"] for r in after["responses"]] == [keep]
+    assert_error(survey.delete(f"/dashboard/responses/{gone}", headers=ADMIN), 404)
+    # The person's token no longer opens anything.
+    assert_error(survey.get(f"/survey/responses/{gone}", headers=token), 404)
+
+
+def test_summary_figures_over_http(survey: Api) -> None:
+    clock.set_source(lambda: 1_800_000_000.0)
+    assert dashboard(survey)["summary"] == {
+        "responses": 0,
+        "responses_display": "0",
+        "completed": 0,
+        "average_age": None,
+        "genders": dict.fromkeys(rules.GENDERS, 0),
+        "gender_ratio": {},
+        "top_colours": [],
+        "updated_at": None,
+        "version": 0,
+    }
+    start(survey, {"age": 30, "gender": "female", "colours": ["blue", "red"]})
+    start(survey, {"age": 31, "gender": "non-binary", "colours": ["blue"]})
+    start(survey, {"age": 31, "gender": "female", "colours": ["green", "yellow"]})
+    summary = dashboard(survey)["summary"]
+    assert summary["average_age"] == 30.7 and summary["responses"] == 3
+    assert summary["gender_ratio"] == {"female": 0.667, "male": 0.0, "non-binary": 0.333, "prefer not to say": 0.0}
+    assert summary["top_colours"][0] == {"colour": "blue", "count": 2}
+    assert [c["colour"] for c in summary["top_colours"]] == ["blue", "green", "red"]
+    assert summary["updated_at"] == "2027-01-15T08:00:00.000Z" and summary["version"] == 3
+
+
+# --- live updates: ETag / 304 ---------------------------------------------------
+
+
+def test_etag_gives_304_until_an_answer_changes(survey: Api) -> None:
+    rid, token = start(survey, {"name": "Ann"})
+    first = survey.get("/dashboard/data?sort=name", headers=ADMIN)
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and etag
+    same = survey.get("/dashboard/data?sort=name", headers={**ADMIN, "If-None-Match": etag})
+    assert same.status_code == 304 and same.body == b"" and same.headers["ETag"] == etag
+    # Other query: other ETag (another body).
+    other = survey.get("/dashboard/data?sort=age", headers={**ADMIN, "If-None-Match": etag})
+    assert other.status_code == 200 and other.headers["ETag"] != etag
+    # An answer change (not even a summary figure) changes the version.
+    ok(patch(survey, rid, {"name": "Anne"}, token))
+    changed = survey.get("/dashboard/data?sort=name", headers={**ADMIN, "If-None-Match": etag})
+    assert changed.status_code == 200 and json.loads(changed.body)["responses"][0]["name"] == "Anne"
+    # A save that changes nothing writes nothing: still 304.
+    etag = changed.headers["ETag"]
+    ok(patch(survey, rid, {"name": "Anne"}, token))
+    assert survey.get("/dashboard/data?sort=name", headers={**ADMIN, "If-None-Match": etag}).status_code == 304
+    # No 304 without the admin token.
+    assert_error(survey.get("/dashboard/data?sort=name", headers={"If-None-Match": etag}), 401)
+
+
+# --- pages ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path,kind",
+    [
+        ("/survey", "text/html"),
+        ("/dashboard", "text/html"),
+        ("/survey/assets/survey.js", "application/javascript"),
+        ("/survey/assets/dashboard.js", "application/javascript"),
+        ("/survey/assets/survey.css", "text/css"),
+        ("/survey/assets/dashboard.css", "text/css"),
+    ],
+)
+def test_pages_and_assets(survey: Api, path: str, kind: str) -> None:
+    response = survey.get(path)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith(kind)
+    # No CDN: the only absolute URL is the SVG namespace name (an identifier, never fetched).
+    assert re.findall(rb"https?://[^\s\"'`]*", response.body) in ([], [b"http://www.w3.org/2000/svg"])
+
+
+def test_only_whitelisted_assets(survey: Api) -> None:
+    for name in ("__init__.py", "streams.html", "..%2F..%2Fapp.py", "survey.html"):
+        assert_error(survey.get(f"/survey/assets/{name}"), 404)
