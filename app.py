@@ -7,6 +7,7 @@ from chalice import ConvertToMiddleware
 from chalicelib import middleware, pages
 from chalicelib.averages import api as averages_api
 from chalicelib.chalice_app import ThreadSafeChalice
+from chalicelib.errors import NotFound
 from chalicelib.hits import api as hits_api
 from chalicelib.observability import SERVICE, flush_metrics, logger
 from chalicelib.routing import install_fallback_routes
@@ -27,6 +28,14 @@ app.register_middleware(middleware.idempotency, "http")
 @app.route("/", methods=["GET"])
 def home():  # type: ignore[no-untyped-def]
     return pages.page("streams.html")
+
+
+@app.route("/assets/{name}", methods=["GET"])
+def asset(name: str):  # type: ignore[no-untyped-def]
+    """The pages' scripts and stylesheets (shipped with the function: no CDN)."""
+    if name not in pages.ASSETS:
+        raise NotFound("no such asset")
+    return pages.page(name)
 
 
 # Running mean and standard deviation, sessions and audit trail (seed 000).

@@ -371,10 +371,11 @@ def test_etag_gives_304_until_an_answer_changes(survey: Api) -> None:
     [
         ("/survey", "text/html"),
         ("/dashboard", "text/html"),
-        ("/survey/assets/survey.js", "application/javascript"),
-        ("/survey/assets/dashboard.js", "application/javascript"),
-        ("/survey/assets/survey.css", "text/css"),
-        ("/survey/assets/dashboard.css", "text/css"),
+        ("/assets/survey.js", "application/javascript"),
+        ("/assets/dashboard.js", "application/javascript"),
+        ("/assets/survey.css", "text/css"),
+        ("/assets/dashboard.css", "text/css"),
+        ("/assets/common.css", "text/css"),
     ],
 )
 def test_pages_and_assets(survey: Api, path: str, kind: str) -> None:
@@ -386,4 +387,4 @@ def test_pages_and_assets(survey: Api, path: str, kind: str) -> None:
 
 def test_only_whitelisted_assets(survey: Api) -> None:
     for name in ("__init__.py", "streams.html", "..%2F..%2Fapp.py", "survey.html"):
-        assert_error(survey.get(f"/survey/assets/{name}"), 404)
+        assert_error(survey.get(f"/assets/{name}"), 404)

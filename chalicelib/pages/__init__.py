@@ -16,6 +16,10 @@ def _read(name: str) -> str:
     return (_DIR / name).read_text(encoding="utf-8")
 
 
+# Files a browser may fetch from /assets/{name}: the pages' scripts and stylesheets.
+ASSETS = frozenset(p.name for p in _DIR.iterdir() if p.suffix in (".js", ".css"))
+
+
 def page(name: str) -> Response:
     """A file from this folder, e.g. page("streams.html")."""
     return Response(

@@ -10,7 +10,7 @@ A completed response cannot change: 409 already_submitted, "Survey already submi
 Admin API (`Authorization: Bearer <admin token>`; none configured -> always 401):
   GET    /dashboard/data?sort=&order=&size=&page=   summary + one page of responses; ETag / 304
   DELETE /dashboard/responses/{id}
-Pages: GET /survey, GET /dashboard, and their files at GET /survey/assets/{name}.
+Pages: GET /survey and GET /dashboard; their files are served at GET /assets/{name} (app.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ bp = Blueprint(__name__)
 
 RESPONSE_ID = re.compile(r"[0-9a-f]{28}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{20,128}")
-ASSETS = frozenset({"survey.js", "survey.css", "dashboard.js", "dashboard.css"})
 
 # The dashboard sorts in memory over the newest WINDOW responses (one Query, paginated):
 # exact for every survey up to WINDOW responses; beyond, the table covers the newest WINDOW
@@ -69,13 +68,6 @@ def survey_page() -> Response:
 @bp.route("/dashboard", methods=["GET"])
 def dashboard_page() -> Response:
     return pages.page("dashboard.html")
-
-
-@bp.route("/survey/assets/{name}", methods=["GET"])
-def asset(name: str) -> Response:
-    if name not in ASSETS:
-        raise NotFound("no such asset")
-    return pages.page(name)
 
 
 # --- respondent API -----------------------------------------------------------
