@@ -40,15 +40,13 @@ def asset(name: str):  # type: ignore[no-untyped-def]
 
 # Running mean and standard deviation, sessions and audit trail (seed 000).
 app.register_blueprint(stats_api.bp)
-
-# -- hit counters (issue 3) --
-app.register_blueprint(hits_api.bp)  # per-path hit counters, ranking, load generator (seed 001)
-
-# -- time windows (issue 4) --
-app.register_blueprint(sums_api.bp)  # last-hour sums with minute compaction (seed 003)
-app.register_blueprint(averages_api.bp)  # moving averages of the last N values (seed 004)
-
-# -- survey (issue 5) --
+# Per-path hit counters, their ranking and the load generator (seed 001).
+app.register_blueprint(hits_api.bp)
+# Sums of the last hour, compacted into minute buckets every minute (seed 003).
+app.register_blueprint(sums_api.bp)
+# Moving averages of the last N values (seed 004).
+app.register_blueprint(averages_api.bp)
+# Multi-step survey and its live admin dashboard (seed 002).
 app.register_blueprint(survey_api.bp)
 
 # Last: JSON 404/405 for whatever no route above answers.

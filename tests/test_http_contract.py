@@ -78,3 +78,28 @@ def test_idempotency_records_expire_through_the_table_ttl(api: Api, dynamodb: ob
     assert len(items) == 1
     expires = int(items[0][table.TTL_ATTRIBUTE]["N"])
     assert 23 * 3600 < expires - clock.now() <= 24 * 3600 + 5
+
+
+def test_an_unexpected_failure_is_a_json_500_logged_once_with_its_cause(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from chalicelib.observability import logger
+    from chalicelib.stats.store import StreamStore
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(StreamStore, "snapshot", broken)
+    lines = io.StringIO()
+    handler = logger.registered_handler
+    previous = handler.setStream(lines)  # type: ignore[attr-defined]
+    try:
+        error = assert_error(api.get("/streams/s"), 500, "internal_error")
+    finally:
+        handler.setStream(previous)  # type: ignore[attr-defined]
+    assert "disk on fire" not in error["message"]
+    failures = [json.loads(line) for line in lines.getvalue().splitlines() if '"level":"ERROR"' in line]
+    assert len(failures) == 1  # one structured JSON line with the cause
+    assert "RuntimeError: disk on fire" in failures[0]["exception"] and failures[0]["service"] == "livestats"

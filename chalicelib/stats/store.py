@@ -2,8 +2,8 @@
 
 A stream's active session is SHARDS partial Welford states, one per item, each
 in its own partition (keys.stream_shard_pk). A write reads all shards in one
-BatchGetItem, updates one shard chosen at random under optimistic locking
-(`version`), and writes the audit entry in the same transaction, so an audit
+BatchGetItem, updates one shard (the writer's sticky choice, see `_affinity`)
+under optimistic locking (`version`), and writes the audit entry in the same transaction, so an audit
 entry never exists without its state change. A reset rewrites every shard and
 stores the closed session in one transaction conditioned on every shard's
 version, so no value can slip between the final figures and the new session.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,6 +39,8 @@ MAX_ATTEMPTS = 40
 # shard it last succeeded on, and moves to another only after losing a race:
 # with no more writers than shards, concurrent writers rarely meet.
 _affinity = threading.local()
+# The audit trail is read from every shard at once: one round trip's latency, not SHARDS'.
+_audit_pool = ThreadPoolExecutor(max_workers=keys.SHARDS, thread_name_prefix="stream-audit")
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,8 @@ class StreamStore:
         """
         upper = str(position["sk"]) if position else keys.VALUE_PREFIX + "\uffff"
         skip = int(position["offset"]) if position else 0
-        items: list[dict[str, Any]] = []
-        for k in range(self.shards):
+
+        def newest_of_shard(k: int) -> list[dict[str, Any]]:
             response = self.client.query(
                 TableName=self.table,
                 KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
@@ -168,7 +171,9 @@ class StreamStore:
                 Limit=limit + 1,
                 ReturnConsumedCapacity="TOTAL",
             )
-            items.extend(response.get("Items", []))
+            return list(response.get("Items", []))
+
+        items = [item for shard_items in _audit_pool.map(newest_of_shard, range(self.shards)) for item in shard_items]
         items.sort(key=lambda item: item["sk"]["S"], reverse=True)
         entries: list[AuditEntry] = []
         for item in items:
