@@ -95,6 +95,15 @@ def name(value: str, field: str, pattern: re.Pattern[str], description: str) -> 
     return value
 
 
+# Keys of last-hour sums and moving-average windows.
+KEY_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def key_name(raw: str) -> str:
+    """A `{key}` path parameter of /metric or /averages."""
+    return name(raw, "key", KEY_NAME, "1 to 128 characters of A-Z a-z 0-9 _ . : -")
+
+
 def query_param(request: Request, key: str) -> str | None:
     params = request.query_params or {}
     return params.get(key)

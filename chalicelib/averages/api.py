@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from chalice import Blueprint, Response
@@ -15,16 +14,9 @@ from chalicelib.observability import count
 
 bp = Blueprint(__name__)
 
-# The same key shape as the last-hour sums (issue 4): 1-128 of A-Z a-z 0-9 _ . : -
-WINDOW_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-
 
 def _store() -> AverageStore:
     return AverageStore(aws.dynamodb(), aws.table_name())
-
-
-def _key(key: str) -> str:
-    return web.name(key, "key", WINDOW_KEY, "1 to 128 characters of A-Z a-z 0-9 _ . : -")
 
 
 def parse_size(body: dict[str, Any]) -> int:
@@ -48,7 +40,7 @@ def state_body(window: MovingAverageInterface) -> dict[str, Any]:
 
 @bp.route("/averages/{key}", methods=["PUT"])
 def set_size(key: str) -> Response:
-    name = _key(key)
+    name = web.key_name(key)
     size = parse_size(web.json_body(bp.current_request))
     window, created = _store().set_size(name, size)
     count("AverageWindowsCreated" if created else "AverageWindowsResized")
@@ -57,7 +49,7 @@ def set_size(key: str) -> Response:
 
 @bp.route("/averages/{key}", methods=["POST"])
 def append(key: str) -> Response:
-    name = _key(key)
+    name = web.key_name(key)
     value = parse_value(web.json_body(bp.current_request))
     window = _store().append(name, value)
     count("AverageElementsAdded")
@@ -66,7 +58,7 @@ def append(key: str) -> Response:
 
 @bp.route("/averages/{key}", methods=["GET"])
 def state(key: str) -> Response:
-    window = _store().get(_key(key))
+    window = _store().get(web.key_name(key))
     if window is None:
         raise NotFound("no moving-average window with this key; create it with PUT", code="window_not_found")
     return web.json_response(state_body(window))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -16,15 +15,9 @@ from chalicelib.sums.store import SumStore
 
 bp = Blueprint(__name__)
 
-METRIC_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-
 
 def _store() -> SumStore:
     return SumStore(aws.dynamodb(), aws.table_name())
-
-
-def _key(key: str) -> str:
-    return web.name(key, "key", METRIC_KEY, "1 to 128 characters of A-Z a-z 0-9 _ . : -")
 
 
 def parse_value(body: dict[str, Any]) -> int:
@@ -47,7 +40,7 @@ def _window_ms() -> int:
 
 @bp.route("/metric/{key}", methods=["POST"])
 def post_value(key: str) -> Response:
-    name = _key(key)
+    name = web.key_name(key)
     value = parse_value(web.json_body(bp.current_request))
     at_ms = clock.now_ms()
     _store().post(name, value, at_ms, uuid.uuid4().hex[:16])
@@ -62,7 +55,7 @@ def post_value(key: str) -> Response:
 
 @bp.route("/metric/{key}/sum", methods=["GET"])
 def get_sum(key: str) -> Response:
-    name = _key(key)
+    name = web.key_name(key)
     window_ms = _window_ms()
     store = _store()
     value = store.sum(name, clock.now_ms(), window_ms)
@@ -72,7 +65,7 @@ def get_sum(key: str) -> Response:
 
 @bp.route("/metric/{key}/minutes", methods=["GET"])
 def get_minutes(key: str) -> Response:
-    name = _key(key)
+    name = web.key_name(key)
     window_ms = _window_ms()
     series = _store().minutes(name, clock.now_ms(), window_ms)
     return web.json_response({"minutes": [{"minute": clock.iso(m * window.MINUTE_MS), "value": v} for m, v in series]})
