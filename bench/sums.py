@@ -20,7 +20,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.common import Meter, fresh_table, median, table_md, use_endpoint
+from bench.common import Meter, fresh_table, load_items, local_gateway, median, table_md, use_endpoint
 from chalicelib import clock, keys
 from chalicelib.sums import window
 from chalicelib.sums.store import SumStore
@@ -49,25 +49,7 @@ def _load(store: SumStore, key: str, count: int, now_ms: int, rng: random.Random
     items += [store.sub_total_item(key, m, k, t, n, dict(s)) for (m, k), (t, n, s) in parts.items()]
     items += [store.dirty_item(key, m) for m in {m for m, _ in parts}]
 
-    def write(chunk: list[dict[str, Any]]) -> None:
-        request = {store.table: [{"PutRequest": {"Item": item}} for item in chunk]}
-        while request:
-            request = store.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(write, [items[i : i + 25] for i in range(0, len(items), 25)]))
-
-
-def _gateway() -> Any:
-    from chalice.cli.factory import CLIFactory
-    from chalice.local import LocalGateway
-
-    from devtools import local_routes
-
-    local_routes.install()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    config = CLIFactory(root).create_config_obj(chalice_stage_name="dev")
-    return LocalGateway(config.chalice_app, config)
+    load_items(store.client, store.table, items)
 
 
 def _read_case(gateway: Any, meter: Meter, key: str) -> tuple[float, float, int]:
@@ -111,7 +93,7 @@ def run(endpoint_url: str) -> str:
     report = store.compact(now_ms, lookback=70)
     truth = {name: _expected(store, name, now_ms) for name in SIZES}
     clock.set_source(lambda: now_ms / 1000)
-    gateway = _gateway()
+    gateway = local_gateway()
     samples: dict[str, dict[str, list[float]]] = {name: {"ms": [], "rcu": []} for name in SIZES}
     try:
         for r in range(ROUNDS):
