@@ -6,19 +6,20 @@ Local) before the first client exists; `reset()` forgets them between tests.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from chalicelib import settings
+
 _lock = threading.Lock()
 _client: Any = None
 
 
 def table_name() -> str:
-    return os.environ.get("TABLE_NAME", "livestats")
+    return settings.get().table_name
 
 
 def dynamodb() -> Any:
@@ -29,7 +30,7 @@ def dynamodb() -> Any:
             if _client is None:
                 _client = boto3.client(
                     "dynamodb",
-                    endpoint_url=os.environ.get("DDB_ENDPOINT_URL") or None,
+                    endpoint_url=settings.get().ddb_endpoint_url,
                     config=Config(
                         retries={"max_attempts": 5, "mode": "adaptive"},
                         max_pool_connections=64,
@@ -53,7 +54,9 @@ def ssm() -> Any:
 
 
 def reset() -> None:
+    """Forget the clients and the settings they were made with (tests change the environment)."""
     global _client, _ssm
+    settings.reset()
     with _lock:
         _client = None
         _ssm = None

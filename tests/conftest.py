@@ -88,6 +88,33 @@ def _serialize_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BotocoreStubber, "__call__", locked)
 
 
+class Environment:
+    """Environment variables changed for one test; the service reads its settings again after each change."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def set(self, name: str, value: str) -> None:
+        from chalicelib import settings
+
+        self.monkeypatch.setenv(name, value)
+        settings.reset()
+
+    def unset(self, name: str) -> None:
+        from chalicelib import settings
+
+        self.monkeypatch.delenv(name, raising=False)
+        settings.reset()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Environment]:
+    from chalicelib import settings
+
+    yield Environment(monkeypatch)
+    settings.reset()
+
+
 @pytest.fixture
 def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A DynamoDB client on an empty table named TABLE, with the app's clients pointed at it."""
@@ -179,11 +206,11 @@ class Api:
 
 
 @pytest.fixture
-def api(dynamodb: Any, chalice_config: Any, monkeypatch: pytest.MonkeyPatch) -> Api:
+def api(dynamodb: Any, chalice_config: Any, env: Environment) -> Api:
     from chalice.local import LocalGateway
 
     for name, value in chalice_config.environment_variables.items():
-        monkeypatch.setenv(name, value)
+        env.set(name, value)
     return Api(LocalGateway(chalice_config.chalice_app, chalice_config))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,20 +11,21 @@ from chalicelib import aws, devhooks
 from chalicelib.errors import Unauthorized
 from chalicelib.survey import admin
 from devtools import devserver
+from tests.conftest import Environment
 
 PARAMETER = "/livestats/dev/admin-token"
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    monkeypatch.delenv("ADMIN_TOKEN", raising=False)
-    monkeypatch.delenv("ADMIN_TOKEN_PARAMETER", raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+def clean_env(env: Environment) -> Iterator[Environment]:
+    env.unset("ADMIN_TOKEN")
+    env.unset("ADMIN_TOKEN_PARAMETER")
+    env.set("AWS_ACCESS_KEY_ID", "local")
+    env.set("AWS_SECRET_ACCESS_KEY", "local")
+    env.set("AWS_DEFAULT_REGION", "us-east-1")
     admin.reset()
     aws.reset()
-    yield monkeypatch
+    yield env
     admin.reset()
     aws.reset()
 
@@ -35,23 +37,23 @@ def test_bearer_parsing() -> None:
         assert admin.bearer(header) is None
 
 
-def test_env_token(clean_env: pytest.MonkeyPatch) -> None:
+def test_env_token(clean_env: Environment) -> None:
     with pytest.raises(Unauthorized):
         admin.require_admin("Bearer anything")  # nothing configured: closed
-    clean_env.setenv("ADMIN_TOKEN", "s3cret-token")
+    clean_env.set("ADMIN_TOKEN", "s3cret-token")
     admin.require_admin("Bearer s3cret-token")
     for header in (None, "Bearer s3cret-tokeN", "Bearer s3cret-token2", "Token s3cret-token"):
         with pytest.raises(Unauthorized):
             admin.require_admin(header)
 
 
-def test_token_from_an_ssm_secure_string_read_once(clean_env: pytest.MonkeyPatch) -> None:
+def test_token_from_an_ssm_secure_string_read_once(clean_env: Environment) -> None:
     from moto import mock_aws
 
     with mock_aws():
         ssm = aws.ssm()
         ssm.put_parameter(Name=PARAMETER, Value="from-ssm-token", Type="SecureString")
-        clean_env.setenv("ADMIN_TOKEN_PARAMETER", PARAMETER)
+        clean_env.set("ADMIN_TOKEN_PARAMETER", PARAMETER)
         admin.require_admin("Bearer from-ssm-token")
         with pytest.raises(Unauthorized):
             admin.require_admin("Bearer from-ssm-tokenx")
@@ -62,11 +64,11 @@ def test_token_from_an_ssm_secure_string_read_once(clean_env: pytest.MonkeyPatch
         with pytest.raises(Unauthorized):  # unreadable parameter: closed
             admin.require_admin("Bearer from-ssm-token")
         # The environment's own token wins (local runs).
-        clean_env.setenv("ADMIN_TOKEN", "env-token")
+        clean_env.set("ADMIN_TOKEN", "env-token")
         admin.require_admin("Bearer env-token")
 
 
-def test_make_run_generates_and_prints_a_token(clean_env: pytest.MonkeyPatch) -> None:
+def test_make_run_generates_and_prints_a_token(clean_env: Environment) -> None:
     lines = devhooks.on_devserver_start()
     token = os.environ["ADMIN_TOKEN"]
     assert len(token) >= 40 and any(token in line for line in lines)
@@ -74,5 +76,5 @@ def test_make_run_generates_and_prints_a_token(clean_env: pytest.MonkeyPatch) ->
     # The dev server finds the hook and prints its lines.
     assert devserver.devhook_lines()[0] == f"Admin token: {token}"
     # A token already set is kept.
-    clean_env.setenv("ADMIN_TOKEN", "kept-token")
+    clean_env.set("ADMIN_TOKEN", "kept-token")
     assert "Admin token: kept-token" in devhooks.on_devserver_start()

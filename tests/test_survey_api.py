@@ -11,7 +11,7 @@ import pytest
 from chalicelib import clock, keys
 from chalicelib.survey import admin, rules
 from chalicelib.survey import api as survey_api
-from tests.conftest import TABLE, Api, assert_error
+from tests.conftest import TABLE, Api, Environment, assert_error
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -19,8 +19,8 @@ FULL = {"name": "Ann Lee", "email": "ann@example.com", "age": 34, "about": "I li
 
 
 @pytest.fixture
-def survey(api: Api, monkeypatch: pytest.MonkeyPatch) -> Api:
-    monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
+def survey(api: Api, env: Environment) -> Api:
+    env.set("ADMIN_TOKEN", ADMIN_TOKEN)
     admin.reset()
     return api
 
@@ -228,9 +228,9 @@ def test_admin_routes_need_the_admin_token(survey: Api, monkeypatch: pytest.Monk
     assert dashboard(survey)["total"] == 1
 
 
-def test_no_admin_token_configured_fails_closed(survey: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ADMIN_TOKEN")
-    monkeypatch.delenv("ADMIN_TOKEN_PARAMETER", raising=False)
+def test_no_admin_token_configured_fails_closed(survey: Api, env: Environment) -> None:
+    env.unset("ADMIN_TOKEN")
+    env.unset("ADMIN_TOKEN_PARAMETER")
     for headers in ({}, ADMIN, {"Authorization": "Bearer "}, {"Authorization": "Bearer " + "\x00" * 43}):
         assert_error(survey.get("/dashboard/data", headers=headers), 401, "unauthorized")
 

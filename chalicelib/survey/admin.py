@@ -11,11 +11,10 @@ Neither set, or the parameter unreadable: no token is configured and every admin
 from __future__ import annotations
 
 import hmac
-import os
 import threading
 import time
 
-from chalicelib import aws
+from chalicelib import aws, settings
 from chalicelib.errors import Unauthorized
 from chalicelib.observability import logger
 
@@ -49,12 +48,11 @@ def _from_parameter(name: str) -> str | None:
 
 
 def expected_token() -> str | None:
-    token = os.environ.get("ADMIN_TOKEN")
-    if token:
-        return token
-    parameter = os.environ.get("ADMIN_TOKEN_PARAMETER")
-    if parameter:
-        return _from_parameter(parameter)
+    current = settings.get()
+    if current.admin_token is not None:
+        return current.admin_token.get_secret_value()
+    if current.admin_token_parameter:
+        return _from_parameter(current.admin_token_parameter)
     return None
 
 
