@@ -16,12 +16,20 @@ class ServiceError(ChaliceUnhandledError):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.field = field
+        self.headers = dict(headers or {})  # e.g. Allow on a 405, Retry-After on a 503
 
 
 class InvalidInput(ServiceError):

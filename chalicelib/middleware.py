@@ -41,7 +41,7 @@ def error_shape(event: Request, get_response: GetResponse) -> Response:
         response = get_response(event)
     except ServiceError as exc:
         count("ClientErrors")
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        return error_response(exc.status, exc.code, exc.message, exc.field, headers=exc.headers)
     except Exception:
         # Chalice logs view errors itself; this catches failures in middleware.
         logger.exception("unhandled error outside a view")
