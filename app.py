@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chalice import ConvertToMiddleware
 
-from chalicelib import middleware, pages
+from chalicelib import auth, middleware, pages
 from chalicelib.averages import api as averages_api
 from chalicelib.chalice_app import ThreadSafeChalice
 from chalicelib.errors import NotFound
@@ -18,10 +18,12 @@ from chalicelib.survey import api as survey_api
 # configure_logs=False: Powertools' logger (same name) is the only handler.
 app = ThreadSafeChalice(app_name=SERVICE, configure_logs=False)
 
-# Outermost first: context for logs, metrics flush, the error shape, then idempotency.
+# Outermost first: context for logs, metrics flush, the error shape, the credential check, then
+# idempotency (a replay is answered only after the credential that made it is checked again).
 app.register_middleware(ConvertToMiddleware(logger.inject_lambda_context))
 app.register_middleware(flush_metrics)
 app.register_middleware(middleware.error_shape, "http")
+app.register_middleware(auth.authorizer(app), "http")
 app.register_middleware(middleware.idempotency, "http")
 
 

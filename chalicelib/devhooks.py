@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 
+from chalicelib import settings
+
 
 def on_devserver_start() -> list[str]:
-    """Make sure the survey dashboard has an admin token (issue 5) and say what it is.
+    """Make sure the survey dashboard has an admin token and say what it is; open the load generator.
 
     A token already in the environment (ADMIN_TOKEN=... make run) is kept, so it can stay the same
     across restarts; otherwise a fresh one is generated for this run.
@@ -15,6 +17,10 @@ def on_devserver_start() -> list[str]:
     token = os.environ.get("ADMIN_TOKEN")
     if not token:
         token = os.environ["ADMIN_TOKEN"] = secrets.token_urlsafe(32)
+    # Locally the load generator stays open to anyone, as the hit counter's brief asks; a deployed stage
+    # needs the admin token for it, or switches it off.
+    os.environ.setdefault("LOAD_TEST_ACCESS", "open")
+    settings.reset()
     port = os.environ.get("PORT", "8000")
     return [
         f"Admin token: {token}",

@@ -41,6 +41,15 @@ class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"
 
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        # RFC 6750: a 401 names the scheme that would be accepted.
+        super().__init__(message, code=code, field=field, headers={"WWW-Authenticate": 'Bearer realm="livestats"'})
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
 
 class NotFound(ServiceError):
     status = 404

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import aws, keys, table
+from chalicelib import auth, aws, keys, table
 from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceError, error_response
 from chalicelib.observability import count, logger
 
@@ -132,7 +132,9 @@ def idempotency(event: Request, get_response: GetResponse) -> Response:
     target = f"{event.path} {json.dumps(event.uri_params or {}, sort_keys=True)}"
     raw = event.raw_body or b""
     request = {
-        "key": f"{event.method} {target} {key}",
+        # Bound to the credential that passed `auth.authorizer`: the same key under another credential is
+        # another request, and a replay goes only to the credential that made the original.
+        "key": f"{auth.principal(event).binding} {event.method} {target} {key}",
         "body": raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw,
     }
     executed = False

@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     cursor_secret: SecretStr | None = None
     cursor_secret_parameter: str | None = None
 
-    # POST /test/{n}/ spends write capacity: open to anyone, admin token only, or switched off.
-    load_test_access: Literal["open", "admin", "off"] = "off"
+    # POST /test/{n}/ spends write capacity: open to anyone (make run), the admin token only (the default in
+    # a deployed stage), or switched off (prod).
+    load_test_access: Literal["open", "admin", "off"] = "admin"
 
     # DynamoDB client limits. A request gives up within request_budget_s (plus one call in flight), well
     # inside API Gateway's 29 s, and answers 503 with Retry-After.

@@ -233,3 +233,24 @@ def test_pages_load_no_outside_resources(browser: Any, base_url: str) -> None:
     assert requested and all(url.startswith(base_url) for url in requested), requested
     with urllib.request.urlopen(f"{base_url}/survey") as response:  # plain HTTP works too
         assert re.search(rb"<title>livestats", response.read())
+
+
+@pytest.mark.parametrize(
+    "path,fetches_on_load",
+    [("/", True), ("/ui/hits", True), ("/ui/metrics", True), ("/survey", False), ("/dashboard", False)],
+)
+def test_every_page_runs_under_its_content_security_policy(
+    browser: Any, base_url: str, path: str, fetches_on_load: bool
+) -> None:
+    page = browser.new_context().new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: refused.append(str(e)))
+    if fetches_on_load:  # its script ran: it asked the API for data
+        with page.expect_response(lambda r: "/assets/" not in r.url and r.url != f"{base_url}{path}"):
+            response = page.goto(f"{base_url}{path}")
+    else:
+        response = page.goto(f"{base_url}{path}")
+        page.wait_for_load_state("load")
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert not [text for text in refused if "Content Security Policy" in text or "Refused" in text], refused

@@ -13,10 +13,16 @@ from botocore.exceptions import ClientError
 from chalicelib import aws, clock, keys
 from chalicelib.hits import paths
 from chalicelib.hits.store import HitStore
-from tests.conftest import Api, assert_error
+from tests.conftest import Api, Environment, assert_error
 
 DAY1 = 1_795_000_000.0  # 2026-11-17T...Z
 DAY2 = DAY1 + 86_400
+
+
+@pytest.fixture(autouse=True)
+def open_load_generator(env: Environment) -> None:
+    """As under `make run`; tests/test_authorization.py covers the deployed stages' settings."""
+    env.set("LOAD_TEST_ACCESS", "open")
 
 
 def body(response: Any) -> Any:
@@ -234,7 +240,9 @@ def test_hits_page_is_html(api: Api) -> None:
     response = api.get("/ui/hits")
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/html")
-    assert b"/stats/" in response.body and b"/test/" in response.body
+    assert b'<script src="/assets/hits.js">' in response.body
+    script = api.get("/assets/hits.js")
+    assert b"/stats/" in script.body and b"/test/" in script.body
 
 
 # --- hot paths: overflow into delta shards, folded later ------------------------

@@ -103,3 +103,17 @@ def test_an_unexpected_failure_is_a_json_500_logged_once_with_its_cause(
     failures = [json.loads(line) for line in lines.getvalue().splitlines() if '"level":"ERROR"' in line]
     assert len(failures) == 1  # one structured JSON line with the cause
     assert "RuntimeError: disk on fire" in failures[0]["exception"] and failures[0]["service"] == "livestats"
+
+
+@pytest.mark.parametrize("path", ["/", "/ui/hits", "/ui/metrics", "/survey", "/dashboard", "/assets/common.css"])
+def test_pages_carry_security_headers_and_no_inline_code(api: Api, path: str) -> None:
+    response = api.get(path)
+    assert response.status_code == 200
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-inline" not in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    if path != "/assets/common.css":
+        # Scripts and styles come from /assets only: nothing inline that the policy would block.
+        assert b"<script>" not in response.body and b"<style>" not in response.body
+        assert b" style=" not in response.body and b" onclick=" not in response.body

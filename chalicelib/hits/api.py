@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalice import Blueprint, Rate, Response
+from chalice.app import Request
 
-from chalicelib import aws, clock, keys, pages, web
-from chalicelib.errors import InvalidInput, ServiceError
+from chalicelib import auth, aws, clock, keys, pages, settings, web
+from chalicelib.errors import Forbidden, InvalidInput, ServiceError
 from chalicelib.hits import paths, ranking
 from chalicelib.hits.store import DAY_RETENTION_SECONDS, HitStore
 from chalicelib.observability import count, logger
@@ -151,7 +152,18 @@ def _try_record(store: HitStore, path: str, day: str, expires_at: int) -> bool:
     return True
 
 
+def load_test_access(request: Request) -> auth.Principal:
+    """The load generator spends write capacity: the stage decides who may run it (LOAD_TEST_ACCESS)."""
+    access = settings.get().load_test_access
+    if access == "off":
+        raise Forbidden("the load generator is switched off in this stage", code="load_test_disabled")
+    if access == "admin":
+        return auth.admin(request)
+    return auth.ANONYMOUS
+
+
 @bp.route("/test/{n}", methods=["POST"])
+@auth.requires(load_test_access)
 def hit_load_test(n: str) -> Response:
     if not re.fullmatch(r"[0-9]{1,6}", n) or not 1 <= int(n) <= MAX_TEST_HITS:
         raise InvalidInput(f"n must be an integer from 1 to {MAX_TEST_HITS}", field="n")

@@ -23,9 +23,11 @@ import secrets
 from typing import Any
 
 from chalice import Blueprint, Response
+from chalice.app import Request
 
-from chalicelib import aws, clock, pages, web
+from chalicelib import auth, aws, clock, pages, web
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
 from chalicelib.survey import admin, rules
 from chalicelib.survey.store import Change, Listed, StoredResponse, SummaryItem, SurveyStore
@@ -34,6 +36,9 @@ bp = Blueprint(__name__)
 
 RESPONSE_ID = re.compile(r"[0-9a-f]{28}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{20,128}")
+# A token a client generates for itself: at least 32 base64url characters (192 bits when random).
+CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,128}")
+CLIENT_TOKEN_DESCRIPTION = "32 to 128 characters of A-Z a-z 0-9 _ - (e.g. 32 random bytes, base64url)"
 
 # The dashboard sorts in memory over the newest WINDOW responses (one Query, paginated):
 # exact for every survey up to WINDOW responses; beyond, the table covers the newest WINDOW
@@ -83,18 +88,47 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _presented_token() -> str:
-    headers = bp.current_request.headers
-    token = headers.get("x-response-token") or admin.bearer(headers.get("authorization"))
+def _presented_token(request: Request) -> str | None:
+    headers = request.headers
+    return headers.get("x-response-token") or admin.bearer(headers.get("authorization"))
+
+
+def respondent(request: Request) -> auth.Principal:
+    """The response's own token: the principal is that response, which the check had to read anyway."""
+    rid = _response_id(request.uri_params["response_id"])
+    token = _presented_token(request)
     if not token:
         raise Unauthorized("send the response's token in X-Response-Token (or Authorization: Bearer)")
-    return token
-
-
-def _owned(current: StoredResponse, token: str) -> StoredResponse:
-    if not (TOKEN.fullmatch(token) and hmac.compare_digest(current.token_hash, _token_hash(token))):
+    current = _store().get(rid)
+    if current is None or not _owns(current, token):
         raise NotFound("no such survey response")  # the same answer as an unknown id
-    return current
+    return auth.Principal("respondent", f"respondent:{rid}:{current.token_hash[:32]}", resource=current)
+
+
+def creator(request: Request) -> auth.Principal:
+    """Anyone may start a response. A start that may be replayed carries its own secret.
+
+    With an Idempotency-Key, the client sends the token it generated in X-Response-Token: the service stores
+    only its hash and never sends it back, so a replay hands no secret to whoever repeats the key and body.
+    The replay is bound to that token, so only its holder gets it.
+    """
+    token = request.headers.get("x-response-token")
+    if token is None:
+        if request.headers.get(IDEMPOTENCY_HEADER) is not None:
+            raise InvalidInput(
+                "a start with an Idempotency-Key must carry its own token in X-Response-Token "
+                f"({CLIENT_TOKEN_DESCRIPTION})",
+                code="response_token_required",
+                field="X-Response-Token",
+            )
+        return auth.ANONYMOUS
+    if not CLIENT_TOKEN.fullmatch(token):
+        raise InvalidInput(f"X-Response-Token must be {CLIENT_TOKEN_DESCRIPTION}", field="X-Response-Token")
+    return auth.Principal("creator", auth.credential_binding("creator", token), resource=token)
+
+
+def _owns(current: StoredResponse, token: str) -> bool:
+    return bool(TOKEN.fullmatch(token)) and hmac.compare_digest(current.token_hash, _token_hash(token))
 
 
 def response_body(response: StoredResponse) -> dict[str, Any]:
@@ -133,37 +167,39 @@ def _parse_changes(body: dict[str, Any], *, allow_complete: bool) -> tuple[dict[
 
 
 @bp.route("/survey/responses", methods=["POST"])
+@auth.requires(creator)
 def start() -> Response:
-    body = web.json_body(bp.current_request, required=False)
+    request = bp.current_request
+    body = web.json_body(request, required=False)
     changes, step, _ = _parse_changes(body, allow_complete=False)
-    token = secrets.token_urlsafe(32)
+    own_token = auth.principal(request).resource
+    token = own_token or secrets.token_urlsafe(32)
     now_ms = clock.now_ms()
     response_id = f"{now_ms:012x}{secrets.token_hex(8)}"  # sorts by creation time (newest first on the dashboard)
     created = _store().create(
         response_id, _token_hash(token), rules.apply_changes({}, changes), step or rules.FIRST_STEP, now_ms
     )
     count("SurveyResponsesStarted")
-    return web.json_response({**response_body(created), "token": token}, status=201)
+    body = response_body(created) if own_token else {**response_body(created), "token": token}
+    return web.json_response(body, status=201)
 
 
 @bp.route("/survey/responses/{response_id}", methods=["GET"])
+@auth.requires(respondent)
 def read(response_id: str) -> Response:
-    rid = _response_id(response_id)
-    token = _presented_token()
-    current = _store().get(rid)
-    if current is None:
-        raise NotFound("no such survey response")
-    return web.json_response(response_body(_owned(current, token)))
+    return web.json_response(response_body(auth.principal(bp.current_request).resource))
 
 
 @bp.route("/survey/responses/{response_id}", methods=["PATCH"])
+@auth.requires(respondent)
 def answer(response_id: str) -> Response:
-    rid = _response_id(response_id)
-    token = _presented_token()
-    changes, step, complete = _parse_changes(web.json_body(bp.current_request), allow_complete=True)
+    request = bp.current_request
+    checked: StoredResponse = auth.principal(request).resource
+    changes, step, complete = _parse_changes(web.json_body(request), allow_complete=True)
 
     def decide(current: StoredResponse) -> Change:
-        _owned(current, token)
+        if current.token_hash != checked.token_hash:
+            raise NotFound("no such survey response")
         if current.completed:
             raise Conflict("Survey already submitted.", code="already_submitted")
         answers = rules.apply_changes(current.answers, changes)
@@ -175,17 +211,13 @@ def answer(response_id: str) -> Response:
                 raise _invalid(error) from None
         return Change(answers, new_step, complete)
 
-    updated = _store().update(rid, decide, clock.now_ms())
+    updated = _store().update(checked, decide, clock.now_ms())
     if updated.completed and complete:
         count("SurveyResponsesCompleted")
     return web.json_response(response_body(updated))
 
 
 # --- admin API ----------------------------------------------------------------
-
-
-def _require_admin() -> None:
-    admin.require_admin(bp.current_request.headers.get("authorization"))
 
 
 def summary_body(counters: dict[str, int], version: int, updated_at: int | None) -> dict[str, Any]:
@@ -278,8 +310,8 @@ def _rows(store: SurveyStore, summary: SummaryItem) -> tuple[list[Listed], bool]
 
 
 @bp.route("/dashboard/data", methods=["GET"])
+@auth.requires(auth.admin)
 def dashboard_data() -> Response:
-    _require_admin()
     request = bp.current_request
     query = _query(request)
     store = _store()
@@ -306,8 +338,8 @@ def dashboard_data() -> Response:
 
 
 @bp.route("/dashboard/responses/{response_id}", methods=["DELETE"])
+@auth.requires(auth.admin)
 def delete_response(response_id: str) -> Response:
-    _require_admin()
     rid = _response_id(response_id)
     _store().delete(rid, clock.now_ms())
     count("SurveyResponsesDeleted")

@@ -153,10 +153,15 @@ class SurveyStore:
         )
         return created
 
-    def update(self, response_id: str, decide: Callable[[StoredResponse], Change], now_ms: int) -> StoredResponse:
-        """Apply `decide(current)` to the response atomically with the summary; `decide` may raise to refuse."""
+    def update(self, read: StoredResponse, decide: Callable[[StoredResponse], Change], now_ms: int) -> StoredResponse:
+        """Apply `decide(current)` to the response atomically with the summary; `decide` may raise to refuse.
+
+        `read` is the response as last read; the write is conditioned on its version, and a lost race reads again.
+        """
+        current: StoredResponse | None = read
         for attempt in range(MAX_ATTEMPTS):
-            current = self.get(response_id)
+            if attempt > 0:
+                current = self.get(read.id)
             if current is None:
                 raise NotFound("no such survey response")
             change = decide(current)

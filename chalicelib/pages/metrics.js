@@ -1,0 +1,63 @@
+"use strict";
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const key = () => encodeURIComponent($("key").value.trim());
+// A link can name the key: /ui/metrics?key=cpu
+const linked = new URLSearchParams(location.search).get("key");
+if (linked) $("key").value = linked;
+
+async function call(method, path, body) {
+  const response = await fetch(path, {method, headers: {"Content-Type": "application/json"}, body: body === undefined ? undefined : JSON.stringify(body)});
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error ? data.error.message : response.statusText);
+  return data;
+}
+
+function el(name, attrs, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function draw(minutes) {
+  const W = 900, H = 240, left = 50, bottom = 20, top = 10;
+  const values = minutes.map((m) => m.value);
+  const max = Math.max(1, ...values), min = Math.min(0, ...values);
+  const y = (v) => top + (H - top - bottom) * (max - v) / (max - min);
+  const step = (W - left) / Math.max(1, minutes.length);
+  const nodes = [el("line", {x1: left, x2: W, y1: y(0), y2: y(0)}),
+    el("text", {x: 2, y: y(max) + 4}, String(max)), el("text", {x: 2, y: y(min) + 4}, String(min))];
+  minutes.forEach((m, i) => {
+    const top_ = Math.min(y(m.value), y(0)), height = Math.max(1, Math.abs(y(m.value) - y(0)));
+    const cls = "bar" + (m.value < 0 ? " neg" : "") + (i === minutes.length - 1 ? " now" : "");
+    const bar = el("rect", {x: left + i * step + 1, y: top_, width: Math.max(1, step - 2), height, class: cls});
+    bar.appendChild(el("title", {}, `${m.minute.slice(11, 16)} UTC: ${m.value}`));
+    nodes.push(bar);
+    if (i % 10 === 0) nodes.push(el("text", {x: left + i * step, y: H - 4}, m.minute.slice(11, 16)));
+  });
+  $("chart").replaceChildren(...nodes);
+}
+
+async function refresh() {
+  if (!$("key").checkValidity()) return;
+  try {
+    const [sum, series] = await Promise.all([call("GET", `/metric/${key()}/sum`), call("GET", `/metric/${key()}/minutes?window=3600`)]);
+    $("sum").textContent = sum.value.toLocaleString();
+    draw(series.minutes);
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    $("error").textContent = "";
+  } catch (e) { $("error").textContent = e.message; }
+}
+
+$("post").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const value = Number($("value").value);
+  if ($("value").value.trim() === "" || !Number.isFinite(value)) { $("error").textContent = "Enter a number."; return; }
+  try { await call("POST", `/metric/${key()}`, {value}); $("value").value = ""; await refresh(); }
+  catch (e) { $("error").textContent = e.message; }
+});
+$("choose").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
+$("key").addEventListener("change", refresh);
+refresh();
+setInterval(refresh, 5000);
