@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from chalice import ConvertToMiddleware
-
-from chalicelib import auth, middleware, pages
+from chalicelib import auth, health, middleware, pages, request_context
 from chalicelib.averages import api as averages_api
 from chalicelib.chalice_app import ThreadSafeChalice
 from chalicelib.errors import NotFound
 from chalicelib.hits import api as hits_api
-from chalicelib.observability import SERVICE, flush_metrics, logger
+from chalicelib.observability import SERVICE, flush_metrics
 from chalicelib.routing import install_fallback_routes
 from chalicelib.stats import api as stats_api
 from chalicelib.sums import api as sums_api
@@ -18,9 +16,10 @@ from chalicelib.survey import api as survey_api
 # configure_logs=False: Powertools' logger (same name) is the only handler.
 app = ThreadSafeChalice(app_name=SERVICE, configure_logs=False)
 
-# Outermost first: context for logs, metrics flush, the error shape, the credential check, then
-# idempotency (a replay is answered only after the credential that made it is checked again).
-app.register_middleware(ConvertToMiddleware(logger.inject_lambda_context))
+# Outermost first: each event's own context (request id, log keys, time budget; access line), metrics flush,
+# the error shape, the credential check, then idempotency (a replay is answered only after the credential
+# that made it is checked again).
+app.register_middleware(request_context.request_scope)
 app.register_middleware(flush_metrics)
 app.register_middleware(middleware.error_shape, "http")
 app.register_middleware(auth.authorizer(app), "http")
@@ -50,6 +49,8 @@ app.register_blueprint(sums_api.bp)
 app.register_blueprint(averages_api.bp)
 # Multi-step survey and its live admin dashboard (seed 002).
 app.register_blueprint(survey_api.bp)
+# GET /health: the function and its table answer.
+app.register_blueprint(health.bp)
 
 # Last: JSON 404/405 for whatever no route above answers.
 install_fallback_routes(app)

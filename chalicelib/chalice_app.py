@@ -4,14 +4,23 @@ Chalice keeps `current_request` and `lambda_context` as plain attributes of
 the app object. Lambda serves one request per process, but the threaded local
 server (make run, tests) serves many at once, and one request would read
 another's body. Keeping both per thread costs nothing in Lambda.
+
+Chalice turns any exception a view raises (other than a ChaliceUnhandledError) into a 500 with a
+traceback before middleware sees it. A database that is unreachable or stalled is not a bug: each view
+is wrapped so that such a failure leaves as the 503 aws.unavailable makes of it.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice
+
+from chalicelib import aws
+from chalicelib.errors import ServiceError
 
 
 class ThreadSafeChalice(Chalice):
@@ -32,3 +41,22 @@ class ThreadSafeChalice(Chalice):
     @lambda_context.setter
     def lambda_context(self, value: Any) -> None:
         self._per_thread.context = value
+
+    def _register_route(self, name: str, user_handler: Callable[..., Any], kwargs: Any, **unused: Any) -> None:
+        super()._register_route(name, _database_failures_as_503(user_handler), kwargs, **unused)
+
+
+def _database_failures_as_503(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except ServiceError:
+            raise  # already the client's answer
+        except Exception as exc:
+            error = aws.unavailable(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    return wrapped

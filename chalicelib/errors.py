@@ -78,6 +78,13 @@ class Busy(ServiceError):
     code = "busy"
 
 
+class DatabaseUnavailable(ServiceError):
+    """The database did not answer in time, or at all (aws.unavailable says when); the client may retry later."""
+
+    status = 503
+    code = "database_unavailable"
+
+
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:

@@ -40,9 +40,11 @@ def error_shape(event: Request, get_response: GetResponse) -> Response:
     try:
         response = get_response(event)
     except ServiceError as exc:
-        count("ClientErrors")
-        return error_response(exc.status, exc.code, exc.message, exc.field, headers=exc.headers)
-    except Exception:
+        return _service_error_response(exc)
+    except Exception as exc:
+        unavailable = aws.unavailable(exc)  # e.g. idempotency records meeting a stalled database
+        if unavailable is not None:
+            return _service_error_response(unavailable)
         # Chalice logs view errors itself; this catches failures in middleware.
         logger.exception("unhandled error outside a view")
         count("ServerErrors")
@@ -55,6 +57,11 @@ def error_shape(event: Request, get_response: GetResponse) -> Response:
         headers = {k: v for k, v in response.headers.items() if k.lower() == "allow"}
         return error_response(response.status_code, code, message, headers=headers)
     return response
+
+
+def _service_error_response(exc: ServiceError) -> Response:
+    count("ServerErrors" if exc.status >= 500 else "ClientErrors")
+    return error_response(exc.status, exc.code, exc.message, exc.field, headers=exc.headers)
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

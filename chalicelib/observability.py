@@ -3,16 +3,23 @@
 The logger's service name equals the Chalice app name, and the app is created
 with configure_logs=False: Chalice's own error log ("Caught exception for
 path ...", with the traceback) then goes out once, as structured JSON.
+
+One line, one write: the threaded dev server has many threads writing to one stdout. A log record is
+written in one call; Powertools' own metrics flush would `print` the EMF object and its newline in two
+calls, and another thread's line could land between them (two JSON objects glued on one line). So the
+EMF line goes out through the logger's handler, in one write, under the handler's lock.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 SERVICE = "livestats"
 
@@ -36,5 +43,18 @@ def flush_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
         return get_response(event)
     finally:
         with _metrics_lock:
-            if metrics.metric_set:
-                metrics.flush_metrics()
+            if metrics.metric_set and not is_metrics_disabled():
+                line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
+                metrics.clear_metrics()
+                _write_line(line)
+
+
+def _write_line(line: str) -> None:
+    """One whole line to the log stream, in one write, serialised with the logger's own records."""
+    handler = logger.registered_handler
+    handler.acquire()
+    try:
+        handler.stream.write(line + "\n")
+        handler.flush()
+    finally:
+        handler.release()

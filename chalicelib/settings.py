@@ -10,8 +10,12 @@ from __future__ import annotations
 import threading
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GATEWAY_TIMEOUT_S = 29  # API Gateway's integration timeout (Lambda's is 30 s)
+# Room left after the worst database wait: a cold start (imports) and building the answer.
+ANSWER_MARGIN_S = 4.0
 
 
 class Settings(BaseSettings):
@@ -33,12 +37,31 @@ class Settings(BaseSettings):
     # a deployed stage), or switched off (prod).
     load_test_access: Literal["open", "admin", "off"] = "admin"
 
-    # DynamoDB client limits. A request gives up within request_budget_s (plus one call in flight), well
-    # inside API Gateway's 29 s, and answers 503 with Retry-After.
+    # DynamoDB client limits. No database attempt starts after request_budget_s, so a request that meets a
+    # stalled database answers 503 (Retry-After) within worst_case_s, which must leave API Gateway's 29 s
+    # some room (ANSWER_MARGIN_S). Defaults: 15 + max(2 + 5, 2) = 22 s. DynamoDB answers in milliseconds:
+    # 2 s to connect and 5 s to read are generous; 3 attempts ride out a dropped connection.
     db_connect_timeout_s: float = Field(default=2.0, gt=0, le=10)
     db_read_timeout_s: float = Field(default=5.0, gt=0, le=10)
     db_max_attempts: int = Field(default=3, ge=1, le=10)
-    request_budget_s: float = Field(default=18.0, gt=0, le=20)
+    request_budget_s: float = Field(default=15.0, gt=0, le=20)
+
+    @property
+    def worst_case_s(self) -> float:
+        """The longest a request waits for the database: its budget, then one attempt in flight or one
+        retry back-off, whichever is longer (botocore's throttling back-off before attempt n is at most
+        2^(n-2) s, capped at 20 s)."""
+        backoff = min(20.0, 2.0 ** (self.db_max_attempts - 2)) if self.db_max_attempts > 1 else 0.0
+        return self.request_budget_s + max(self.db_connect_timeout_s + self.db_read_timeout_s, backoff)
+
+    @model_validator(mode="after")
+    def _answers_before_the_gateway_gives_up(self) -> Settings:
+        if self.worst_case_s > GATEWAY_TIMEOUT_S - ANSWER_MARGIN_S:
+            raise ValueError(
+                f"request_budget_s plus one database attempt ({self.worst_case_s:g} s) must stay within "
+                f"{GATEWAY_TIMEOUT_S - ANSWER_MARGIN_S:g} s (API Gateway gives up at {GATEWAY_TIMEOUT_S} s)"
+            )
+        return self
 
 
 _lock = threading.Lock()

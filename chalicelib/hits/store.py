@@ -28,7 +28,6 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +37,7 @@ from chalicelib import keys, table
 from chalicelib.dynamo import backoff, batch_get, num, read_int, string
 from chalicelib.hits import ranking
 from chalicelib.hits.ranking import Entry
+from chalicelib.request_context import ContextThreadPool
 
 # Errors that mean "this item is too hot right now": overflow into the delta shards instead.
 HOT_ERRORS = frozenset(
@@ -47,7 +47,7 @@ HOT_ERRORS = frozenset(
 DAY_RETENTION_SECONDS = 400 * 86400
 FOLD_ATTEMPTS = 5
 
-_query_pool = ThreadPoolExecutor(max_workers=keys.HIT_RANK_SHARDS, thread_name_prefix="hits-rank")
+_query_pool = ContextThreadPool(max_workers=keys.HIT_RANK_SHARDS, thread_name_prefix="hits-rank")
 
 
 @dataclass(frozen=True)

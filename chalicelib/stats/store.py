@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,6 +30,7 @@ from chalicelib.dynamo import (
     string,
 )
 from chalicelib.errors import Busy, Conflict
+from chalicelib.request_context import ContextThreadPool
 from chalicelib.stats.welford import Moments, merge_all
 
 MAX_ATTEMPTS = 40
@@ -40,7 +40,7 @@ MAX_ATTEMPTS = 40
 # with no more writers than shards, concurrent writers rarely meet.
 _affinity = threading.local()
 # The audit trail is read from every shard at once: one round trip's latency, not SHARDS'.
-_audit_pool = ThreadPoolExecutor(max_workers=keys.SHARDS, thread_name_prefix="stream-audit")
+_audit_pool = ContextThreadPool(max_workers=keys.SHARDS, thread_name_prefix="stream-audit")
 
 
 @dataclass(frozen=True)

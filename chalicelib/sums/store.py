@@ -30,13 +30,13 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import keys
 from chalicelib.dynamo import backoff, cancellation_codes, is_contention, num, read_int, string
 from chalicelib.errors import Busy
+from chalicelib.request_context import ContextThreadPool
 from chalicelib.sums import window
 
 # Lookback of the compactor: minutes older than this that were never compacted
@@ -50,7 +50,7 @@ RUN_GAP = 4
 MAX_RUNS = 4
 
 _pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_pool: ContextThreadPool | None = None
 _POOL_PREFIX = "sums-pool"
 
 # Per client (one per process in Lambda): the (table, key, minute) whose SUMDIRTY marker it wrote. Bounded,
@@ -59,12 +59,12 @@ _marked: weakref.WeakKeyDictionary[Any, set[tuple[str, str, int]]] = weakref.Wea
 _MARKED_MAX = 100_000
 
 
-def _executor() -> ThreadPoolExecutor:
+def _executor() -> ContextThreadPool:
     """Shared by every request in the process: a sum issues its independent reads in parallel."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix=_POOL_PREFIX)
+            _pool = ContextThreadPool(max_workers=32, thread_name_prefix=_POOL_PREFIX)
         return _pool
 
 

@@ -1,0 +1,34 @@
+"""GET /health: whether the function can use its table right now (for load balancers and monitors).
+
+The check is one DescribeTable, which costs no read capacity. The answer is never cached.
+"""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib import aws, web
+from chalicelib.errors import DatabaseUnavailable
+
+bp = Blueprint(__name__)
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@bp.route("/health", methods=["GET"])
+def health() -> Response:
+    client = aws.dynamodb()
+    name = aws.table_name()
+    try:
+        status = client.describe_table(TableName=name)["Table"]["TableStatus"]
+    except client.exceptions.ResourceNotFoundException:
+        raise DatabaseUnavailable(f"table {name} does not exist", headers=NO_STORE) from None
+    except Exception as exc:
+        error = aws.unavailable(exc)
+        if error is None:
+            raise
+        error.headers.update(NO_STORE)
+        raise error from exc
+    if status != "ACTIVE":
+        raise DatabaseUnavailable(f"table {name} is {status}, not ACTIVE", headers=NO_STORE)
+    return web.json_response({"status": "ok", "database": "ok"}, headers=NO_STORE)
