@@ -211,6 +211,8 @@ def api(dynamodb: Any, chalice_config: Any, env: Environment) -> Api:
 
     for name, value in chalice_config.environment_variables.items():
         env.set(name, value)
+    # The key itself wins over the stage's SSM parameter, so no test reaches SSM for it.
+    env.set("CURSOR_SECRET", "test-cursor-secret")
     return Api(LocalGateway(chalice_config.chalice_app, chalice_config))
 
 
