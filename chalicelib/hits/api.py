@@ -11,7 +11,7 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import aws, clock, keys, pages, web
+from chalicelib import aws, clock, keys, pages, routing, web
 from chalicelib.errors import InvalidInput, ServiceError
 from chalicelib.hits import paths, ranking
 from chalicelib.hits.store import DAY_RETENTION_SECONDS, HitStore
@@ -58,12 +58,14 @@ def _count_hit(rest: str) -> Response:
 
 
 @bp.route("/api", methods=["GET"])
+@routing.changes_state
 def count_api_root() -> Response:
     # "/api" and "/api/" are the path with no segments; counted like any other.
     return _count_hit("")
 
 
 @bp.route("/api/{path+}", methods=["GET"])
+@routing.changes_state
 def count_api_path() -> Response:
     return _count_hit(bp.current_request.uri_params["path"])
 
