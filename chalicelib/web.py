@@ -59,9 +59,22 @@ def _reject_constant(name: str) -> Any:
     raise InvalidInput(f"{name} is not a number JSON allows", code="invalid_json")
 
 
+def _field_name(where: tuple[Any, ...] | None) -> str | None:
+    """The field a node is at, e.g. values[3] or a.b, from the chain of (parent, key or index) pairs."""
+    parts: list[str | int] = []
+    while where is not None:
+        where, part = where
+        parts.append(part)
+    name = ""
+    for part in reversed(parts):
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else part)
+    return name or None
+
+
 def _check_document(document: Any) -> None:
     """Every string (keys too) valid Unicode, every number representable, nesting bounded."""
-    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    # (node, where, depth); `where` is built as a chain and named only for an error.
+    stack: list[tuple[Any, tuple[Any, ...] | None, int]] = [(document, None, 0)]
     while stack:
         node, where, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
@@ -70,17 +83,17 @@ def _check_document(document: Any) -> None:
             for key, item in node.items():
                 if textcheck.invalid_unicode(key):
                     raise InvalidInput("a key holds invalid Unicode (a lone surrogate or a noncharacter)")
-                stack.append((item, f"{where}.{key}" if where else key, depth + 1))
+                stack.append((item, (where, key), depth + 1))
         elif isinstance(node, list):
-            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(node))
+            stack.extend((item, (where, i), depth + 1) for i, item in enumerate(node))
         elif isinstance(node, str) and textcheck.invalid_unicode(node):
-            what = where or "body"
+            field = _field_name(where)
             raise InvalidInput(
-                f"{what} holds invalid Unicode (a lone surrogate or a noncharacter)", field=where or None
+                f"{field or 'body'} holds invalid Unicode (a lone surrogate or a noncharacter)", field=field
             )
         elif isinstance(node, _Unrepresentable):
-            what = where or "body"
-            raise InvalidInput(f"{what} is a number too small or too large to represent", field=where or None)
+            field = _field_name(where)
+            raise InvalidInput(f"{field or 'body'} is a number too small or too large to represent", field=field)
 
 
 def _check_charset(request: Request) -> None:
