@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,18 +31,11 @@ def round_trip(cursor: str, stream: str = "a") -> dict[str, Any] | None:
 
 
 @pytest.fixture
-def clean_env(env: Environment) -> Iterator[Environment]:
-    env.set("CURSOR_SECRET", "placeholder")  # recorded, so the variable is restored after the test
-    env.unset("CURSOR_SECRET")
-    env.unset("CURSOR_SECRET_PARAMETER")
-    env.set("AWS_ACCESS_KEY_ID", "local")
-    env.set("AWS_SECRET_ACCESS_KEY", "local")
-    env.set("AWS_DEFAULT_REGION", "us-east-1")
-    stage_secrets.reset()
-    aws.reset()
-    yield env
-    stage_secrets.reset()
-    aws.reset()
+def clean_env(secrets_env: Environment) -> Environment:
+    secrets_env.set("CURSOR_SECRET", "placeholder")  # recorded, so the variable is restored after the test
+    secrets_env.unset("CURSOR_SECRET")
+    secrets_env.unset("CURSOR_SECRET_PARAMETER")
+    return secrets_env
 
 
 def test_the_secret_from_the_environment_signs_and_checks(clean_env: Environment) -> None:
