@@ -9,11 +9,15 @@ from chalicelib import settings
 
 
 def on_devserver_start() -> list[str]:
-    """Make sure the survey dashboard has an admin token and say what it is; open the load generator.
+    """Make sure the survey dashboard has an admin token and say what it is; open the load generator; set a
+    cursor secret.
 
     A token already in the environment (ADMIN_TOKEN=... make run) is kept, so it can stay the same
     across restarts; otherwise a fresh one is generated for this run.
     """
+    # Page cursors are signed with CURSOR_SECRET; one set in the environment keeps them valid across restarts.
+    if not os.environ.get("CURSOR_SECRET"):
+        os.environ["CURSOR_SECRET"] = secrets.token_urlsafe(32)
     token = os.environ.get("ADMIN_TOKEN")
     if not token:
         token = os.environ["ADMIN_TOKEN"] = secrets.token_urlsafe(32)

@@ -86,6 +86,8 @@ def _run_in_scope(event: Any, get_response: Callable[[Any], Any]) -> Any:
         response: Response = get_response(event)
     response.headers[REQUEST_ID_HEADER] = request_id
     _log_access(event, response, started)
+    if event.method == "HEAD":  # the GET's status and headers, never a body (an error's included)
+        return Response(body="", status_code=response.status_code, headers=response.headers)
     return response
 
 

@@ -2,24 +2,46 @@
 
 API Gateway would otherwise answer an unknown path with its own 403
 "Missing Authentication Token", and an unsupported method likewise.
+
+Every path also answers HEAD as its GET would, without a body (unless its GET changes state, see
+`changes_state`), and OPTIONS with 204 and an `Allow` header; every 405 carries `Allow`.
 """
 
 from __future__ import annotations
 
-from chalice import Chalice
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Chalice, Response
 
 from chalicelib.errors import MethodNotAllowed, NotFound
 
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_CHANGES_STATE = "_changes_state_on_get"
+
+
+def changes_state(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a GET view that writes (a hit counter): HEAD, a safe method, must not run it, so it gets a 405."""
+    setattr(view, _CHANGES_STATE, True)
+    return view
 
 
 def install_fallback_routes(app: Chalice) -> None:
-    """Call last: a 405 for every other method of each known path, a 404 for the rest."""
+    """Call last: HEAD and OPTIONS, a 405 for every other method of each known path, a 404 for the rest."""
     for path, entries in list(app.routes.items()):
-        allowed = sorted(entries)
-        missing = [m for m in HTTP_METHODS if m not in entries]
+        methods = set(entries) | {"OPTIONS"}
+        get = entries.get("GET")
+        if get is not None and "HEAD" not in entries and not getattr(get.view_function, _CHANGES_STATE, False):
+            # The GET view itself, so HEAD is checked exactly as GET (its authorization policy is the view's);
+            # middleware.error_shape sends a HEAD's answer without its body.
+            app.route(path, methods=["HEAD"], name=_name("head", path))(get.view_function)
+            methods.add("HEAD")
+        allow = ", ".join(m for m in HTTP_METHODS if m in methods)
+        if "OPTIONS" not in entries:
+            app.route(path, methods=["OPTIONS"], name=_name("options", path))(_options(allow))
+        missing = [m for m in HTTP_METHODS if m not in methods]
         if missing:
-            app.route(path, methods=missing, name=_name("method_not_allowed", path))(_method_not_allowed(allowed))
+            app.route(path, methods=missing, name=_name("method_not_allowed", path))(_method_not_allowed(allow))
 
     @app.route("/{proxy+}", methods=list(HTTP_METHODS))
     def not_found() -> None:
@@ -30,8 +52,15 @@ def _name(prefix: str, path: str) -> str:
     return prefix + "".join(ch if ch.isalnum() else "_" for ch in path)
 
 
-def _method_not_allowed(allowed: list[str]):  # type: ignore[no-untyped-def]
+def _options(allow: str) -> Callable[..., Response]:
+    def handler(**_: str) -> Response:
+        return Response(body="", status_code=204, headers={"Allow": allow})
+
+    return handler
+
+
+def _method_not_allowed(allow: str) -> Callable[..., None]:
     def handler(**_: str) -> None:
-        raise MethodNotAllowed(f"method not allowed; use {', '.join(allowed)}")
+        raise MethodNotAllowed(f"method not allowed; use {allow}", headers={"Allow": allow})
 
     return handler

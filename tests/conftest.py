@@ -116,6 +116,21 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Environment]:
 
 
 @pytest.fixture
+def secrets_env(env: Environment) -> Iterator[Environment]:
+    """Local AWS credentials, and no stage secret or AWS client cached before or after (for SSM under moto)."""
+    from chalicelib import aws, stage_secrets
+
+    env.set("AWS_ACCESS_KEY_ID", "local")
+    env.set("AWS_SECRET_ACCESS_KEY", "local")
+    env.set("AWS_DEFAULT_REGION", "us-east-1")
+    stage_secrets.reset()
+    aws.reset()
+    yield env
+    stage_secrets.reset()
+    aws.reset()
+
+
+@pytest.fixture
 def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A DynamoDB client on an empty table named TABLE, with the app's clients pointed at it."""
     from chalicelib import aws, clock, middleware
@@ -211,6 +226,8 @@ def api(dynamodb: Any, chalice_config: Any, env: Environment) -> Api:
 
     for name, value in chalice_config.environment_variables.items():
         env.set(name, value)
+    # The key itself wins over the stage's SSM parameter, so no test reaches SSM for it.
+    env.set("CURSOR_SECRET", "test-cursor-secret")
     return Api(LocalGateway(chalice_config.chalice_app, chalice_config))
 
 

@@ -41,16 +41,20 @@ def own(token: str) -> dict[str, str]:
     return {"X-Response-Token": token}
 
 
-def unauthorized(response: Any) -> None:
-    assert_error(response, 401, "unauthorized")
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+def refused(response: Any, status: int, code: str) -> None:
+    if response.body or response.status_code != status:  # a HEAD's answer has the status and no body
+        assert_error(response, status, code)
     assert b"Private Person" not in response.body and b"private@example.com" not in response.body
+
+
+def unauthorized(response: Any) -> None:
+    refused(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def hidden(response: Any) -> None:
     """A respondent route's answer to a wrong credential: the same 404 as an unknown id."""
-    assert_error(response, 404, "not_found")
-    assert b"Private Person" not in response.body and b"private@example.com" not in response.body
+    refused(response, 404, "not_found")
 
 
 # --- every authenticated route ---------------------------------------------------------------------------------
@@ -68,7 +72,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("PATCH", "/survey/responses/{response_id}"): Case(
         "PATCH", lambda rid: f"/survey/responses/{rid}", {"book": "Dune"}, hidden
     ),
+    ("HEAD", "/survey/responses/{response_id}"): Case("HEAD", lambda rid: f"/survey/responses/{rid}", None, hidden),
     ("GET", "/dashboard/data"): Case("GET", lambda rid: "/dashboard/data", None, unauthorized),
+    ("HEAD", "/dashboard/data"): Case("HEAD", lambda rid: "/dashboard/data", None, unauthorized),
     ("DELETE", "/dashboard/responses/{response_id}"): Case(
         "DELETE", lambda rid: f"/dashboard/responses/{rid}", None, unauthorized
     ),

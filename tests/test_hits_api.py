@@ -214,7 +214,6 @@ def test_load_test_can_continue_with_a_pool(api: Api) -> None:
         (("GET", "/stats/?limit=0"), "limit"),
         (("GET", "/stats/?limit=1001"), "limit"),
         (("GET", "/stats/?limit=ten"), "limit"),
-        (("GET", "/stats/?cursor=not-a-cursor"), "cursor"),
     ],
 )
 def test_bad_input_is_a_json_400_and_changes_nothing(api: Api, request_args: tuple[Any, ...], field: str) -> None:
@@ -231,7 +230,7 @@ def test_cursor_of_another_ranking_is_rejected(api: Api) -> None:
         hit(api, url)
     cursor = body(api.get("/stats/?limit=1"))["cursor"]
     assert cursor
-    assert_error(api.get(f"/stats/?day=2026-11-18&cursor={cursor}"), 400, "invalid_input")
+    assert_error(api.get(f"/stats/?day=2026-11-18&cursor={cursor}"), 400, "invalid_cursor")
     day_cursor = body(api.get("/stats/?limit=1&day=2026-11-18"))["cursor"]
     assert body(api.get(f"/stats/?day=2026-11-18&cursor={day_cursor}"))["paths"] == [{"path": "/api/b/", "count": 1}]
 

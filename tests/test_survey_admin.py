@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,17 +16,10 @@ PARAMETER = "/livestats/dev/admin-token"
 
 
 @pytest.fixture
-def clean_env(env: Environment) -> Iterator[Environment]:
-    env.unset("ADMIN_TOKEN")
-    env.unset("ADMIN_TOKEN_PARAMETER")
-    env.set("AWS_ACCESS_KEY_ID", "local")
-    env.set("AWS_SECRET_ACCESS_KEY", "local")
-    env.set("AWS_DEFAULT_REGION", "us-east-1")
-    admin.reset()
-    aws.reset()
-    yield env
-    admin.reset()
-    aws.reset()
+def clean_env(secrets_env: Environment) -> Environment:
+    secrets_env.unset("ADMIN_TOKEN")
+    secrets_env.unset("ADMIN_TOKEN_PARAMETER")
+    return secrets_env
 
 
 def test_bearer_parsing() -> None:

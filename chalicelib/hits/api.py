@@ -11,7 +11,7 @@ from typing import Any
 from chalice import Blueprint, Rate, Response
 from chalice.app import Request
 
-from chalicelib import auth, aws, clock, keys, pages, request_context, settings, web
+from chalicelib import auth, aws, clock, keys, pages, request_context, routing, settings, web
 from chalicelib.errors import Forbidden, InvalidInput, ServiceError
 from chalicelib.hits import paths, ranking
 from chalicelib.hits.store import DAY_RETENTION_SECONDS, HitStore
@@ -58,12 +58,14 @@ def _count_hit(rest: str) -> Response:
 
 
 @bp.route("/api", methods=["GET"])
+@routing.changes_state
 def count_api_root() -> Response:
     # "/api" and "/api/" are the path with no segments; counted like any other.
     return _count_hit("")
 
 
 @bp.route("/api/{path+}", methods=["GET"])
+@routing.changes_state
 def count_api_path() -> Response:
     return _count_hit(bp.current_request.uri_params["path"])
 
@@ -87,25 +89,26 @@ def hit_stats() -> Response:
     limit = web.query_int(request, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
     day = _day_param(request)
     scope = day or keys.HIT_ALL
-    position = web.decode_cursor(request, {"scope": str, "score": str, "path": str})
+    # A cursor is bound to the ranking it pages (the day, or all time).
+    position = web.decode_cursor(request, {"score": str, "path": str}, query=("day",))
     after = None
     if position is not None:
-        if position["scope"] != scope or not _SCORE.fullmatch(position["score"]):
-            raise InvalidInput("cursor is not one this service issued for this ranking", field="cursor")
+        if not _SCORE.fullmatch(position["score"]):
+            raise InvalidInput("cursor is not one this service issued", code="invalid_cursor", field="cursor")
         after = ranking.Entry(position["path"], int(position["score"]))
     store = _store()
     page = store.ranking(scope, limit, after)
     totals = store.totals(scope)
     cursor = None
     if page.next_after is not None:
-        cursor = {"scope": scope, "score": str(page.next_after.score), "path": page.next_after.path}
+        cursor = {"score": str(page.next_after.score), "path": page.next_after.path}
     return web.json_response(
         {
             "day": day,
             "total_hits": totals.total_hits,
             "distinct_paths": totals.distinct_paths,
             "paths": [{"path": p.path, "count": p.count} for p in page.paths],
-            "cursor": web.encode_cursor(cursor),
+            "cursor": web.encode_cursor(request, cursor, query=("day",)),
         }
     )
 

@@ -105,7 +105,7 @@ def sessions(stream: str) -> Response:
     limit = web.query_int(request, "limit", default=20, low=1, high=100)
     page = _store().list_sessions(name, limit, web.decode_cursor(request, {"session": int}))
     return web.json_response(
-        {"sessions": [figures_body(s) for s in page.items], "cursor": web.encode_cursor(page.next_position)}
+        {"sessions": [figures_body(s) for s in page.items], "cursor": web.encode_cursor(request, page.next_position)}
     )
 
 
@@ -116,5 +116,5 @@ def audit(stream: str) -> Response:
     limit = web.query_int(request, "limit", default=20, low=1, high=100)
     page = _store().list_values(name, limit, web.decode_cursor(request, {"sk": str, "offset": int}))
     return web.json_response(
-        {"values": [audit_body(e) for e in page.items], "cursor": web.encode_cursor(page.next_position)}
+        {"values": [audit_body(e) for e in page.items], "cursor": web.encode_cursor(request, page.next_position)}
     )

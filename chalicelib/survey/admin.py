@@ -1,59 +1,32 @@
 """The dashboard's admin token: one per stage, checked in constant time, failing closed.
 
-Where the expected token comes from, first match wins:
+Where the expected token comes from, first match wins (read through `chalicelib.stage_secrets`):
   ADMIN_TOKEN            the token itself (local runs: `make run` generates one, see chalicelib/devhooks.py)
   ADMIN_TOKEN_PARAMETER  the name of an SSM SecureString parameter holding it (deployed stages),
-                         read on first use and cached for CACHE_SECONDS (so a rotation takes effect
-                         within that time without a redeploy)
+                         read on first use and cached for 5 minutes
 Neither set, or the parameter unreadable: no token is configured and every admin request is refused.
 """
 
 from __future__ import annotations
 
 import hmac
-import threading
-import time
 
-from chalicelib import aws, settings
+from chalicelib import settings, stage_secrets
 from chalicelib.errors import Unauthorized
-from chalicelib.observability import logger
 
-CACHE_SECONDS = 300.0
 MAX_TOKEN_LENGTH = 512
-
-_lock = threading.Lock()
-_cached: tuple[str, str, float] | None = None  # (parameter name, token, monotonic time read)
 
 
 def reset() -> None:
-    global _cached
-    with _lock:
-        _cached = None
-
-
-def _from_parameter(name: str) -> str | None:
-    global _cached
-    with _lock:
-        if _cached is not None and _cached[0] == name and time.monotonic() - _cached[2] < CACHE_SECONDS:
-            return _cached[1]
-    try:
-        response = aws.ssm().get_parameter(Name=name, WithDecryption=True)
-        token = str(response["Parameter"]["Value"])
-    except Exception:  # missing parameter, no permission, no network: fail closed, try again next request
-        logger.exception("cannot read the admin token parameter", extra={"parameter": name})
-        return None
-    with _lock:
-        _cached = (name, token, time.monotonic())
-    return token
+    stage_secrets.reset()
 
 
 def expected_token() -> str | None:
     current = settings.get()
-    if current.admin_token is not None:
-        return current.admin_token.get_secret_value()
-    if current.admin_token_parameter:
-        return _from_parameter(current.admin_token_parameter)
-    return None
+    try:
+        return stage_secrets.value(current.admin_token, current.admin_token_parameter)
+    except stage_secrets.SecretUnavailable:
+        return None  # fail closed; the next request tries again
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from chalicelib import textcheck
+
 STEPS: tuple[tuple[str, str], ...] = (
     ("name", "email"),
     ("age", "about"),
@@ -39,6 +41,7 @@ AGE_MIN, AGE_MAX = 3, 125
 ABOUT_MAX = 2000
 ADDRESS_MAX = 300
 BOOK_MAX = 200  # the issue sets no bound for the favourite book; ours
+MULTILINE: tuple[str, ...] = ("about", "address")  # may hold line breaks and tabs
 
 LABELS = {
     "name": "Name",
@@ -115,7 +118,10 @@ def clean_answer(field: str, value: Any) -> Any:
             raise AnswerError(field, "Gender must be one of: " + ", ".join(GENDERS) + ".")
         return text
     if field in ("name", "email"):
-        text = text.strip()
+        text = text.strip()  # surrounding whitespace (a pasted tab or newline) is trimmed, not refused
+    if textcheck.control_character(text, multiline=field in MULTILINE):
+        allowed = " other than line breaks and tabs" if field in MULTILINE else ""
+        raise AnswerError(field, f"{LABELS[field]} must not hold control characters{allowed}.")
     if text.strip() == "":
         return None
     if field == "name":

@@ -1,0 +1,56 @@
+"""A stage's secrets (admin token, cursor key): given directly, or read from an SSM SecureString and cached.
+
+Local runs and tests set the secret itself (ADMIN_TOKEN, CURSOR_SECRET); deployed stages name an SSM
+SecureString parameter (ADMIN_TOKEN_PARAMETER, CURSOR_SECRET_PARAMETER). A parameter is read with
+Powertools' SSMProvider on first use and cached for CACHE_SECONDS, so a rotation takes effect within
+that time without a redeploy.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from aws_lambda_powertools.utilities.parameters import SSMProvider
+from pydantic import SecretStr
+
+from chalicelib import aws
+from chalicelib.observability import logger
+
+CACHE_SECONDS = 300
+
+_lock = threading.Lock()
+_provider: SSMProvider | None = None
+
+
+class SecretUnavailable(Exception):
+    """The parameter could not be read (missing, no permission, no network)."""
+
+
+def _ssm_provider() -> SSMProvider:
+    global _provider
+    client: Any = aws.ssm()
+    with _lock:
+        if _provider is None or _provider.client is not client:
+            _provider = SSMProvider(boto3_client=client)
+        return _provider
+
+
+def value(direct: SecretStr | None, parameter: str | None) -> str | None:
+    """The secret: `direct` if set, else the SSM parameter's value; None when neither is configured."""
+    if direct is not None:
+        return direct.get_secret_value()
+    if not parameter:
+        return None
+    try:
+        return str(_ssm_provider().get(parameter, max_age=CACHE_SECONDS, decrypt=True))
+    except Exception as exc:
+        logger.exception("cannot read a secret parameter", extra={"parameter": parameter})
+        raise SecretUnavailable(parameter) from exc
+
+
+def reset() -> None:
+    """Forget cached values (tests change parameters and clients between cases)."""
+    global _provider
+    with _lock:
+        _provider = None
