@@ -53,9 +53,7 @@ def base_url(survey: Any, chalice_config: Any) -> Iterator[str]:  # noqa: F811
 
     from devtools.devserver import DevRequestHandler
 
-    server = LocalDevServer(
-        chalice_config.chalice_app, chalice_config, "127.0.0.1", 0, handler_cls=DevRequestHandler
-    )
+    server = LocalDevServer(chalice_config.chalice_app, chalice_config, "127.0.0.1", 0, handler_cls=DevRequestHandler)
     thread = threading.Thread(target=server.server.serve_forever, name="browser-test-http", daemon=True)
     thread.start()
     try:
