@@ -137,14 +137,12 @@ class DevRequestHandler(ChaliceRequestHandler):
 
     def _generic_handle(self) -> None:
         try:
-            if self.command == "OPTIONS" and "OPTIONS" not in self._allowed_methods():
-                # Chalice's gateway would answer 200 with an empty body for a route without OPTIONS.
-                raise RequestRejected(
-                    405,
-                    "method_not_allowed",
-                    f"method OPTIONS not allowed; use {', '.join(self._allowed_methods())}",
-                    {"Allow": ", ".join(self._allowed_methods())},
-                )
+            if self.command == "OPTIONS":
+                # For a route without an OPTIONS view, Chalice's gateway would answer 200 with an empty body.
+                allowed = self._allowed_methods()
+                if "OPTIONS" not in allowed:
+                    message = f"method OPTIONS not allowed; use {', '.join(allowed)}"
+                    raise RequestRejected(405, "method_not_allowed", message, {"Allow": ", ".join(allowed)})
             super()._generic_handle()  # calls _parse_payload first: a RequestRejected means the app was not called
         except RequestRejected as exc:
             self._send_rejection(exc)
@@ -200,8 +198,8 @@ class DevRequestHandler(ChaliceRequestHandler):
         try:
             # chalice.local.RouteMatcher is looked up now: devtools.local_routes may have replaced it.
             route = chalice.local.RouteMatcher(list(self.app_object.routes)).match_route(self.path)
-        except ValueError:
-            return [m for m in ROUTED_METHODS if m != "OPTIONS"]
+        except ValueError:  # chalice's matcher raises where devtools.local_routes' returns None
+            route = None
         if route is None:
             return [m for m in ROUTED_METHODS if m != "OPTIONS"]
         return [m for m in ROUTED_METHODS if m in self.app_object.routes[route.route]]
