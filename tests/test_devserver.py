@@ -6,6 +6,7 @@ happen to set, fails here as it would on a fresh clone.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -129,10 +130,20 @@ class Server:
         return True
 
     def kill(self) -> None:
+        """Clean-up after a failed test: nothing of this server may outlive it."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)  # the clean way first: the server stops its database
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
         if self.group_alive():
             os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.wait()
+        # DynamoDB Local runs in its own process group, which a killed server leaves behind.
+        for pid in {int(p) for p in re.findall(r"DynamoDB Local (?:at|is back at) \S+ \(pid (\d+)\)", self.text())}:
+            with contextlib.suppress(OSError):
+                if b"DynamoDBLocal.jar" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _accepts(port: int) -> bool:
