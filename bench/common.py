@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from chalicelib import aws
+from chalicelib import aws, settings
 from chalicelib.dynamo import LostRace, retry
 from chalicelib.table import ensure_table
 from devtools.ddblocal import local_aws_env
@@ -28,6 +28,15 @@ def use_endpoint(endpoint_url: str) -> Any:
     os.environ["DDB_ENDPOINT_URL"] = endpoint_url
     aws.reset()
     return aws.dynamodb()
+
+
+def set_env(name: str, value: str | None) -> None:
+    """Set (or with None, remove) an environment variable the app's settings read, and have them read again."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    settings.reset()
 
 
 def fresh_table(client: Any, prefix: str) -> str:
@@ -65,6 +74,7 @@ def local_gateway() -> Any:
     config = CLIFactory(str(PROJECT_DIR)).create_config_obj(chalice_stage_name="dev")
     for name, value in config.environment_variables.items():
         os.environ.setdefault(name, value)
+    settings.reset()
     return LocalGateway(config.chalice_app, config)
 
 

@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.common import Meter, fresh_table, load_items, local_gateway, median, table_md, use_endpoint
+from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
 from chalicelib import clock, keys
 from chalicelib.dynamo import query_items
 from chalicelib.sums import window
@@ -79,7 +78,7 @@ def _write_case(store: SumStore, targets: list[str]) -> float:
 def run(endpoint_url: str) -> str:
     client = use_endpoint(endpoint_url)
     table = fresh_table(client, "sums")
-    os.environ["TABLE_NAME"] = table
+    set_env("TABLE_NAME", table)
     meter = Meter(client)
     store = SumStore(client, table, random.Random(1))
     rng = random.Random(2)
