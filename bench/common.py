@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from chalicelib import aws
-from chalicelib.dynamo import backoff
+from chalicelib import aws, settings
+from chalicelib.dynamo import LostRace, retry
 from chalicelib.table import ensure_table
 from devtools.ddblocal import local_aws_env
 
@@ -30,6 +30,15 @@ def use_endpoint(endpoint_url: str) -> Any:
     return aws.dynamodb()
 
 
+def set_env(name: str, value: str | None) -> None:
+    """Set (or with None, remove) an environment variable the app's settings read, and have them read again."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    settings.reset()
+
+
 def fresh_table(client: Any, prefix: str) -> str:
     name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
     ensure_table(client, name)
@@ -41,13 +50,14 @@ def load_items(client: Any, table: str, items: list[dict[str, Any]]) -> None:
 
     def write(batch: list[dict[str, Any]]) -> None:
         request = {table: [{"PutRequest": {"Item": item}} for item in batch]}
-        for attempt in range(20):
-            response = client.batch_write_item(RequestItems=request)
-            request = response.get("UnprocessedItems") or {}
-            if not request:
-                return
-            backoff(attempt)
-        raise RuntimeError("BatchWriteItem left items unprocessed")
+
+        def attempt(_: int) -> None:
+            nonlocal request
+            request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+            if request:
+                raise LostRace
+
+        retry(attempt, attempts=20, busy="BatchWriteItem left items unprocessed")
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, [items[i : i + 25] for i in range(0, len(items), 25)]))
@@ -64,19 +74,35 @@ def local_gateway() -> Any:
     config = CLIFactory(str(PROJECT_DIR)).create_config_obj(chalice_stage_name="dev")
     for name, value in config.environment_variables.items():
         os.environ.setdefault(name, value)
+    settings.reset()
     return LocalGateway(config.chalice_app, config)
 
 
 class Meter:
-    """Counts round trips and consumed capacity units of every call a boto3 client makes."""
+    """Counts round trips and consumed capacity units of every call a boto3 client makes, from outside the code
+    under test: it asks DynamoDB to report the capacity of every call that can report it, and reads each answer.
+    Also a context manager, which stops metering on exit."""
 
     def __init__(self, client: Any) -> None:
         self._lock = threading.Lock()
+        self._events = client.meta.events
         self.calls: Counter[str] = Counter()
         self.read_units = 0.0
         self.write_units = 0.0
-        client.meta.events.register("before-call.dynamodb", self._before)
-        client.meta.events.register("after-call.dynamodb", self._after)
+        self._handlers = {
+            "before-parameter-build.dynamodb": self._ask_for_capacity,
+            "before-call.dynamodb": self._before,
+            "after-call.dynamodb": self._after,
+        }
+        for event, handler in self._handlers.items():
+            self._events.register(event, handler)
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for event, handler in self._handlers.items():
+            self._events.unregister(event, handler)
 
     def reset(self) -> None:
         with self._lock:
@@ -86,6 +112,11 @@ class Meter:
     @property
     def round_trips(self) -> int:
         return sum(self.calls.values())
+
+    @staticmethod
+    def _ask_for_capacity(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "ReturnConsumedCapacity" in model.input_shape.members:
+            params.setdefault("ReturnConsumedCapacity", "TOTAL")
 
     def _before(self, model: Any, **_: Any) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ import random
 import time
 from typing import Any
 
-from bench.common import Meter, fresh_table, load_items, local_gateway, median, table_md, use_endpoint
+from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
 from chalicelib import keys
 from chalicelib.hits.store import HitStore
 
@@ -50,7 +50,7 @@ def _load(client: Any, store: HitStore, counts: dict[str, int]) -> None:
 
 
 def _stats(gateway: Any, meter: Meter, table_name: str) -> tuple[float, float, int, list[dict[str, Any]]]:
-    os.environ["TABLE_NAME"] = table_name
+    set_env("TABLE_NAME", table_name)
     meter.reset()
     started = time.perf_counter()
     response = gateway.handle_request("GET", f"/stats/?limit={LIMIT}", {}, b"")
@@ -89,7 +89,7 @@ def run(endpoint_url: str) -> str:
                     samples[n].append((ms, rcu, trips))
 
         # Write cost of one hit, through the store's real write path.
-        os.environ["TABLE_NAME"] = tables[SMALL]
+        set_env("TABLE_NAME", tables[SMALL])
         hit_store = HitStore(client, tables[SMALL])
         write_cost = []
         for path in ("/api/bench-new-path/", "/api/bench-new-path/"):
@@ -97,10 +97,7 @@ def run(endpoint_url: str) -> str:
             hit_store.record(path, "2026-11-23", 0)
             write_cost.append((meter.write_units, meter.round_trips))
     finally:
-        if previous_table is None:
-            os.environ.pop("TABLE_NAME", None)
-        else:
-            os.environ["TABLE_NAME"] = previous_table
+        set_env("TABLE_NAME", previous_table)
         for name in tables.values():
             client.delete_table(TableName=name)
 

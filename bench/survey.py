@@ -17,7 +17,7 @@ import secrets
 import time
 from typing import Any
 
-from bench.common import Meter, fresh_table, load_items, local_gateway, median, table_md, use_endpoint
+from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
 from chalicelib import keys
 from chalicelib.dynamo import num, string
 from chalicelib.survey import rules
@@ -81,7 +81,7 @@ def run(endpoint_url: str) -> str:
     meter = Meter(client)
     rng = random.Random(5)
     saved_env = {k: os.environ.get(k) for k in ("TABLE_NAME", "ADMIN_TOKEN")}
-    os.environ["ADMIN_TOKEN"] = ADMIN_TOKEN
+    set_env("ADMIN_TOKEN", ADMIN_TOKEN)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     tables: dict[int, str] = {}
     load_seconds: dict[int, float] = {}
@@ -100,7 +100,7 @@ def run(endpoint_url: str) -> str:
         for round_ in range(WARMUP + ROUNDS):
             order = list(SIZES) if round_ % 2 else list(reversed(SIZES))
             for n in order:
-                os.environ["TABLE_NAME"] = tables[n]
+                set_env("TABLE_NAME", tables[n])
                 for case in ("200", "304") if round_ % 2 else ("304", "200"):
                     headers = dict(admin)
                     if case == "304" and n in etags:
@@ -118,7 +118,7 @@ def run(endpoint_url: str) -> str:
                         samples[(n, case)].append((ms, rcu, trips))
 
         # One answer save (GetItem + TransactWriteItems of response + summary) vs a bare PutItem of the response.
-        os.environ["TABLE_NAME"] = tables[SIZES[0]]
+        set_env("TABLE_NAME", tables[SIZES[0]])
         created = json.loads(_call(gateway, meter, "POST", "/survey/responses", {}, {"name": "Bench"})[0]["body"])
         token = {"X-Response-Token": created["token"]}
         store = SurveyStore(client, tables[SIZES[0]])
@@ -135,14 +135,11 @@ def run(endpoint_url: str) -> str:
             meter.reset()
             started = time.perf_counter()
             item = store._item(StoredResponse(**{**bare.__dict__, "answers": {"name": "Bench", "about": text}}))
-            client.put_item(TableName=store.table, Item=item, ReturnConsumedCapacity="TOTAL")
+            client.put_item(TableName=store.table, Item=item)
             plain.append(((time.perf_counter() - started) * 1000, meter.write_units, meter.round_trips))
     finally:
         for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+            set_env(key, value)
         for name in tables.values():
             client.delete_table(TableName=name)
 

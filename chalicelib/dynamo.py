@@ -1,12 +1,23 @@
-"""Small helpers for the low-level DynamoDB client shared by every data-access module."""
+"""The DynamoDB toolkit every data-access module shares: attribute values, keys and key conditions, one
+paginator, one classifier of errors, and one retry loop for lost races."""
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+
+from chalicelib.errors import Busy
+from chalicelib.table import PARTITION_KEY, SORT_KEY
+
+T = TypeVar("T")
+
+# Attempts of a read-decide-write that keeps losing races before the client is told to retry (503 busy).
+MAX_ATTEMPTS = 40
 
 # DynamoDB cannot store a non-zero magnitude below 1e-130; derived figures
 # (variance sums) that small are rounding noise and are stored as 0.
@@ -42,29 +53,150 @@ def read_str(attr: dict[str, Any] | None) -> str | None:
     return None if attr is None else attr.get("S")
 
 
+# --- keys and key conditions ---------------------------------------------------
+
+# Conditions on the item a write targets.
+ITEM_IS_NEW = f"attribute_not_exists({PARTITION_KEY})"
+ITEM_EXISTS = f"attribute_exists({PARTITION_KEY})"
+
+
+def item_key(pk: str, sk: str) -> dict[str, dict[str, str]]:
+    return {PARTITION_KEY: string(pk), SORT_KEY: string(sk)}
+
+
+def sort_key_of(item: dict[str, Any]) -> str:
+    return str(item[SORT_KEY]["S"])
+
+
+def partition_key_of(item: dict[str, Any]) -> str:
+    return str(item[PARTITION_KEY]["S"])
+
+
+def sort_key_between(pk: str, low: str, high: str) -> dict[str, Any]:
+    """Query arguments selecting the items of partition `pk` with low <= sort key <= high."""
+    return {
+        "KeyConditionExpression": f"{PARTITION_KEY} = :pk AND {SORT_KEY} BETWEEN :low AND :high",
+        "ExpressionAttributeValues": {":pk": string(pk), ":low": string(low), ":high": string(high)},
+    }
+
+
+def sort_key_prefix(pk: str, prefix: str) -> dict[str, Any]:
+    """Query arguments selecting the items of partition `pk` whose sort key starts with `prefix`."""
+    return {
+        "KeyConditionExpression": f"{PARTITION_KEY} = :pk AND begins_with({SORT_KEY}, :prefix)",
+        "ExpressionAttributeValues": {":pk": string(pk), ":prefix": string(prefix)},
+    }
+
+
+# --- reading many items ----------------------------------------------------------
+
+
+def query_pages(
+    client: Any, request: dict[str, Any], *, max_items: int | None = None, page_size: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The responses of a Query, following LastEvaluatedKey, until `max_items` items were read.
+
+    Each page asks for no more than the items still wanted (boto3's paginator keeps the same Limit for the last
+    page and drops the surplus, which costs read capacity). The last response's LastEvaluatedKey says whether more
+    items follow.
+    """
+    request = dict(request)
+    read = 0
+    while True:
+        wanted = [n for n in (page_size, None if max_items is None else max_items - read) if n is not None]
+        if wanted:
+            request["Limit"] = min(wanted)
+        response: dict[str, Any] = client.query(**request)
+        yield response
+        read += len(response.get("Items", []))
+        if "LastEvaluatedKey" not in response or (max_items is not None and read >= max_items):
+            return
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def query_items(client: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every item a Query selects, however many pages that takes."""
+    return [item for page in query_pages(client, request) for item in page.get("Items", [])]
+
+
 def batch_get(client: Any, table: str, keys: list[dict[str, Any]], *, consistent: bool) -> list[dict[str, Any]]:
     """BatchGetItem over up to 100 keys, retrying unprocessed keys. Items come back unordered."""
     items: list[dict[str, Any]] = []
     request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": consistent}}
-    for attempt in range(10):
-        response = client.batch_get_item(RequestItems=request, ReturnConsumedCapacity="TOTAL")
+
+    def attempt(_: int) -> list[dict[str, Any]]:
+        nonlocal request
+        response = client.batch_get_item(RequestItems=request)
         items.extend(response.get("Responses", {}).get(table, []))
         request = response.get("UnprocessedKeys") or {}
-        if not request:
-            return items
-        backoff(attempt)
-    raise RuntimeError("BatchGetItem left keys unprocessed after 10 attempts")
+        if request:
+            raise LostRace
+        return items
+
+    return retry(attempt, attempts=10, busy="the database left keys unread; retry")
+
+
+# --- classifying errors ------------------------------------------------------------
+
+
+def error_code(exc: Exception) -> str | None:
+    """DynamoDB's error code of a failed call (None if the exception is not a service error)."""
+    return exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
 
 
 def cancellation_codes(exc: Exception) -> list[str]:
+    """Why a cancelled transaction was cancelled: one code per action, "None" for the actions that were fine."""
     reasons: Iterable[dict[str, Any]] = getattr(exc, "response", {}).get("CancellationReasons", [])
     return [reason.get("Code", "None") for reason in reasons]
 
 
-def is_contention(exc: Exception) -> bool:
-    """A cancelled transaction that lost a race (and may simply be retried)."""
+def condition_failed(exc: Exception) -> bool:
+    """A single-item write whose condition failed."""
+    return error_code(exc) == "ConditionalCheckFailedException"
+
+
+def lost_race(exc: Exception) -> bool:
+    """A transaction cancelled by a failed condition (the version read is stale) or by a concurrent transaction."""
     codes = cancellation_codes(exc)
     return any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes)
+
+
+def conflicted(exc: Exception) -> bool:
+    """A transaction cancelled only by a concurrent transaction: none of its conditions failed."""
+    codes = cancellation_codes(exc)
+    return "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
+
+
+# --- retrying lost races -------------------------------------------------------------
+
+
+class LostRace(Exception):
+    """Raised by an attempt that found the state mid-change: run the attempt again."""
+
+
+def retry(
+    attempt: Callable[[int], T],
+    *,
+    busy: str,
+    lost: Callable[[ClientError], bool] = lost_race,
+    attempts: int = MAX_ATTEMPTS,
+) -> T:
+    """Run `attempt(n)` (n = 0, 1, ...) until it returns, backing off between attempts.
+
+    An attempt reads, decides and writes; it lost a race if it raises LostRace or a ClientError that `lost`
+    accepts, and then runs again from its read. Anything else propagates. After `attempts` lost races the caller
+    gets Busy (503 busy) with `busy` as its message: a lost attempt applied nothing.
+    """
+    for n in range(attempts):
+        try:
+            return attempt(n)
+        except LostRace:
+            pass
+        except ClientError as exc:
+            if not lost(exc):
+                raise
+        backoff(n)
+    raise Busy(busy)
 
 
 def backoff(attempt: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bench.common import Meter
 from chalicelib import aws, keys
 from chalicelib.averages.moving_average import MAX_SIZE
 from chalicelib.averages.store import AverageStore, capacity
@@ -124,9 +125,9 @@ def test_full_window_of_worst_case_numbers_fits_and_slides(api: Api, dynamodb: A
     assert window.get_elements() == [*values, extra[0]][-MAX_SIZE:]
     assert len(window_item(dynamodb, key)["elements"]["L"]) == MAX_SIZE
     # The plain append (one UpdateItem) is charged by the whole item: ~118 KB -> ~118 WCU, not 1.
-    store.consumed = 0.0
-    window = store.append(key, extra[1])
-    assert 100 <= store.consumed <= 130
+    with Meter(store.client) as meter:
+        window = store.append(key, extra[1])
+    assert 100 <= meter.write_units <= 130 and meter.round_trips == 1
     answer = ok(api.post(f"/averages/{key}", {"value": extra[2]}))
     expected = [*values, *extra][-MAX_SIZE:]
     assert answer == {"average": exact_mean(expected), "count": MAX_SIZE, "size": MAX_SIZE}

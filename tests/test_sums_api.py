@@ -13,7 +13,7 @@ import pytest
 from chalicelib import clock, keys
 from chalicelib.errors import Busy
 from chalicelib.sums import window as w
-from chalicelib.sums.store import MAX_ATTEMPTS, SumStore, runs
+from chalicelib.sums.store import POST_ATTEMPTS, SumStore, runs
 from tests.conftest import TABLE, Api, assert_error
 
 T0_MS = 1_700_000_000_000 + 12_345  # mid-minute, mid-second
@@ -379,7 +379,7 @@ def test_conflicting_posts_are_retried_then_busy(api: Api, dynamodb: Any) -> Non
     hopeless = ConflictingClient(dynamodb, conflicts=10**9)
     with pytest.raises(Busy):
         SumStore(hopeless, TABLE).post("busy", 100, T0_MS)
-    assert len(hopeless.shards) == MAX_ATTEMPTS
+    assert len(hopeless.shards) == POST_ATTEMPTS
     assert SumStore(dynamodb, TABLE).sum("busy", T0_MS, 60_000) == 4  # nothing of the failed post was stored
 
 

@@ -41,10 +41,9 @@ from typing import Any
 
 from chalicelib import keys
 from chalicelib.averages.moving_average import SimpleMovingAverage
-from chalicelib.dynamo import backoff, num, read_int, string
-from chalicelib.errors import Busy, NotFound
+from chalicelib.dynamo import ITEM_EXISTS, ITEM_IS_NEW, condition_failed, item_key, num, read_int, retry
+from chalicelib.errors import NotFound
 
-MAX_ATTEMPTS = 40
 MIN_SLACK = 32
 
 _NAMES = {"#e": "elements", "#c": "cap", "#v": "version"}
@@ -63,86 +62,73 @@ class AverageStore:
     def __init__(self, client: Any, table: str) -> None:
         self.client = client
         self.table = table
-        self.consumed = 0.0  # capacity units consumed by this store's requests (reported ones)
 
     # --- reads --------------------------------------------------------------
 
     def get(self, key: str) -> SimpleMovingAverage | None:
-        response = self.client.get_item(
-            TableName=self.table, Key=self._key(key), ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
-        )
-        self._account(response)
-        item = response.get("Item")
+        item = self._get_item(key)
         return None if item is None else self._window(item)
 
     # --- writes -------------------------------------------------------------
 
     def set_size(self, key: str, size: int) -> tuple[SimpleMovingAverage, bool]:
         """Create the window or resize it (keeping the newest elements). Returns (window, created)."""
-        for attempt in range(MAX_ATTEMPTS):
-            response = self.client.get_item(
-                TableName=self.table, Key=self._key(key), ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
-            )
-            self._account(response)
-            item = response.get("Item")
+
+        def attempt(_: int) -> tuple[SimpleMovingAverage, bool]:
+            item = self._get_item(key)
             if item is None:
                 window = SimpleMovingAverage(size)
-                put = self._put(key, window, version=1, condition="attribute_not_exists(pk)")
+                put = self._put(key, window, version=1, condition=ITEM_IS_NEW)
             else:
                 window = self._window(item)
                 if window.size == size and len(item["elements"]["L"]) == len(window):
                     return window, False  # nothing to change
                 window.resize(size)
                 put = self._put(key, window, version=read_int(item["version"]) + 1, expected=item["version"])
-            try:
-                self._account(self.client.put_item(**put))
-            except self.client.exceptions.ConditionalCheckFailedException:
-                backoff(attempt)
-                continue
+            self.client.put_item(**put)  # a failed condition: another writer came first
             return window, item is None
-        raise Busy("too many concurrent writers on this window; retry")
+
+        return retry(attempt, lost=condition_failed, busy="too many concurrent writers on this window; retry")
 
     def append(self, key: str, x: float) -> SimpleMovingAverage:
         """Append x to an existing window; NotFound if the window was never created."""
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt(_: int) -> SimpleMovingAverage:
             try:
                 response = self.client.update_item(
                     TableName=self.table,
                     Key=self._key(key),
                     UpdateExpression="SET #e = list_append(#e, :x), #v = #v + :one",
-                    ConditionExpression="attribute_exists(pk) AND size(#e) < #c",
+                    ConditionExpression=f"{ITEM_EXISTS} AND size(#e) < #c",
                     ExpressionAttributeNames=_NAMES,
                     ExpressionAttributeValues={":x": {"L": [num(x)]}, ":one": num(1)},
                     ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                    ReturnConsumedCapacity="TOTAL",
                 )
-                self._account(response)
                 return self._window(response["Attributes"])
             except self.client.exceptions.ConditionalCheckFailedException as exc:
-                self._account(exc.response)
                 old = exc.response.get("Item")
             if old is None:
                 raise NotFound("no moving-average window with this key; create it with PUT", code="window_not_found")
-            # The list is at its cap: rewrite it as the window plus x, unless someone else wrote first.
+            # The list is at its cap: rewrite it as the window plus x. A failed condition: another writer came first.
             window = self._window(old)
             window.add_element(x)
-            try:
-                self._account(
-                    self.client.put_item(
-                        **self._put(key, window, version=read_int(old["version"]) + 1, expected=old["version"])
-                    )
-                )
-            except self.client.exceptions.ConditionalCheckFailedException:
-                backoff(attempt)
-                continue
+            self.client.put_item(
+                **self._put(key, window, version=read_int(old["version"]) + 1, expected=old["version"])
+            )
             return window
-        raise Busy("too many concurrent writers on this window; retry")
+
+        return retry(attempt, lost=condition_failed, busy="too many concurrent writers on this window; retry")
 
     # --- item shapes --------------------------------------------------------
 
     def _key(self, key: str) -> dict[str, Any]:
-        return {"pk": string(keys.average_pk(key)), "sk": string(keys.AVERAGE_WINDOW_SK)}
+        return item_key(keys.average_pk(key), keys.AVERAGE_WINDOW_SK)
+
+    def _get_item(self, key: str) -> dict[str, Any] | None:
+        response = self.client.get_item(TableName=self.table, Key=self._key(key), ConsistentRead=True)
+        item: dict[str, Any] | None = response.get("Item")
+        return item
 
     def _put(
         self,
@@ -163,7 +149,6 @@ class AverageStore:
                 "version": num(version),
             },
             "ConditionExpression": condition,
-            "ReturnConsumedCapacity": "TOTAL",
         }
         if expected is not None:
             put["ExpressionAttributeNames"] = {"#v": "version"}
@@ -175,6 +160,3 @@ class AverageStore:
         size = read_int(item["size"])
         stored = item["elements"]["L"]
         return SimpleMovingAverage(size, (float(e["N"]) for e in stored[-size:]))
-
-    def _account(self, response: dict[str, Any]) -> None:
-        self.consumed += float((response.get("ConsumedCapacity") or {}).get("CapacityUnits", 0.0))

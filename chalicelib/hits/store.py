@@ -26,7 +26,6 @@ not by one item; its ranking score lags by at most the unfolded deltas.
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,20 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import keys, table
-from chalicelib.dynamo import backoff, batch_get, num, read_int, string
+from chalicelib.dynamo import (
+    ITEM_EXISTS,
+    ITEM_IS_NEW,
+    batch_get,
+    error_code,
+    item_key,
+    num,
+    query_items,
+    query_pages,
+    read_int,
+    retry,
+    string,
+)
+from chalicelib.errors import Busy
 from chalicelib.hits import ranking
 from chalicelib.hits.ranking import Entry
 from chalicelib.request_context import ContextThreadPool
@@ -46,6 +58,12 @@ HOT_ERRORS = frozenset(
 # Day counters expire (TTL) this long after their day; all-time counters never do.
 DAY_RETENTION_SECONDS = 400 * 86400
 FOLD_ATTEMPTS = 5
+
+
+def _fold_lost(exc: ClientError) -> bool:
+    """A fold transaction cancelled (the delta or the counter changed under it) or throttled: read again."""
+    return error_code(exc) in ("TransactionCanceledException", *HOT_ERRORS)
+
 
 _query_pool = ContextThreadPool(max_workers=keys.HIT_RANK_SHARDS, thread_name_prefix="hits-rank")
 
@@ -73,30 +91,13 @@ class HitStore:
         self.client = client
         self.table = table_name
         self.rng = rng or random.Random()
-        self._lock = threading.Lock()
-        self.read_units = 0.0  # consumed read capacity of this store's reads (benchmarks)
-        self.write_units = 0.0
-
-    # --- accounting -----------------------------------------------------------
-
-    def _account(self, response: dict[str, Any], *, read: bool = False) -> dict[str, Any]:
-        consumed = response.get("ConsumedCapacity")
-        entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
-        units = sum(float(c.get("CapacityUnits", 0)) for c in entries)
-        with self._lock:
-            if read:
-                self.read_units += units
-            else:
-                self.write_units += units
-        return response
 
     # --- item shapes (the benchmark loads items built here) -------------------
 
     def counter_item(self, scope: str, path: str, count: int, expires_at: int | None = None) -> dict[str, Any]:
         """A path's counter item as the writes below leave it."""
         item: dict[str, Any] = {
-            "pk": string(keys.hit_pk(scope, path)),
-            "sk": string(keys.HIT_COUNT_SK),
+            **item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK),
             "path": string(path),
             table.RANKING_PARTITION_KEY: string(keys.hit_rank_pk(scope, keys.hit_rank_shard(path))),
             table.RANKING_SORT_KEY: num(ranking.score(count, path)),
@@ -107,8 +108,7 @@ class HitStore:
 
     def totals_item(self, scope: str, shard: int, total_hits: int, distinct_paths: int) -> dict[str, Any]:
         return {
-            "pk": string(keys.hit_totals_pk(scope, shard)),
-            "sk": string(keys.HIT_COUNT_SK),
+            **item_key(keys.hit_totals_pk(scope, shard), keys.HIT_COUNT_SK),
             "total_hits": num(total_hits),
             "distinct_paths": num(distinct_paths),
         }
@@ -128,11 +128,10 @@ class HitStore:
         try:
             response = self.client.update_item(**self._increment(scope, path, 1, expires_at))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in HOT_ERRORS:
+            if error_code(exc) not in HOT_ERRORS:
                 raise
             self._overflow(scope, path, expires_at)
             return None
-        self._account(response)
         return ranking.count_of(read_int(response["Attributes"][table.RANKING_SORT_KEY]))
 
     def _increment(self, scope: str, path: str, count: int, expires_at: int | None) -> dict[str, Any]:
@@ -150,12 +149,11 @@ class HitStore:
             names["#ttl"] = table.TTL_ATTRIBUTE
         return {
             "TableName": self.table,
-            "Key": {"pk": string(keys.hit_pk(scope, path)), "sk": string(keys.HIT_COUNT_SK)},
+            "Key": item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK),
             "UpdateExpression": update,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
             "ReturnValues": "UPDATED_NEW",
-            "ReturnConsumedCapacity": "TOTAL",
         }
 
     def _overflow(self, scope: str, path: str, expires_at: int | None) -> None:
@@ -167,31 +165,25 @@ class HitStore:
             values[":ttl"] = num(expires_at)
         response = self.client.update_item(
             TableName=self.table,
-            Key={"pk": string(keys.hit_delta_pk(scope, path, shard)), "sk": string(keys.HIT_COUNT_SK)},
+            Key=item_key(keys.hit_delta_pk(scope, path, shard), keys.HIT_COUNT_SK),
             UpdateExpression=update,
             ExpressionAttributeValues=values,
             **({"ExpressionAttributeNames": {"#ttl": table.TTL_ATTRIBUTE}} if expires_at is not None else {}),
             ReturnValues="UPDATED_NEW",
-            ReturnConsumedCapacity="TOTAL",
         )
-        self._account(response)
         if read_int(response["Attributes"]["hits"]) == 1:
             # First unfolded hit of this shard: make it findable by fold(). At most one such write per
             # shard and fold period, so the marker is never hot.
-            self._account(
-                self.client.put_item(
-                    TableName=self.table,
-                    Item={
-                        "pk": string(keys.hit_mark_pk(scope, path, shard)),
-                        "sk": string(keys.HIT_COUNT_SK),
-                        "scope": string(scope),
-                        "path": string(path),
-                        "shard": num(shard),
-                        table.RANKING_PARTITION_KEY: string(keys.hit_fold_pk(shard)),
-                        table.RANKING_SORT_KEY: num(0),
-                    },
-                    ReturnConsumedCapacity="TOTAL",
-                )
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    **item_key(keys.hit_mark_pk(scope, path, shard), keys.HIT_COUNT_SK),
+                    "scope": string(scope),
+                    "path": string(path),
+                    "shard": num(shard),
+                    table.RANKING_PARTITION_KEY: string(keys.hit_fold_pk(shard)),
+                    table.RANKING_SORT_KEY: num(0),
+                },
             )
 
     def _bump_totals(self, scope: str, *, first: bool, expires_at: int | None) -> None:
@@ -202,18 +194,12 @@ class HitStore:
             update += " SET #ttl = :ttl"
             values[":ttl"] = num(expires_at)
             names["#ttl"] = table.TTL_ATTRIBUTE
-        self._account(
-            self.client.update_item(
-                TableName=self.table,
-                Key={
-                    "pk": string(keys.hit_totals_pk(scope, self.rng.randrange(keys.HIT_TOTAL_SHARDS))),
-                    "sk": string(keys.HIT_COUNT_SK),
-                },
-                UpdateExpression=update,
-                ExpressionAttributeValues=values,
-                **({"ExpressionAttributeNames": names} if names else {}),
-                ReturnConsumedCapacity="TOTAL",
-            )
+        self.client.update_item(
+            TableName=self.table,
+            Key=item_key(keys.hit_totals_pk(scope, self.rng.randrange(keys.HIT_TOTAL_SHARDS)), keys.HIT_COUNT_SK),
+            UpdateExpression=update,
+            ExpressionAttributeValues=values,
+            **({"ExpressionAttributeNames": names} if names else {}),
         )
 
     # --- folding hot paths' overflow -----------------------------------------
@@ -227,10 +213,12 @@ class HitStore:
         return moved
 
     def _fold_one(self, scope: str, path: str, shard: int, marker: dict[str, Any]) -> int:
-        delta_key = {"pk": string(keys.hit_delta_pk(scope, path, shard)), "sk": string(keys.HIT_COUNT_SK)}
-        counter_key = {"pk": string(keys.hit_pk(scope, path)), "sk": string(keys.HIT_COUNT_SK)}
-        marker_delete = {"Delete": {"TableName": self.table, "Key": {"pk": marker["pk"], "sk": marker["sk"]}}}
-        for attempt in range(FOLD_ATTEMPTS):
+        delta_key = item_key(keys.hit_delta_pk(scope, path, shard), keys.HIT_COUNT_SK)
+        counter_key = item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK)
+        marker_key = {name: marker[name] for name in (table.PARTITION_KEY, table.SORT_KEY)}
+        marker_delete = {"Delete": {"TableName": self.table, "Key": marker_key}}
+
+        def attempt(_: int) -> int:
             delta = self._get(delta_key)
             counter = self._get(counter_key)
             hits = read_int(delta.get("hits")) if delta else 0
@@ -248,9 +236,8 @@ class HitStore:
                 ]
             else:
                 increment = self._increment(scope, path, hits, read_int(delta.get(table.TTL_ATTRIBUTE)) or None)
-                for unused in ("ReturnValues", "ReturnConsumedCapacity"):
-                    increment.pop(unused)
-                increment["ConditionExpression"] = "attribute_exists(pk)" if counter else "attribute_not_exists(pk)"
+                increment.pop("ReturnValues")
+                increment["ConditionExpression"] = ITEM_EXISTS if counter else ITEM_IS_NEW
                 actions = [
                     {
                         "Update": {
@@ -269,87 +256,62 @@ class HitStore:
                         {
                             "Update": {
                                 "TableName": self.table,
-                                "Key": {
-                                    "pk": string(keys.hit_totals_pk(scope, self.rng.randrange(keys.HIT_TOTAL_SHARDS))),
-                                    "sk": string(keys.HIT_COUNT_SK),
-                                },
+                                "Key": item_key(
+                                    keys.hit_totals_pk(scope, self.rng.randrange(keys.HIT_TOTAL_SHARDS)),
+                                    keys.HIT_COUNT_SK,
+                                ),
                                 "UpdateExpression": "ADD distinct_paths :one",
                                 "ExpressionAttributeValues": {":one": num(1)},
                             }
                         }
                     )
-            try:
-                self._account(self.client.transact_write_items(TransactItems=actions, ReturnConsumedCapacity="TOTAL"))
-            except ClientError as exc:
-                # Cancelled (the delta or the counter changed under us) or throttled: read again.
-                if exc.response.get("Error", {}).get("Code") not in ("TransactionCanceledException", *HOT_ERRORS):
-                    raise
-                backoff(attempt)
-                continue
+            self.client.transact_write_items(TransactItems=actions)
             return hits
-        return 0  # still busy: the marker stays, the next fold tries again
+
+        try:
+            return retry(attempt, lost=_fold_lost, attempts=FOLD_ATTEMPTS, busy="the path is too hot to fold")
+        except Busy:
+            return 0  # still busy: the marker stays, the next fold tries again
 
     # --- reads ----------------------------------------------------------------
 
     def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        response = self._account(
-            self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True, ReturnConsumedCapacity="TOTAL"),
-            read=True,
-        )
+        response = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
         item: dict[str, Any] | None = response.get("Item")
         return item
 
     def count(self, scope: str, path: str) -> int:
         """A path's count: its counter item plus any unfolded overflow."""
-        item = self._get({"pk": string(keys.hit_pk(scope, path)), "sk": string(keys.HIT_COUNT_SK)})
+        item = self._get(item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK))
         counted = ranking.count_of(read_int(item[table.RANKING_SORT_KEY])) if item else 0
         deltas = self._batch_get(
-            [
-                {"pk": string(keys.hit_delta_pk(scope, path, k)), "sk": string(keys.HIT_COUNT_SK)}
-                for k in range(keys.HIT_DELTA_SHARDS)
-            ]
+            [item_key(keys.hit_delta_pk(scope, path, k), keys.HIT_COUNT_SK) for k in range(keys.HIT_DELTA_SHARDS)]
         )
         return counted + sum(read_int(d.get("hits")) for d in deltas)
 
     def _batch_get(self, request_keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        store = self
-
-        class _Counting:  # batch_get calls the client; account for what it consumed
-            def batch_get_item(self, **kwargs: Any) -> dict[str, Any]:
-                return store._account(store.client.batch_get_item(**kwargs), read=True)
-
-        return batch_get(_Counting(), self.table, request_keys, consistent=False)
+        return batch_get(self.client, self.table, request_keys, consistent=False)
 
     def totals(self, scope: str) -> Totals:
         items = self._batch_get(
-            [
-                {"pk": string(keys.hit_totals_pk(scope, k)), "sk": string(keys.HIT_COUNT_SK)}
-                for k in range(keys.HIT_TOTAL_SHARDS)
-            ]
+            [item_key(keys.hit_totals_pk(scope, k), keys.HIT_COUNT_SK) for k in range(keys.HIT_TOTAL_SHARDS)]
         )
         return Totals(
             total_hits=sum(read_int(i.get("total_hits")) for i in items),
             distinct_paths=sum(read_int(i.get("distinct_paths")) for i in items),
         )
 
-    def _index_items(self, rank_pk: str) -> Iterable[dict[str, Any]]:
-        start: dict[str, Any] | None = None
-        while True:
-            request: dict[str, Any] = {
+    def _index_items(self, rank_pk: str) -> list[dict[str, Any]]:
+        return query_items(
+            self.client,
+            {
                 "TableName": self.table,
                 "IndexName": table.RANKING_INDEX,
                 "KeyConditionExpression": "#rpk = :rpk",
                 "ExpressionAttributeNames": {"#rpk": table.RANKING_PARTITION_KEY},
                 "ExpressionAttributeValues": {":rpk": string(rank_pk)},
-                "ReturnConsumedCapacity": "TOTAL",
-            }
-            if start:
-                request["ExclusiveStartKey"] = start
-            response = self._account(self.client.query(**request), read=True)
-            yield from response.get("Items", [])
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                return
+            },
+        )
 
     def _query_rank(
         self, scope: str, shard: int, condition: str, values: dict[str, Any], limit: int | None
@@ -367,20 +329,15 @@ class HitStore:
             "ExpressionAttributeValues": {":rpk": string(keys.hit_rank_pk(scope, shard)), **values},
             "ProjectionExpression": "#p, #score",
             "ScanIndexForward": False,
-            "ReturnConsumedCapacity": "TOTAL",
         }
         entries: list[Entry] = []
-        while True:
-            if limit is not None:
-                request["Limit"] = limit - len(entries)
-            response = self._account(self.client.query(**request), read=True)
+        more = False
+        for response in query_pages(self.client, request, max_items=limit):
             entries.extend(
                 Entry(item["path"]["S"], read_int(item[table.RANKING_SORT_KEY])) for item in response.get("Items", [])
             )
-            start = response.get("LastEvaluatedKey")
-            if not start or (limit is not None and len(entries) >= limit):
-                return entries, bool(start)
-            request["ExclusiveStartKey"] = start
+            more = "LastEvaluatedKey" in response
+        return entries, more
 
     def _fetch(self, scope: str) -> ranking.Fetch:
         def fetch(shard: int, bound: int | None, inclusive: bool, limit: int) -> tuple[list[Entry], bool]:

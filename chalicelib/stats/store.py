@@ -19,21 +19,24 @@ from typing import Any
 
 from chalicelib import keys
 from chalicelib.dynamo import (
-    backoff,
+    ITEM_IS_NEW,
+    LostRace,
     batch_get,
-    is_contention,
+    item_key,
     num,
     opt_string,
+    partition_key_of,
     read_int,
     read_num,
     read_str,
-    string,
+    retry,
+    sort_key_between,
+    sort_key_of,
+    sort_key_prefix,
 )
-from chalicelib.errors import Busy, Conflict
+from chalicelib.errors import Conflict
 from chalicelib.request_context import ContextThreadPool
 from chalicelib.stats.welford import Moments, merge_all
-
-MAX_ATTEMPTS = 40
 
 # Each writer (a Lambda container, or a dev-server thread) keeps writing to the
 # shard it last succeeded on, and moves to another only after losing a race:
@@ -101,28 +104,29 @@ class StreamStore:
         self.client = client
         self.table = table
         self.rng = rng or random.Random()
-        # Fixed for a table's lifetime; other values exist for the benchmark's comparison.
+        # How many items a stream's state is spread over: part of the data's layout, so one value for a table's
+        # lifetime (keys.SHARDS; the benchmark compares it with an unsharded table).
         self.shards = shards
 
     # --- reads --------------------------------------------------------------
 
     def read_shards(self, stream: str, *, consistent: bool = True) -> list[ShardState]:
         """Every shard's state, all of the same session (re-read while a reset is mid-flight)."""
-        request_keys = [
-            {"pk": string(keys.stream_shard_pk(stream, k)), "sk": string(keys.STATE_SK)} for k in range(self.shards)
-        ]
-        for attempt in range(MAX_ATTEMPTS):
-            items = batch_get(self.client, self.table, request_keys, consistent=consistent or attempt > 0)
+        request_keys = [item_key(keys.stream_shard_pk(stream, k), keys.STATE_SK) for k in range(self.shards)]
+
+        def attempt(n: int) -> list[ShardState]:
+            items = batch_get(self.client, self.table, request_keys, consistent=consistent or n > 0)
             found = {self._shard_of(item): item for item in items}
             sessions = {read_int(item["session"]) for item in found.values()}
-            if len(sessions) <= 1:
-                session = sessions.pop() if sessions else 1
-                return [
-                    self._shard_from_item(k, found[k]) if k in found else ShardState(k, session, 0, Moments())
-                    for k in range(self.shards)
-                ]
-            backoff(attempt)
-        raise Busy("the stream is being reset; retry")
+            if len(sessions) > 1:
+                raise LostRace
+            session = sessions.pop() if sessions else 1
+            return [
+                self._shard_from_item(k, found[k]) if k in found else ShardState(k, session, 0, Moments())
+                for k in range(self.shards)
+            ]
+
+        return retry(attempt, busy="the stream is being reset; retry")
 
     def snapshot(self, stream: str) -> SessionFigures:
         return merge_shards(stream, self.read_shards(stream))
@@ -130,20 +134,12 @@ class StreamStore:
     def list_sessions(self, stream: str, limit: int, position: dict[str, Any] | None) -> Page:
         request: dict[str, Any] = {
             "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {
-                ":pk": string(keys.stream_pk(stream)),
-                ":prefix": string(keys.SESSION_PREFIX),
-            },
+            **sort_key_prefix(keys.stream_pk(stream), keys.SESSION_PREFIX),
             "ScanIndexForward": False,
             "Limit": limit,
-            "ReturnConsumedCapacity": "TOTAL",
         }
         if position is not None:
-            request["ExclusiveStartKey"] = {
-                "pk": string(keys.stream_pk(stream)),
-                "sk": string(keys.session_sk(int(position["session"]))),
-            }
+            request["ExclusiveStartKey"] = item_key(keys.stream_pk(stream), keys.session_sk(int(position["session"])))
         response = self.client.query(**request)
         sessions = [self._session_from_item(stream, item) for item in response.get("Items", [])]
         more = "LastEvaluatedKey" in response and sessions
@@ -161,23 +157,17 @@ class StreamStore:
         def newest_of_shard(k: int) -> list[dict[str, Any]]:
             response = self.client.query(
                 TableName=self.table,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues={
-                    ":pk": string(keys.stream_shard_pk(stream, k)),
-                    ":low": string(keys.VALUE_PREFIX),
-                    ":high": string(upper),
-                },
+                **sort_key_between(keys.stream_shard_pk(stream, k), keys.VALUE_PREFIX, upper),
                 ScanIndexForward=False,
                 Limit=limit + 1,
-                ReturnConsumedCapacity="TOTAL",
             )
             return list(response.get("Items", []))
 
         items = [item for shard_items in _audit_pool.map(newest_of_shard, range(self.shards)) for item in shard_items]
-        items.sort(key=lambda item: item["sk"]["S"], reverse=True)
+        items.sort(key=sort_key_of, reverse=True)
         entries: list[AuditEntry] = []
         for item in items:
-            sk = item["sk"]["S"]
+            sk = sort_key_of(item)
             # Values of one request, newest (last submitted) first.
             batch = [float(v["N"]) for v in item["values"]["L"]][::-1]
             start = skip if sk == upper else 0
@@ -197,12 +187,13 @@ class StreamStore:
         self, stream: str, values: Sequence[float], user: str | None, request_id: str, now_ms: int, at_iso: str
     ) -> SessionFigures:
         """Add values to the active session, atomically with their audit entry."""
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt(n: int) -> SessionFigures:
             # The first read may be stale (half the cost): the version condition catches that, and retries read
             # consistently.
-            shards = self.read_shards(stream, consistent=attempt > 0)
+            shards = self.read_shards(stream, consistent=n > 0)
             preferred = getattr(_affinity, "shard", None)
-            if preferred is None or preferred >= self.shards or attempt > 0:
+            if preferred is None or preferred >= self.shards or n > 0:
                 preferred = _affinity.shard = self.rng.randrange(self.shards)
             target = shards[preferred]
             updated = ShardState(
@@ -215,39 +206,27 @@ class StreamStore:
                 updated_at=now_ms,
             )
             audit = {
-                "pk": string(keys.stream_shard_pk(stream, target.shard)),
-                "sk": string(keys.value_sk(at_iso, request_id)),
+                **item_key(keys.stream_shard_pk(stream, target.shard), keys.value_sk(at_iso, request_id)),
                 "values": {"L": [num(v) for v in values]},
                 "user": opt_string(user),
                 "at": num(now_ms),
                 "session": num(target.session),
             }
-            try:
-                self.client.transact_write_items(
-                    TransactItems=[
-                        {"Put": self._shard_put(stream, updated, expected_version=target.version)},
-                        {
-                            "Put": {
-                                "TableName": self.table,
-                                "Item": audit,
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                    ],
-                    ReturnConsumedCapacity="TOTAL",
-                )
-            except self.client.exceptions.TransactionCanceledException as exc:
-                if not is_contention(exc):
-                    raise
-                backoff(attempt)
-                continue
+            self.client.transact_write_items(
+                TransactItems=[
+                    {"Put": self._shard_put(stream, updated, expected_version=target.version)},
+                    {"Put": {"TableName": self.table, "Item": audit, "ConditionExpression": ITEM_IS_NEW}},
+                ]
+            )
             shards[target.shard] = updated
             return merge_shards(stream, shards)
-        raise Busy("too many concurrent writers on this stream; retry")
+
+        return retry(attempt, busy="too many concurrent writers on this stream; retry")
 
     def reset(self, stream: str, user: str | None, now_ms: int) -> SessionFigures:
         """Close the active session, keeping its final figures; the next value opens a new one."""
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt(_: int) -> SessionFigures:
             shards = self.read_shards(stream)
             active = merge_shards(stream, shards)
             if active.session is None:
@@ -266,27 +245,21 @@ class StreamStore:
                     "Put": {
                         "TableName": self.table,
                         "Item": self._session_item(closed),
-                        "ConditionExpression": "attribute_not_exists(pk)",
+                        "ConditionExpression": ITEM_IS_NEW,
                     }
                 }
             )
-            try:
-                self.client.transact_write_items(TransactItems=transaction, ReturnConsumedCapacity="TOTAL")
-            except self.client.exceptions.TransactionCanceledException as exc:
-                if not is_contention(exc):
-                    raise
-                backoff(attempt)
-                continue
+            self.client.transact_write_items(TransactItems=transaction)
             return closed
-        raise Busy("the stream is too busy to reset; retry")
+
+        return retry(attempt, busy="the stream is too busy to reset; retry")
 
     # --- item shapes --------------------------------------------------------
 
     def _shard_put(self, stream: str, state: ShardState, expected_version: int) -> dict[str, Any]:
         m = state.moments
         item: dict[str, Any] = {
-            "pk": string(keys.stream_shard_pk(stream, state.shard)),
-            "sk": string(keys.STATE_SK),
+            **item_key(keys.stream_shard_pk(stream, state.shard), keys.STATE_SK),
             "session": num(state.session),
             "version": num(state.version),
             "count": num(m.count),
@@ -300,7 +273,7 @@ class StreamStore:
             item["started_by"] = opt_string(state.started_by)
         put: dict[str, Any] = {"TableName": self.table, "Item": item}
         if expected_version == 0:  # read_shards reports an absent shard as version 0
-            put["ConditionExpression"] = "attribute_not_exists(pk)"
+            put["ConditionExpression"] = ITEM_IS_NEW
         else:
             put["ConditionExpression"] = "version = :v"
             put["ExpressionAttributeValues"] = {":v": num(expected_version)}
@@ -309,8 +282,7 @@ class StreamStore:
     def _session_item(self, closed: SessionFigures) -> dict[str, Any]:
         m = closed.moments
         return {
-            "pk": string(keys.stream_pk(closed.stream)),
-            "sk": string(keys.session_sk(closed.session or 0)),
+            **item_key(keys.stream_pk(closed.stream), keys.session_sk(closed.session or 0)),
             "session": num(closed.session or 0),
             "count": num(m.count),
             "mean": num(m.mean),
@@ -327,7 +299,7 @@ class StreamStore:
 
     @staticmethod
     def _shard_of(item: dict[str, Any]) -> int:
-        return int(item["pk"]["S"].rsplit("#", 1)[1])
+        return int(partition_key_of(item).rsplit("#", 1)[1])
 
     @staticmethod
     def _moments_from_item(item: dict[str, Any]) -> Moments:

@@ -59,7 +59,6 @@ def get_sum(key: str) -> Response:
     window_ms = _window_ms()
     store = _store()
     value = store.sum(name, clock.now_ms(), window_ms)
-    count("SumReadCapacityUnits", store.read.units)
     return web.json_response({"value": value})
 
 

@@ -10,7 +10,7 @@ Writes:
      exists is cancelled whole (ConditionalCheckFailed: it was stored). The ClientRequestToken, derived from
      the event id, makes botocore's own retries of a lost response apply once. Two transactions on one
      sub-total item conflict (TransactionConflict): retried with backoff on another random shard, Busy after
-     MAX_ATTEMPTS.
+     POST_ATTEMPTS.
 Sub-totals of a key live in one partition, sorted by minute then shard, so one Query reads every shard of a
 whole range of minutes.
 Compaction (every minute, for minutes that ended SEAL_LAG_MS ago): for each key listed,
@@ -33,9 +33,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import keys
-from chalicelib.dynamo import backoff, cancellation_codes, is_contention, num, read_int, string
-from chalicelib.errors import Busy
+from chalicelib import keys, table
+from chalicelib.dynamo import (
+    ITEM_IS_NEW,
+    cancellation_codes,
+    item_key,
+    num,
+    query_items,
+    read_int,
+    retry,
+    sort_key_between,
+    sort_key_of,
+)
 from chalicelib.request_context import ContextThreadPool
 from chalicelib.sums import window
 
@@ -43,7 +52,7 @@ from chalicelib.sums import window
 # (the schedule was off) stay readable from their sub-totals, only slower.
 LOOKBACK_MINUTES = 15
 # Transaction attempts per post under contention (each on a freshly drawn shard) before answering Busy.
-MAX_ATTEMPTS = 8
+POST_ATTEMPTS = 8
 # Sub-totals are read one Query per run of wanted minutes; runs this close are read as one (a few extra items
 # beat a round trip), and at most MAX_RUNS Queries are made (closest runs merged first).
 RUN_GAP = 4
@@ -105,37 +114,20 @@ class Compaction:
     existing: int  # bucket items another run had already written
 
 
-class _Capacity:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.units = 0.0
-        self.calls = 0
-
-    def add(self, response: dict[str, Any]) -> None:
-        consumed = response.get("ConsumedCapacity")
-        entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
-        with self._lock:
-            self.calls += 1
-            self.units += sum(float(e.get("CapacityUnits", 0)) for e in entries)
-
-
 class SumStore:
     def __init__(self, client: Any, table: str, rng: random.Random | None = None) -> None:
         self.client = client
         self.table = table
         self.rng = rng or random.Random()
-        self.read = _Capacity()  # read capacity consumed by this store's reads (benchmarks report it)
-        self.conflicts = 0  # post transactions cancelled by a conflict and retried (benchmarks report it)
 
     # --- item shapes (the benchmark loads data with these, so shapes cannot drift) -----
 
     def event_item(self, key: str, value: int, at_ms: int, event_id: str, shard: int) -> dict[str, Any]:
         return {
-            "pk": string(keys.sum_event_pk(key, window.minute_of(at_ms), shard)),
-            "sk": string(keys.sum_event_sk(at_ms, event_id)),
+            **item_key(keys.sum_event_pk(key, window.minute_of(at_ms), shard), keys.sum_event_sk(at_ms, event_id)),
             "v": num(value),
             "at": num(at_ms),
-            "expires_at": num(window.expires_at(at_ms)),
+            table.TTL_ATTRIBUTE: num(window.expires_at(at_ms)),
         }
 
     def sub_total_item(
@@ -143,20 +135,18 @@ class SumStore:
     ) -> dict[str, Any]:
         """The sub-total item as the posts' `ADD`s leave it (tests check that the two agree)."""
         item: dict[str, Any] = {
-            "pk": string(keys.sum_sub_pk(key)),
-            "sk": string(keys.sum_sub_sk(minute, shard)),
+            **item_key(keys.sum_sub_pk(key), keys.sum_sub_sk(minute, shard)),
             "total": num(total),
             "n": num(count),
-            "expires_at": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+            table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
         }
         item.update({second_attr(s): num(v) for s, v in seconds.items()})
         return item
 
     def dirty_item(self, key: str, minute: int) -> dict[str, Any]:
         return {
-            "pk": string(keys.sum_dirty_pk(keys.sum_dirty_partition(key))),
-            "sk": string(keys.sum_dirty_sk(minute, key)),
-            "expires_at": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+            **item_key(keys.sum_dirty_pk(keys.sum_dirty_partition(key)), keys.sum_dirty_sk(minute, key)),
+            table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
         }
 
     def post_transaction(
@@ -177,19 +167,19 @@ class SumStore:
                     "Put": {
                         "TableName": self.table,
                         "Item": self.event_item(key, value, at_ms, event_id, event_shard),
-                        "ConditionExpression": "attribute_not_exists(pk)",
+                        "ConditionExpression": ITEM_IS_NEW,
                     }
                 },
                 {
                     "Update": {
                         "TableName": self.table,
-                        "Key": {"pk": string(keys.sum_sub_pk(key)), "sk": string(keys.sum_sub_sk(minute, shard))},
+                        "Key": item_key(keys.sum_sub_pk(key), keys.sum_sub_sk(minute, shard)),
                         "UpdateExpression": "ADD #total :v, #n :one, #sec :v SET #exp = :exp",
                         "ExpressionAttributeNames": {
                             "#total": "total",
                             "#n": "n",
                             "#sec": second_attr(window.second_of(at_ms)),
-                            "#exp": "expires_at",
+                            "#exp": table.TTL_ATTRIBUTE,
                         },
                         "ExpressionAttributeValues": {
                             ":v": num(value),
@@ -200,7 +190,6 @@ class SumStore:
                 },
             ],
             "ClientRequestToken": f"{digest}-{attempt}",
-            "ReturnConsumedCapacity": "TOTAL",
         }
 
     # --- writes ---------------------------------------------------------------
@@ -213,29 +202,24 @@ class SumStore:
         with _pool_lock:
             marked = _marked.setdefault(self.client, set())
         if marker not in marked:
-            self.client.put_item(
-                TableName=self.table, Item=self.dirty_item(key, minute), ReturnConsumedCapacity="TOTAL"
-            )
+            self.client.put_item(TableName=self.table, Item=self.dirty_item(key, minute))
             if len(marked) >= _MARKED_MAX:
                 marked.clear()
             marked.add(marker)
         event_shard = self.rng.randrange(keys.SUM_EVENT_SHARDS)
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt(n: int) -> None:
             target = self.rng.randrange(keys.SUM_WRITE_SHARDS) if shard is None else shard
             try:
                 self.client.transact_write_items(
-                    **self.post_transaction(key, value, at_ms, event_id, target, event_shard, attempt)
+                    **self.post_transaction(key, value, at_ms, event_id, target, event_shard, n)
                 )
-                return
             except self.client.exceptions.TransactionCanceledException as exc:
-                if "ConditionalCheckFailed" in cancellation_codes(exc):
-                    return  # the event exists: an earlier attempt of this post was applied (event and ADD)
-                if not is_contention(exc):
+                if "ConditionalCheckFailed" not in cancellation_codes(exc):
                     raise
-                with _pool_lock:
-                    self.conflicts += 1
-                backoff(attempt)
-        raise Busy("too many concurrent posters on this key; retry")
+                # The event exists: an earlier attempt of this post was applied (event and ADD).
+
+        retry(attempt, attempts=POST_ATTEMPTS, busy="too many concurrent posters on this key; retry")
 
     # --- reads ----------------------------------------------------------------
 
@@ -305,46 +289,28 @@ class SumStore:
                 totals[m] = parts[m]
         return totals
 
-    def _query_all(self, request: dict[str, Any]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        while True:
-            response = self.client.query(**request, ReturnConsumedCapacity="TOTAL")
-            self.read.add(response)
-            items.extend(response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
-
     def _buckets(self, key: str, first: int, last: int) -> dict[int, int]:
-        items = self._query_all(
+        items = query_items(
+            self.client,
             {
                 "TableName": self.table,
-                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-                "ExpressionAttributeValues": {
-                    ":pk": string(keys.sum_bucket_pk(key)),
-                    ":lo": string(keys.sum_minute_sk(first)),
-                    ":hi": string(keys.sum_minute_sk(last)),
-                },
+                **sort_key_between(keys.sum_bucket_pk(key), keys.sum_minute_sk(first), keys.sum_minute_sk(last)),
                 "ConsistentRead": True,
-            }
+            },
         )
-        return {int(item["sk"]["S"]): read_int(item["total"]) for item in items}
+        return {int(sort_key_of(item)): read_int(item["total"]) for item in items}
 
     def _done(self, first: int, last: int) -> set[int]:
-        items = self._query_all(
+        items = query_items(
+            self.client,
             {
                 "TableName": self.table,
-                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-                "ExpressionAttributeValues": {
-                    ":pk": string(keys.SUM_DONE_PK),
-                    ":lo": string(keys.sum_minute_sk(first)),
-                    ":hi": string(keys.sum_minute_sk(last)),
-                },
-                "ProjectionExpression": "sk",
+                **sort_key_between(keys.SUM_DONE_PK, keys.sum_minute_sk(first), keys.sum_minute_sk(last)),
+                "ProjectionExpression": table.SORT_KEY,
                 "ConsistentRead": True,
-            }
+            },
         )
-        return {int(item["sk"]["S"]) for item in items}
+        return {int(sort_key_of(item)) for item in items}
 
     def _sub_totals(self, key: str, minutes: Iterable[int]) -> dict[int, MinuteParts]:
         """Sub-totals of a key's minutes, merged over shards: one strongly consistent Query per run of minutes
@@ -356,20 +322,18 @@ class SumStore:
         """Every shard's sub-total item of the minutes run[0]..run[1] (one Query), with total, n and only the
         per-second sums of `seconds` (less to send and parse; the read capacity is the same)."""
         lo, hi = keys.sum_sub_sk_range(*run)
-        names = {"#sk": "sk", "#total": "total", "#n": "n"} | {f"#{second_attr(s)}": second_attr(s) for s in seconds}
-        return self._query_all(
+        names = {"#sk": table.SORT_KEY, "#total": "total", "#n": "n"} | {
+            f"#{second_attr(s)}": second_attr(s) for s in seconds
+        }
+        return query_items(
+            self.client,
             {
                 "TableName": self.table,
-                "KeyConditionExpression": "pk = :pk AND #sk BETWEEN :lo AND :hi",
-                "ExpressionAttributeValues": {
-                    ":pk": string(keys.sum_sub_pk(key)),
-                    ":lo": string(lo),
-                    ":hi": string(hi),
-                },
+                **sort_key_between(keys.sum_sub_pk(key), lo, hi),
                 "ProjectionExpression": ", ".join(names),
                 "ExpressionAttributeNames": names,
                 "ConsistentRead": True,
-            }
+            },
         )
 
     def _raw(self, key: str, lo: int, hi: int) -> int:
@@ -377,17 +341,17 @@ class SumStore:
         minute = window.minute_of(lo)
 
         def one_shard(shard: int) -> int:
-            items = self._query_all(
+            items = query_items(
+                self.client,
                 {
                     "TableName": self.table,
-                    "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-                    "ExpressionAttributeValues": {
-                        ":pk": string(keys.sum_event_pk(key, minute, shard)),
-                        ":lo": string(keys.sum_event_sk_bound(lo)),
-                        ":hi": string(keys.sum_event_sk_bound(hi + 1)),
-                    },
+                    **sort_key_between(
+                        keys.sum_event_pk(key, minute, shard),
+                        keys.sum_event_sk_bound(lo),
+                        keys.sum_event_sk_bound(hi + 1),
+                    ),
                     "ConsistentRead": True,
-                }
+                },
             )
             # The key condition already bounds t; filter anyway (never trust anything but the timestamp).
             return sum(read_int(item["v"]) for item in items if lo <= read_int(item["at"]) <= hi)
@@ -425,12 +389,10 @@ class SumStore:
             self.client.put_item(
                 TableName=self.table,
                 Item={
-                    "pk": string(keys.SUM_DONE_PK),
-                    "sk": string(keys.sum_minute_sk(minute)),
+                    **item_key(keys.SUM_DONE_PK, keys.sum_minute_sk(minute)),
                     "at": num(now_ms),
-                    "expires_at": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+                    table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
                 },
-                ReturnConsumedCapacity="TOTAL",
             )
             finished.append(minute)
         return Compaction(finished, written, existing)
@@ -443,20 +405,16 @@ class SumStore:
         wanted = set(minutes)
 
         def one_partition(partition: int) -> list[tuple[int, str]]:
-            items = self._query_all(
+            items = query_items(
+                self.client,
                 {
                     "TableName": self.table,
-                    "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-                    "ExpressionAttributeValues": {
-                        ":pk": string(keys.sum_dirty_pk(partition)),
-                        ":lo": string(lo),
-                        ":hi": string(hi),
-                    },
-                    "ProjectionExpression": "sk",
+                    **sort_key_between(keys.sum_dirty_pk(partition), lo, hi),
+                    "ProjectionExpression": table.SORT_KEY,
                     "ConsistentRead": True,
-                }
+                },
             )
-            return [keys.sum_dirty_entry(item["sk"]["S"]) for item in items]
+            return [keys.sum_dirty_entry(sort_key_of(item)) for item in items]
 
         listed: dict[int, set[str]] = {}
         for entries in _map(one_partition, range(keys.SUM_DIRTY_PARTITIONS)):
@@ -471,14 +429,12 @@ class SumStore:
             self.client.put_item(
                 TableName=self.table,
                 Item={
-                    "pk": string(keys.sum_bucket_pk(key)),
-                    "sk": string(keys.sum_minute_sk(minute)),
+                    **item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
                     "total": num(parts.total),
                     "n": num(parts.count),
-                    "expires_at": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+                    table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
                 },
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnConsumedCapacity="TOTAL",
+                ConditionExpression=ITEM_IS_NEW,
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
@@ -489,7 +445,7 @@ def _merge_sub_totals(pages: Iterable[list[dict[str, Any]]], wanted: set[int]) -
     results: dict[int, MinuteParts] = {}
     for items in pages:
         for item in items:
-            minute = keys.sum_sub_minute(item["sk"]["S"])
+            minute = keys.sum_sub_minute(sort_key_of(item))
             if minute in wanted:
                 results.setdefault(minute, MinuteParts()).add_item(item)
     return results

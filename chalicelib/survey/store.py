@@ -18,12 +18,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import keys
-from chalicelib.dynamo import backoff, cancellation_codes, is_contention, num, read_int, read_str, string
-from chalicelib.errors import Busy, NotFound
+from chalicelib.dynamo import (
+    ITEM_IS_NEW,
+    conflicted,
+    item_key,
+    num,
+    query_pages,
+    read_int,
+    read_str,
+    retry,
+    sort_key_prefix,
+    string,
+)
+from chalicelib.errors import NotFound
 from chalicelib.survey import rules
 
-MAX_ATTEMPTS = 40
 QUERY_PAGE = 1000  # items per Query call while reading responses for the dashboard
+_SUMMARY_KEY = item_key(keys.SURVEY_SUMMARY_PK, keys.SURVEY_SUMMARY_SK)
+_BUSY_RESPONSE = "this response is being changed by many requests at once; retry"
 
 # The response item's attributes besides the answers (which are stored under their field names).
 _META = ("id", "step", "completed", "version", "created_at", "updated_at", "completed_at")
@@ -79,22 +91,12 @@ class SurveyStore:
     # --- reads --------------------------------------------------------------
 
     def get(self, response_id: str) -> StoredResponse | None:
-        response = self.client.get_item(
-            TableName=self.table,
-            Key=self._key(response_id),
-            ConsistentRead=True,
-            ReturnConsumedCapacity="TOTAL",
-        )
+        response = self.client.get_item(TableName=self.table, Key=self._key(response_id), ConsistentRead=True)
         item = response.get("Item")
         return None if item is None else self._from_item(item)
 
     def summary(self) -> SummaryItem:
-        response = self.client.get_item(
-            TableName=self.table,
-            Key={"pk": string(keys.SURVEY_SUMMARY_PK), "sk": string(keys.SURVEY_SUMMARY_SK)},
-            ConsistentRead=True,
-            ReturnConsumedCapacity="TOTAL",
-        )
+        response = self.client.get_item(TableName=self.table, Key=_SUMMARY_KEY, ConsistentRead=True)
         item = response.get("Item", {})
         counters = {name: read_int(item.get(name)) for name in rules.COUNTERS}
         updated = item.get("updated_at")
@@ -110,29 +112,16 @@ class SurveyStore:
         names = {f"#a{i}": name for i, name in enumerate((*_META, *rules.FIELDS))}
         request: dict[str, Any] = {
             "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {
-                ":pk": string(keys.SURVEY_RESPONSES_PK),
-                ":prefix": string(keys.SURVEY_RESPONSE_PREFIX),
-            },
+            **sort_key_prefix(keys.SURVEY_RESPONSES_PK, keys.SURVEY_RESPONSE_PREFIX),
             "ProjectionExpression": ", ".join(names),
             "ExpressionAttributeNames": names,
             "ScanIndexForward": False,
             "ConsistentRead": True,
-            "ReturnConsumedCapacity": "TOTAL",
         }
-        found: list[Listed] = []
-        while True:
-            request["Limit"] = min(QUERY_PAGE, limit + 1 - len(found))
-            response = self.client.query(**request)
-            for item in response.get("Items", []):
-                found.append(self._listed(item))
-            last = response.get("LastEvaluatedKey")
-            if len(found) > limit:
-                return found[:limit], True
-            if not last:
-                return found, False
-            request["ExclusiveStartKey"] = last
+        # One more than `limit`: whether it exists says if older responses were left out.
+        pages = query_pages(self.client, request, max_items=limit + 1, page_size=QUERY_PAGE)
+        found = [self._listed(item) for page in pages for item in page.get("Items", [])]
+        return found[:limit], len(found) > limit
 
     # --- writes -------------------------------------------------------------
 
@@ -140,16 +129,11 @@ class SurveyStore:
         self, response_id: str, token_hash: str, answers: Mapping[str, Any], step: int, now_ms: int
     ) -> StoredResponse:
         created = StoredResponse(response_id, token_hash, dict(answers), step, False, 1, now_ms, now_ms)
-        self._transact(
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": self._item(created),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            rules.delta(None, False, created.answers, False),
-            now_ms,
+        put = {"Put": {"TableName": self.table, "Item": self._item(created), "ConditionExpression": ITEM_IS_NEW}}
+        deltas = rules.delta(None, False, created.answers, False)
+        # A new id never loses a race: only a concurrent transaction on the summary is retried.
+        retry(
+            lambda _: self._transact(put, deltas, now_ms), lost=conflicted, busy="the survey summary is too busy; retry"
         )
         return created
 
@@ -158,10 +142,9 @@ class SurveyStore:
 
         `read` is the response as last read; the write is conditioned on its version, and a lost race reads again.
         """
-        current: StoredResponse | None = read
-        for attempt in range(MAX_ATTEMPTS):
-            if attempt > 0:
-                current = self.get(read.id)
+
+        def attempt(n: int) -> StoredResponse:
+            current = self.get(read.id) if n > 0 else read
             if current is None:
                 raise NotFound("no such survey response")
             change = decide(current)
@@ -186,14 +169,17 @@ class SurveyStore:
                     "ExpressionAttributeValues": {":v": num(current.version)},
                 }
             }
-            deltas = rules.delta(current.answers, current.completed, updated.answers, updated.completed)
-            if self._try(put, deltas, now_ms, attempt):
-                return updated
-        raise Busy("this response is being changed by many requests at once; retry")
+            self._transact(
+                put, rules.delta(current.answers, current.completed, updated.answers, updated.completed), now_ms
+            )
+            return updated
+
+        return retry(attempt, busy=_BUSY_RESPONSE)
 
     def delete(self, response_id: str, now_ms: int) -> StoredResponse:
         """Remove a response and its contribution to the summary, in one transaction."""
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt(_: int) -> StoredResponse:
             current = self.get(response_id)
             if current is None:
                 raise NotFound("no such survey response")
@@ -205,9 +191,10 @@ class SurveyStore:
                     "ExpressionAttributeValues": {":v": num(current.version)},
                 }
             }
-            if self._try(delete, rules.delta(current.answers, current.completed, None, False), now_ms, attempt):
-                return current
-        raise Busy("this response is being changed by many requests at once; retry")
+            self._transact(delete, rules.delta(current.answers, current.completed, None, False), now_ms)
+            return current
+
+        return retry(attempt, busy=_BUSY_RESPONSE)
 
     # --- transactions -------------------------------------------------------
 
@@ -222,7 +209,7 @@ class SurveyStore:
         return {
             "Update": {
                 "TableName": self.table,
-                "Key": {"pk": string(keys.SURVEY_SUMMARY_PK), "sk": string(keys.SURVEY_SUMMARY_SK)},
+                "Key": _SUMMARY_KEY,
                 "UpdateExpression": "ADD "
                 + ", ".join(adds)
                 + " SET #updated = :now, #epoch = if_not_exists(#epoch, :epoch)",
@@ -232,33 +219,14 @@ class SurveyStore:
         }
 
     def _transact(self, write: dict[str, Any], deltas: Mapping[str, int], now_ms: int) -> None:
-        """A write whose condition never loses a race (create): retry only TransactionConflict."""
-        for attempt in range(MAX_ATTEMPTS):
-            if self._try(write, deltas, now_ms, attempt, retry_conditions=False):
-                return
-        raise Busy("the survey summary is too busy; retry")
-
-    def _try(
-        self, write: dict[str, Any], deltas: Mapping[str, int], now_ms: int, attempt: int, retry_conditions: bool = True
-    ) -> bool:
-        """True if the transaction applied; False if it lost a race and may be retried (after a backoff)."""
-        try:
-            self.client.transact_write_items(
-                TransactItems=[write, self._summary_update(deltas, now_ms)], ReturnConsumedCapacity="TOTAL"
-            )
-        except self.client.exceptions.TransactionCanceledException as exc:
-            codes = cancellation_codes(exc)
-            if not is_contention(exc) or (not retry_conditions and "ConditionalCheckFailed" in codes):
-                raise
-            backoff(attempt)
-            return False
-        return True
+        """The write and the summary's deltas, in one transaction."""
+        self.client.transact_write_items(TransactItems=[write, self._summary_update(deltas, now_ms)])
 
     # --- item shapes --------------------------------------------------------
 
     @staticmethod
     def _key(response_id: str) -> dict[str, Any]:
-        return {"pk": string(keys.SURVEY_RESPONSES_PK), "sk": string(keys.survey_response_sk(response_id))}
+        return item_key(keys.SURVEY_RESPONSES_PK, keys.survey_response_sk(response_id))
 
     def _item(self, response: StoredResponse) -> dict[str, Any]:
         item: dict[str, Any] = {
