@@ -14,6 +14,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from chalicelib.averages.moving_average import MAX_SIZE, MovingAverageInterface, SimpleMovingAverage
 
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
+
 any_finite = st.floats(allow_nan=False, allow_infinity=False)
 service_values = st.floats(min_value=-1e50, max_value=1e50, allow_nan=False, allow_infinity=False)
 sizes = st.integers(min_value=1, max_value=12)

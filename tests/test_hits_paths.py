@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from chalicelib.hits import paths, ranking
 from chalicelib.hits.ranking import Entry
 
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
+
 
 @pytest.mark.parametrize(
     ("rest", "expected"),

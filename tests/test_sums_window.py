@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from chalicelib.sums import window as w
 
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
+
 T0 = 1_700_000_000_000  # an epoch-ms instant (not on a minute boundary: 1_700_000_000_000 % 60_000 == 20_000)
 
 

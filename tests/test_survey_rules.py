@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from chalicelib.survey import rules
 from chalicelib.survey.rules import AnswerError, clean_answer
 
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
+
 
 def rejects(field: str, value: Any) -> str:
     with pytest.raises(AnswerError) as info:

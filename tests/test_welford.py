@@ -7,10 +7,13 @@ import math
 import statistics
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.stats.welford import Moments, merge_all
+
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
 
 finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
 
