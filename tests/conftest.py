@@ -43,14 +43,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "real_dynamodb: needs DynamoDB's own behaviour; runs on DynamoDB Local only")
+    config.addinivalue_line("markers", "pure: touches no database; runs once, with --backend=moto")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--backend") == "ddblocal":
-        return
-    skip = pytest.mark.skip(reason="depends on real DynamoDB behaviour: runs with --backend=ddblocal")
     for item in items:
-        if "real_dynamodb" in item.keywords:
+        if "pure" in item.keywords and "dynamodb" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} is marked pure but uses a database fixture")
+    if config.getoption("--backend") == "ddblocal":
+        skip = pytest.mark.skip(reason="pure: touches no database, so it runs once, with --backend=moto")
+        marker = "pure"
+    else:
+        skip = pytest.mark.skip(reason="depends on real DynamoDB behaviour: runs with --backend=ddblocal")
+        marker = "real_dynamodb"
+    for item in items:
+        if marker in item.keywords:
             item.add_marker(skip)
 
 

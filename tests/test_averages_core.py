@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import statistics
+from collections import deque
 from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from chalicelib.averages.moving_average import MAX_SIZE, MovingAverageInterface, SimpleMovingAverage
+
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
 
 any_finite = st.floats(allow_nan=False, allow_infinity=False)
 service_values = st.floats(min_value=-1e50, max_value=1e50, allow_nan=False, allow_infinity=False)
@@ -122,3 +127,66 @@ def test_full_size_window_with_extreme_values_stays_exact() -> None:
     values = [(-1) ** i * 1.2345678901234567e50 + i for i in range(MAX_SIZE + 7)]
     window = SimpleMovingAverage(MAX_SIZE, values)
     assert window.get_moving_average() == exact_mean(values[-MAX_SIZE:])
+
+
+# --- against collections.deque(maxlen=N), as a state machine ----------------------------------------------
+
+# Any finite double, with the service's range (0, magnitudes 1e-50..1e50) often mixed in one window: the
+# exact running sum must keep a 1e-50 next to a 1e50, and forget the 1e50 exactly when it leaves.
+service_magnitude = st.floats(min_value=1e-50, max_value=1e50)
+window_values = st.one_of(
+    st.just(0.0),
+    service_magnitude,
+    service_magnitude.map(lambda x: -x),
+    st.sampled_from([1e50, -1e50, 1e-50, -1e-50, 5e-324, 1.7976931348623157e308]),
+    any_finite,
+)
+window_sizes = st.one_of(st.integers(1, 8), st.integers(1, MAX_SIZE))
+
+
+class AgainstDeque(RuleBasedStateMachine):
+    """Any sequence of creations, appends and resizes leaves the same elements as a deque(maxlen=N),
+    and the average is their exact mean rounded once."""
+
+    @initialize(size=window_sizes, elements=st.lists(window_values, max_size=20))
+    def create(self, size: int, elements: list[float]) -> None:
+        self.window = SimpleMovingAverage(size, elements)
+        self.model: deque[float] = deque(elements, maxlen=size)
+
+    @rule(x=window_values)
+    def add(self, x: float) -> None:
+        self.window.add_element(x)
+        self.model.append(x)
+
+    @rule(xs=st.lists(window_values, min_size=1, max_size=30))
+    def add_many(self, xs: list[float]) -> None:
+        for x in xs:
+            self.window.add_element(x)
+        self.model.extend(xs)
+
+    @rule(size=window_sizes)
+    def resize(self, size: int) -> None:
+        self.window.resize(size)
+        self.model = deque(self.model, maxlen=size)  # keeps the newest `size`
+
+    @invariant()
+    def same_elements_and_exact_mean(self) -> None:
+        elements = list(self.model)
+        assert self.window.size == self.model.maxlen
+        assert self.window.get_elements() == elements and len(self.window) == len(elements)
+        if not elements:
+            assert self.window.get_moving_average() is None
+            return
+        average = self.window.get_moving_average()
+        assert average == exact_mean(elements)
+        # Rounded once: no double is closer to the exact mean (and so it lies within [min, max]).
+        exact = sum(map(Fraction, elements)) / len(elements)
+        if math.isfinite(average):
+            for neighbour in (math.nextafter(average, -math.inf), math.nextafter(average, math.inf)):
+                if math.isfinite(neighbour):
+                    assert abs(Fraction(average) - exact) <= abs(Fraction(neighbour) - exact)
+            assert min(elements) <= average <= max(elements)
+
+
+AgainstDeque.TestCase.settings = settings(max_examples=150, stateful_step_count=25, deadline=None)
+test_against_deque = AgainstDeque.TestCase

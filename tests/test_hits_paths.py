@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from chalicelib.hits import paths, ranking
 from chalicelib.hits.ranking import Entry
 
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
+
 
 @pytest.mark.parametrize(
     ("rest", "expected"),
@@ -159,3 +161,76 @@ def test_first_page_reads_are_bounded_by_the_limit() -> None:
     page, after = ranking.merge_page(16, 20, None, index.first_round, index.fetch, index.group)
     assert page == sorted(entries, key=Entry.order)[:20] and after == page[-1]
     assert index.reads <= 16 * 4 + 40
+
+
+# --- wider properties -------------------------------------------------------------------------------------
+
+_segment = st.text(st.characters(blacklist_characters="/?#", blacklist_categories=["Cs"]), min_size=1, max_size=8)
+
+
+@given(st.lists(_segment, max_size=6), st.lists(st.integers(1, 3), min_size=7, max_size=7), st.text(max_size=10))
+def test_normalise_keeps_segments_and_drops_query_and_fragment(
+    segments: list[str], slashes: list[int], tail: str
+) -> None:
+    # Any number of slashes between, before and after the segments; anything after ? or #.
+    rest = "/" * (slashes[0] - 1) + "".join(s + "/" * n for s, n in zip(segments, slashes[1:], strict=False))
+    path = paths.normalise(rest)
+    assert paths.segments(path) == segments
+    assert path == "/api/" + "".join(s + "/" for s in segments)
+    for mark in "?#":
+        assert paths.normalise(rest + mark + tail) == path
+
+
+_url_safe = st.text(st.sampled_from(ranking._ALPHABET), max_size=3)
+
+
+_common = st.one_of(
+    st.text(st.sampled_from(ranking._ALPHABET), max_size=ranking.TIE_CHARS + 1),
+    st.text(st.sampled_from(ranking._ALPHABET), min_size=ranking.TIE_CHARS - 2, max_size=ranking.TIE_CHARS + 1),
+)
+
+
+@given(_common, _url_safe, _url_safe)
+def test_url_safe_prefixes_are_encoded_exactly(common: str, tail_a: str, tail_b: str) -> None:
+    a, b = common + tail_a, common + tail_b  # often alike up to (or just past) the encoded length
+    # Paths that differ within their first TIE_CHARS URL-safe characters never share a score.
+    code_a, code_b = ranking.path_code("/api/" + a), ranking.path_code("/api/" + b)
+    if a[: ranking.TIE_CHARS] == b[: ranking.TIE_CHARS]:
+        assert code_a == code_b
+    else:
+        assert (code_a < code_b) == (a < b) and code_a != code_b
+
+
+class AssignedIndex(FakeIndex):
+    """FakeIndex with the partition of every entry chosen by the test (any assignment, not a hash)."""
+
+    def __init__(self, entries: list[Entry], shard_of: list[int], shards: int, rng: random.Random) -> None:
+        self.parts = [[] for _ in range(shards)]
+        for e, shard in zip(entries, shard_of, strict=True):
+            self.parts[shard % shards].append(e)
+        for part in self.parts:
+            rng.shuffle(part)
+            part.sort(key=lambda e: -e.score)
+        self.reads = 0
+
+
+_any_path = st.text(max_size=14).map(lambda t: "/api/" + t)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(_any_path, st.integers(1, 4), max_size=70),
+    st.lists(st.integers(0, 15), min_size=70, max_size=70),
+    st.integers(1, 16),
+    st.one_of(st.integers(1, 5), st.integers(1, 100)),
+    st.integers(0, 2**32),
+)
+def test_pages_list_every_path_once_by_count_then_path(
+    counts: dict[str, int], shard_of: list[int], shards: int, limit: int, seed: int
+) -> None:
+    # Any text after /api/ (characters outside the encoded alphabet share scores), any partition assignment,
+    # up to the 16 partitions the service uses.
+    entries = [Entry(path, ranking.score(n, path)) for path, n in counts.items()]
+    index = AssignedIndex(entries, shard_of[: len(entries)], shards, random.Random(seed))
+    listed = [(e.count, e.path) for e in _all_pages(index, shards, limit)]
+    assert listed == sorted(((n, p) for p, n in counts.items()), key=lambda cp: (-cp[0], cp[1]))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -11,6 +13,8 @@ from hypothesis import strategies as st
 
 from chalicelib.survey import rules
 from chalicelib.survey.rules import AnswerError, clean_answer
+
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
 
 
 def rejects(field: str, value: Any) -> str:
@@ -185,3 +189,81 @@ def test_deltas_always_sum_to_a_recomputation(ops: list[tuple[str, int, dict[str
             responses[target] = new
     expected = rules.recompute(responses.values())
     assert {k: counters[k] for k in rules.COUNTERS} == expected
+
+
+# --- wider properties -------------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=300),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=10,
+)
+# Values the rules accept, next to anything JSON can carry.
+plausible = {
+    "name": st.text(max_size=110),
+    "email": st.emails(),
+    "age": st.integers(0, 130),
+    "about": st.text(max_size=50),
+    "address": st.text(max_size=50),
+    "gender": st.sampled_from([*rules.GENDERS, ""]),
+    "book": st.text(max_size=50),
+    "colours": st.lists(st.sampled_from(rules.PALETTE), max_size=4),
+}
+field_and_value = st.sampled_from(rules.FIELDS).flatmap(
+    lambda f: st.tuples(st.just(f), st.one_of(plausible[f], json_values))
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(field_and_value)
+def test_any_json_value_is_cleaned_or_rejected_with_its_field(case: tuple[str, Any]) -> None:
+    # Never another exception (that would be a 500); a cleaned value is canonical (cleaning it again keeps it).
+    field, value = case
+    try:
+        cleaned = clean_answer(field, value)
+    except AnswerError as error:
+        assert error.field == field and error.message
+        return
+    if cleaned is not None:
+        assert clean_answer(field, cleaned) == cleaned
+
+
+@given(st.emails())
+def test_syntactically_valid_emails_within_the_length_limits_are_accepted(email: str) -> None:
+    local = email.rsplit("@", 1)[0]
+    if len(email) <= rules.EMAIL_MAX and len(local) <= rules.EMAIL_LOCAL_MAX:
+        assert clean_answer("email", email) == email
+    else:
+        rejects("email", email)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(answers_strategy, st.booleans()), max_size=30))
+def test_summary_equals_brute_force_over_the_responses(responses: list[tuple[dict[str, Any], bool]]) -> None:
+    summary = rules.summarise(rules.recompute(responses))
+    assert summary.responses == len(responses) and summary.completed == sum(done for _, done in responses)
+    ages = [a["age"] for a, _ in responses if "age" in a]
+    if ages:
+        # Exact mean to one decimal, halves up: floor(10 * mean + 1/2) / 10.
+        assert summary.average_age == math.floor(Fraction(sum(ages), len(ages)) * 10 + Fraction(1, 2)) / 10
+    else:
+        assert summary.average_age is None
+    genders = Counter(a["gender"] for a, _ in responses if "gender" in a)
+    assert summary.genders == {g: genders[g] for g in rules.GENDERS}
+    answered = sum(genders.values())
+    assert summary.gender_ratio == ({g: round(genders[g] / answered, 3) for g in rules.GENDERS} if answered else {})
+    chosen = Counter(c for a, _ in responses for c in a.get("colours", ()))
+    assert summary.colours == {c: chosen[c] for c in rules.PALETTE}
+    assert summary.top_colours == sorted(chosen.items(), key=lambda cn: (-cn[1], cn[0]))[:3]
+
+
+@given(st.integers(0, 10**10))
+def test_compact_count_never_overstates(n: int) -> None:
+    shown = rules.compact_count(n)
+    if n < 10_000:
+        assert shown == str(n)
+        return
+    unit = {"k": 1_000, "M": 1_000_000}[shown[-1]]
+    value = Fraction(shown[:-1]) * unit
+    # Truncated to one decimal of its unit: at most n, and less than a tenth of a unit below it.
+    assert value <= n < value + Fraction(unit, 10)
