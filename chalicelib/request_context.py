@@ -32,6 +32,11 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("reques
 _cold_start = True
 
 
+def new_request_id() -> str:
+    """A request id where no gateway gave one: a UUID, like API Gateway's."""
+    return str(uuid.uuid4())
+
+
 class BudgetSpent(Exception):
     """The request's time budget is spent: no further database call starts."""
 
@@ -76,7 +81,7 @@ def _run_in_scope(event: Any, get_response: Callable[[Any], Any]) -> Any:
     lambda_context = event.lambda_context if is_http else getattr(event, "context", None)
     # API Gateway's id in AWS; the local gateway gives none, so make one.
     request_id = (event.context or {}).get("requestId") if is_http else None
-    request_id = request_id or getattr(lambda_context, "aws_request_id", None) or str(uuid.uuid4())
+    request_id = request_id or getattr(lambda_context, "aws_request_id", None) or new_request_id()
     logger.thread_safe_clear_keys()
     logger.thread_safe_append_keys(request_id=request_id, **_lambda_keys(lambda_context))
     with budget(settings.get().request_budget_s):

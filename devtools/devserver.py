@@ -24,7 +24,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -232,7 +231,10 @@ class DevRequestHandler(ChaliceRequestHandler):
 
     def _send_headers(self, headers: dict[str, Any]) -> None:
         if not any(name.lower() == "x-request-id" for name in headers):
-            headers = {**headers, "X-Request-Id": uuid.uuid4().hex}
+            # Imported here, not at the top: the project's code loads only after its stage's environment is set.
+            from chalicelib.request_context import new_request_id
+
+            headers = {**headers, "X-Request-Id": new_request_id()}
         super()._send_headers(headers)
 
     def _send_rejection(self, exc: RequestRejected) -> None:
