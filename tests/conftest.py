@@ -124,9 +124,16 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Environment]:
 
 @pytest.fixture
 def secrets_env(env: Environment) -> Iterator[Environment]:
-    """Local AWS credentials, and no stage secret or AWS client cached before or after (for SSM under moto)."""
+    """Local AWS credentials, no stage secret set or cached, no AWS client cached (for SSM under moto).
+
+    Each secret variable is set, then unset, through `env`, so whatever a test writes to it (e.g. `make run`'s
+    hook) is undone afterwards.
+    """
     from chalicelib import aws, stage_secrets
 
+    for name in ("ADMIN_TOKEN", "ADMIN_TOKEN_PARAMETER", "CURSOR_SECRET", "CURSOR_SECRET_PARAMETER"):
+        env.set(name, "placeholder")
+        env.unset(name)
     env.set("AWS_ACCESS_KEY_ID", "local")
     env.set("AWS_SECRET_ACCESS_KEY", "local")
     env.set("AWS_DEFAULT_REGION", "us-east-1")

@@ -30,38 +30,30 @@ def round_trip(cursor: str, stream: str = "a") -> dict[str, Any] | None:
     return web.decode_cursor(listing(cursor, stream), FIELDS)
 
 
-@pytest.fixture
-def clean_env(secrets_env: Environment) -> Environment:
-    secrets_env.set("CURSOR_SECRET", "placeholder")  # recorded, so the variable is restored after the test
-    secrets_env.unset("CURSOR_SECRET")
-    secrets_env.unset("CURSOR_SECRET_PARAMETER")
-    return secrets_env
-
-
-def test_the_secret_from_the_environment_signs_and_checks(clean_env: Environment) -> None:
-    clean_env.set("CURSOR_SECRET", "one")
+def test_the_secret_from_the_environment_signs_and_checks(secrets_env: Environment) -> None:
+    secrets_env.set("CURSOR_SECRET", "one")
     cursor = web.encode_cursor(listing(), POSITION)
     assert cursor is not None and round_trip(cursor) == POSITION
     with pytest.raises(InvalidInput):
         round_trip(cursor, stream="b")
-    clean_env.set("CURSOR_SECRET", "two")
+    secrets_env.set("CURSOR_SECRET", "two")
     with pytest.raises(InvalidInput):
         round_trip(cursor)
 
 
-def test_the_secret_from_an_ssm_secure_string_is_read_and_cached(clean_env: Environment) -> None:
+def test_the_secret_from_an_ssm_secure_string_is_read_and_cached(secrets_env: Environment) -> None:
     from moto import mock_aws
 
     with mock_aws():
         ssm = aws.ssm()
         ssm.put_parameter(Name=PARAMETER, Value="from-ssm", Type="SecureString")
-        clean_env.set("CURSOR_SECRET_PARAMETER", PARAMETER)
+        secrets_env.set("CURSOR_SECRET_PARAMETER", PARAMETER)
         cursor = web.encode_cursor(listing(), POSITION)
         assert cursor is not None and round_trip(cursor) == POSITION
         # The same key as CURSOR_SECRET=from-ssm: the parameter's value is the key.
-        clean_env.set("CURSOR_SECRET", "from-ssm")
+        secrets_env.set("CURSOR_SECRET", "from-ssm")
         assert round_trip(cursor) == POSITION
-        clean_env.unset("CURSOR_SECRET")
+        secrets_env.unset("CURSOR_SECRET")
         # Cached: a rotated parameter is read again only when the cache expires (or in a new container).
         ssm.put_parameter(Name=PARAMETER, Value="rotated", Type="SecureString", Overwrite=True)
         assert round_trip(cursor) == POSITION
@@ -76,7 +68,7 @@ def test_the_secret_from_an_ssm_secure_string_is_read_and_cached(clean_env: Envi
 
 
 def test_without_a_secret_a_random_process_key_is_used_with_one_warning(
-    clean_env: Environment, monkeypatch: pytest.MonkeyPatch
+    secrets_env: Environment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     warnings: list[str] = []
     monkeypatch.setattr(web, "_process_key", None)
@@ -89,11 +81,11 @@ def test_without_a_secret_a_random_process_key_is_used_with_one_warning(
         round_trip(cursor)
 
 
-def test_make_run_sets_a_cursor_secret_and_keeps_one_already_set(clean_env: Environment) -> None:
-    clean_env.set("ADMIN_TOKEN", "kept-token")  # so the hook leaves the admin token alone
+def test_make_run_sets_a_cursor_secret_and_keeps_one_already_set(secrets_env: Environment) -> None:
+    secrets_env.set("ADMIN_TOKEN", "kept-token")  # so the hook leaves the admin token alone
     devhooks.on_devserver_start()
     generated = os.environ["CURSOR_SECRET"]
     assert len(generated) >= 40
-    clean_env.set("CURSOR_SECRET", "kept-secret")
+    secrets_env.set("CURSOR_SECRET", "kept-secret")
     devhooks.on_devserver_start()
     assert os.environ["CURSOR_SECRET"] == "kept-secret"

@@ -15,13 +15,6 @@ from tests.conftest import Environment
 PARAMETER = "/livestats/dev/admin-token"
 
 
-@pytest.fixture
-def clean_env(secrets_env: Environment) -> Environment:
-    secrets_env.unset("ADMIN_TOKEN")
-    secrets_env.unset("ADMIN_TOKEN_PARAMETER")
-    return secrets_env
-
-
 def test_bearer_parsing() -> None:
     assert admin.bearer("Bearer abc") == "abc"
     assert admin.bearer("bearer   abc ") == "abc"
@@ -29,23 +22,23 @@ def test_bearer_parsing() -> None:
         assert admin.bearer(header) is None
 
 
-def test_env_token(clean_env: Environment) -> None:
+def test_env_token(secrets_env: Environment) -> None:
     with pytest.raises(Unauthorized):
         admin.require_admin("Bearer anything")  # nothing configured: closed
-    clean_env.set("ADMIN_TOKEN", "s3cret-token")
+    secrets_env.set("ADMIN_TOKEN", "s3cret-token")
     admin.require_admin("Bearer s3cret-token")
     for header in (None, "Bearer s3cret-tokeN", "Bearer s3cret-token2", "Token s3cret-token"):
         with pytest.raises(Unauthorized):
             admin.require_admin(header)
 
 
-def test_token_from_an_ssm_secure_string_read_once(clean_env: Environment) -> None:
+def test_token_from_an_ssm_secure_string_read_once(secrets_env: Environment) -> None:
     from moto import mock_aws
 
     with mock_aws():
         ssm = aws.ssm()
         ssm.put_parameter(Name=PARAMETER, Value="from-ssm-token", Type="SecureString")
-        clean_env.set("ADMIN_TOKEN_PARAMETER", PARAMETER)
+        secrets_env.set("ADMIN_TOKEN_PARAMETER", PARAMETER)
         admin.require_admin("Bearer from-ssm-token")
         with pytest.raises(Unauthorized):
             admin.require_admin("Bearer from-ssm-tokenx")
@@ -56,11 +49,11 @@ def test_token_from_an_ssm_secure_string_read_once(clean_env: Environment) -> No
         with pytest.raises(Unauthorized):  # unreadable parameter: closed
             admin.require_admin("Bearer from-ssm-token")
         # The environment's own token wins (local runs).
-        clean_env.set("ADMIN_TOKEN", "env-token")
+        secrets_env.set("ADMIN_TOKEN", "env-token")
         admin.require_admin("Bearer env-token")
 
 
-def test_make_run_generates_and_prints_a_token(clean_env: Environment) -> None:
+def test_make_run_generates_and_prints_a_token(secrets_env: Environment) -> None:
     lines = devhooks.on_devserver_start()
     token = os.environ["ADMIN_TOKEN"]
     assert len(token) >= 40 and any(token in line for line in lines)
@@ -68,5 +61,5 @@ def test_make_run_generates_and_prints_a_token(clean_env: Environment) -> None:
     # The dev server finds the hook and prints its lines.
     assert devserver.devhook_lines()[0] == f"Admin token: {token}"
     # A token already set is kept.
-    clean_env.set("ADMIN_TOKEN", "kept-token")
+    secrets_env.set("ADMIN_TOKEN", "kept-token")
     assert "Admin token: kept-token" in devhooks.on_devserver_start()
