@@ -1,4 +1,4 @@
-"""Ranking at scale: GET /stats/?limit=20 with 100,000 distinct paths vs 100 paths (issue 3).
+"""Ranking at scale: GET /stats/?limit=20 with 100,000 distinct paths vs 100 paths.
 
 Two tables on one DynamoDB Local: one with 100 paths, one with 100,000 (long-tailed counts,
 so most paths tie at small counts). Both are loaded with BatchWriteItem of the items the
@@ -116,7 +116,7 @@ def run(endpoint_url: str) -> str:
         ]
     )
     section = [
-        "### Hit counters: ranking at scale (issue 3)",
+        "### Hit counters: ranking at scale",
         "",
         f"`GET /stats/?limit={LIMIT}` through the real handler (Chalice local gateway), {ROUNDS} interleaved rounds "
         f"after {WARMUP} warm-up rounds, medians. Read capacity and round trips as DynamoDB Local reports them "

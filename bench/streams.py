@@ -1,4 +1,4 @@
-"""Hot stream benchmark: 16 writers on one stream vs 16 writers on 16 streams (issue 2).
+"""Hot stream benchmark: 16 writers on one stream vs 16 writers on 16 streams.
 
 Runs the store's real write path (read shards, Welford update, conditional
 transaction with the audit entry) against DynamoDB Local. A third case turns

@@ -1,4 +1,4 @@
-"""Last-hour sums benchmark (issue 4): flat read cost, and writes that do not serialize.
+"""Last-hour sums benchmark: flat read cost, and writes that do not serialize.
 
 1. GET /metric/{key}/sum (through the app's HTTP stack) for a key with 100 events in the
    last hour and one with 100,000, measured side by side (interleaved rounds, medians).
@@ -124,7 +124,7 @@ def run(endpoint_url: str) -> str:
     write_rows = [["one key", f"{one:.0f}"], ["16 keys", f"{many:.0f}"], ["ratio one / 16", f"{one / many:.2f}x"]]
     return "\n\n".join(
         [
-            "### Last-hour sums (issue 4)",
+            "### Last-hour sums",
             f"Events spread uniformly over the last hour (up to now), loaded in {load_s:.0f} s; compaction as the "
             f"schedule leaves it 20 s into a minute ({len(report.minutes)} minutes sealed, {report.written} buckets; "
             "the current and previous minute are read from sub-totals). "

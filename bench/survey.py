@@ -1,5 +1,5 @@
 """Survey dashboard at scale: a poll that changed nothing (304) vs a changed one, at 100 to 5,000 responses,
-and the cost of one answer save (response + summary in one transaction) vs a bare response write (issue 5).
+and the cost of one answer save (response + summary in one transaction) vs a bare response write.
 
 Tables are loaded with BatchWriteItem of the items the store itself builds (SurveyStore._item) and a summary
 recomputed from them (rules.recompute), then the real handlers answer through Chalice's local gateway,
@@ -162,7 +162,7 @@ def run(endpoint_url: str) -> str:
             ]
         )
     section = [
-        "### Survey dashboard: live polling at scale (issue 5)",
+        "### Survey dashboard: live polling at scale",
         "",
         f"`GET /dashboard/data` (sort by name, page 1 of 25) through the real handler, {ROUNDS} interleaved rounds "
         f"after {WARMUP} warm-up rounds, medians; capacity as DynamoDB Local reports it. A poll with a current "

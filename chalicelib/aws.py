@@ -107,7 +107,7 @@ _ssm: Any = None
 
 
 def ssm() -> Any:
-    """The SSM client (admin token parameter of the survey dashboard, issue 5)."""
+    """The SSM client (the stage's secret parameters)."""
     global _ssm
     if _ssm is None:
         with _lock:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import zlib
 
-# --- running statistics (issue 2) -------------------------------------------
+# --- running statistics -----------------------------------------------------
 SHARDS = 16
 STATE_SK = "STATE"
 VALUE_PREFIX = "VALUE#"
@@ -60,7 +60,7 @@ def session_sk(session: int) -> str:
 IDEMPOTENCY_PARTITION = "IDEMPOTENCY"
 
 
-# --- survey (issue 5) -------------------------------------------------------
+# --- survey -----------------------------------------------------------------
 # All responses in one partition, so the dashboard reads them with one Query (newest first:
 # response ids begin with their creation time). The summary is a single small item.
 SURVEY_RESPONSES_PK = "SURVEY#responses"
@@ -73,7 +73,7 @@ def survey_response_sk(response_id: str) -> str:
     return f"{SURVEY_RESPONSE_PREFIX}{response_id}"
 
 
-# --- moving averages (issue 4) ----------------------------------------------
+# --- moving averages --------------------------------------------------------
 # One item per window: the elements live in one List attribute, so an append is
 # a single atomic UpdateItem (list_append) on one item.
 AVERAGE_WINDOW_SK = "WINDOW"
@@ -83,7 +83,7 @@ def average_pk(key: str) -> str:
     return f"AVERAGE#{key}"
 
 
-# --- hit counters (issue 3) -------------------------------------------------
+# --- hit counters -----------------------------------------------------------
 # A path's counter item is also its ranking entry (GSI `ranking`); the ranking is spread
 # over HIT_RANK_SHARDS index partition keys per scope and merged on read. Service totals
 # are spread over HIT_TOTAL_SHARDS items. A throttled (hot) counter overflows into
@@ -124,7 +124,7 @@ def hit_totals_pk(scope: str, shard: int) -> str:
     return f"HITTOTAL#{scope}#{shard}"
 
 
-# --- last-hour sums (issue 4) -----------------------------------------------
+# --- last-hour sums ---------------------------------------------------------
 # A key's minute lives in two partitions: its events and its sub-totals. Raising SUM_EVENT_SHARDS spreads one
 # key's events over more partitions (past ~1,000 posts/s per key) at the price of that many Queries per edge second.
 SUM_EVENT_SHARDS = 1

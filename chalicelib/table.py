@@ -13,7 +13,7 @@ SORT_KEY = "sk"
 TTL_ATTRIBUTE = "expires_at"
 
 # A sparse index ordered by a number: used where a ranking must be read in
-# order without touching every item (hit counters, issue 3).
+# order without touching every item (hit counters).
 RANKING_INDEX = "ranking"
 RANKING_PARTITION_KEY = "rank_pk"
 RANKING_SORT_KEY = "rank_score"

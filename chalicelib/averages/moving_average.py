@@ -1,4 +1,4 @@
-"""Moving average of the last N elements (seed 004): an interface and a deque-backed implementation.
+"""Moving average of the last N elements: an interface and a deque-backed implementation.
 
 Pure: no AWS, no I/O. The Lambda code rebuilds a `SimpleMovingAverage` from the
 stored elements on every request and uses it to append, resize and average, so

@@ -1,1 +1,1 @@
-"""Last-hour sums of posted values (issue 4, seed 003)."""
+"""Last-hour sums of posted values."""

@@ -1,1 +1,1 @@
-"""Real-time survey and live admin dashboard (issue 5)."""
+"""Real-time survey and live admin dashboard."""
