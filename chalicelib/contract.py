@@ -265,7 +265,7 @@ _TEMPLATE_PARAM = re.compile(r"\{([A-Za-z0-9_]+)\+?\}")
 def documented_routes(app: Chalice) -> dict[tuple[str, str], Any]:
     """(path, method) -> view of every route the document describes: all but the service-wide HEAD, OPTIONS, 405
     and 404 answers of `routing.install_fallback_routes`."""
-    routes = {}
+    routes: dict[tuple[str, str], Any] = {}
     for path, entries in app.routes.items():
         if path == "/{proxy+}":
             continue

@@ -105,16 +105,10 @@ class Summary(Reply):
     version: int
 
 
-class Row(Reply):
+class Row(StoredAnswers):
+    """A dashboard row: the answers, flat, and the response's state."""
+
     id: str
-    name: str | None
-    email: str | None
-    age: int | None
-    about: str | None
-    address: str | None
-    gender: str | None
-    book: str | None
-    colours: list[str] | None
     completed: bool
     step: int
     created_at: Timestamp | None
