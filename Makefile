@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-moto test-ddblocal lint bench package clean browser-deps
+.PHONY: run test test-moto test-ddblocal lint bench package clean browser-deps openapi
 
 $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-moto: $(STAMP)
 
 test-ddblocal: $(STAMP)
 	$(PY) -m pytest --backend=ddblocal
+
+# The committed OpenAPI document, regenerated from the routes and models (tests/test_contract.py checks it).
+openapi: $(STAMP)
+	$(PY) -m chalicelib.contract > openapi.json
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib import auth, health, middleware, pages, request_context
+from chalicelib import auth, contract, docs, health, middleware, pages, request_context
 from chalicelib.averages import api as averages_api
 from chalicelib.chalice_app import ThreadSafeChalice
 from chalicelib.errors import NotFound
@@ -27,11 +27,19 @@ app.register_middleware(middleware.idempotency, "http")
 
 
 @app.route("/", methods=["GET"])
+@contract.operation("The running-statistics page", tags=("pages",), responses={200: contract.HTML})
 def home():  # type: ignore[no-untyped-def]
     return pages.page("streams.html")
 
 
 @app.route("/assets/{name}", methods=["GET"])
+@contract.operation(
+    "A page's script or stylesheet",
+    tags=("pages",),
+    path=pages.AssetPath,
+    responses={200: contract.ASSET},
+    errors=(404,),
+)
 def asset(name: str):  # type: ignore[no-untyped-def]
     """The pages' scripts and stylesheets (shipped with the function: no CDN)."""
     if name not in pages.ASSETS:
@@ -51,6 +59,8 @@ app.register_blueprint(averages_api.bp)
 app.register_blueprint(survey_api.bp)
 # GET /health: the function and its table answer.
 app.register_blueprint(health.bp)
+# GET /openapi.json (the contract) and GET /docs (its interactive reference).
+app.register_blueprint(docs.bp)
 
 # Last: JSON 404/405 for whatever no route above answers.
 install_fallback_routes(app)

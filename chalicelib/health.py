@@ -5,9 +5,11 @@ The check is one DescribeTable, which costs no read capacity. The answer is neve
 
 from __future__ import annotations
 
+from typing import Literal
+
 from chalice import Blueprint, Response
 
-from chalicelib import aws, web
+from chalicelib import aws, contract, web
 from chalicelib.errors import DatabaseUnavailable
 
 bp = Blueprint(__name__)
@@ -15,7 +17,17 @@ bp = Blueprint(__name__)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+class Health(contract.Reply):
+    status: Literal["ok"]
+    database: Literal["ok"]
+
+
 @bp.route("/health", methods=["GET"])
+@contract.operation(
+    "Whether the function can use its table now (one DescribeTable; never cached)",
+    tags=("service",),
+    responses={200: Health},
+)
 def health() -> Response:
     client = aws.dynamodb()
     name = aws.table_name()

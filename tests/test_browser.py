@@ -252,3 +252,30 @@ def test_every_page_runs_under_its_content_security_policy(
         page.wait_for_load_state("load")
     assert "default-src 'self'" in response.headers["content-security-policy"]
     assert not [text for text in refused if "Content Security Policy" in text or "Refused" in text], refused
+
+
+def test_docs_renders_the_contract_under_the_content_security_policy(browser: Any, base_url: str) -> None:
+    page = browser.new_context().new_page()
+    refused: list[str] = []
+    requested: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: refused.append(str(e)))
+    page.on("request", lambda r: requested.append(r.url))
+    # Every violation, reported or not (an init script is not subject to the page's policy).
+    page.add_init_script(
+        "window.violations = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    response = page.goto(f"{base_url}/docs")
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    expect(page.locator(".opblock-summary-path", has_text="/averages/{key}").first).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator(".version-stamp", has_text="OAS 3.1")).to_be_visible()
+    # Open one operation: its parameters and schema render.
+    page.locator(".opblock-summary", has_text="/streams/{stream}/values").first.click()
+    expect(page.locator(".parameters-container").first).to_contain_text("stream", timeout=WAIT_MS)
+    operations = page.locator(".opblock").count()
+    assert operations >= 30, operations
+    assert page.evaluate("window.violations") == []
+    assert not refused, refused
+    assert requested and all(url.startswith(base_url) for url in requested), requested

@@ -6,8 +6,9 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import aws, web
-from chalicelib.averages.moving_average import MAX_SIZE, MovingAverageInterface
+from chalicelib import aws, contract, web
+from chalicelib.averages.models import Appended, SizeBody, ValueBody, WindowState
+from chalicelib.averages.moving_average import MovingAverageInterface
 from chalicelib.averages.store import AverageStore
 from chalicelib.errors import NotFound
 from chalicelib.observability import count
@@ -17,15 +18,6 @@ bp = Blueprint(__name__)
 
 def _store() -> AverageStore:
     return AverageStore(aws.dynamodb(), aws.table_name())
-
-
-def parse_size(body: dict[str, Any]) -> int:
-    return web.integer(body.get("size"), "size", low=1, high=MAX_SIZE)
-
-
-def parse_value(body: dict[str, Any]) -> float:
-    # Values are stored one by one as DynamoDB numbers; the sum is never stored.
-    return web.statistic_value(body.get("value"), "value")
 
 
 def state_body(window: MovingAverageInterface) -> dict[str, Any]:
@@ -39,24 +31,48 @@ def state_body(window: MovingAverageInterface) -> dict[str, Any]:
 
 
 @bp.route("/averages/{key}", methods=["PUT"])
+@contract.operation(
+    "Create the window, or resize it (shrinking keeps the newest values)",
+    tags=("averages",),
+    path=contract.KeyPath,
+    body=SizeBody,
+    responses={200: WindowState},
+)
 def set_size(key: str) -> Response:
     name = web.key_name(key)
-    size = parse_size(web.json_body(bp.current_request))
+    size = contract.parse_body(bp.current_request, SizeBody).size
     window, created = _store().set_size(name, size)
     count("AverageWindowsCreated" if created else "AverageWindowsResized")
     return web.json_response(state_body(window))
 
 
 @bp.route("/averages/{key}", methods=["POST"])
+@contract.operation(
+    "Append a value",
+    tags=("averages",),
+    path=contract.KeyPath,
+    body=ValueBody,
+    responses={200: Appended},
+    errors=(404,),
+    description="404 `window_not_found` for a key never created with PUT.",
+)
 def append(key: str) -> Response:
     name = web.key_name(key)
-    value = parse_value(web.json_body(bp.current_request))
+    # Values are stored one by one as DynamoDB numbers; the sum is never stored.
+    value = contract.parse_body(bp.current_request, ValueBody).value
     window = _store().append(name, value)
     count("AverageElementsAdded")
     return web.json_response({"average": window.get_moving_average(), "count": len(window), "size": window.size})
 
 
 @bp.route("/averages/{key}", methods=["GET"])
+@contract.operation(
+    "The window: size, count, average and elements",
+    tags=("averages",),
+    path=contract.KeyPath,
+    responses={200: WindowState},
+    errors=(404,),
+)
 def state(key: str) -> Response:
     window = _store().get(web.key_name(key))
     if window is None:

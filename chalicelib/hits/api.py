@@ -11,20 +11,29 @@ from typing import Any
 from chalice import Blueprint, Rate, Response
 from chalice.app import Request
 
-from chalicelib import auth, aws, clock, keys, pages, request_context, routing, settings, web
+from chalicelib import auth, aws, clock, contract, keys, pages, request_context, routing, settings, web
 from chalicelib.errors import Forbidden, InvalidInput, ServiceError
 from chalicelib.hits import paths, ranking
+from chalicelib.hits.models import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_TEST_HITS,
+    CountedPath,
+    Hit,
+    LoadTest,
+    LoadTestBody,
+    LoadTestPath,
+    Ranking,
+    StatsQuery,
+)
 from chalicelib.hits.store import DAY_RETENTION_SECONDS, HitStore
 from chalicelib.observability import count, logger
 
 bp = Blueprint(__name__)
 
-MAX_TEST_HITS = 10_000
 TEST_WORKERS = 16  # concurrent hits of one /test/{n}/ run
 TEST_BATCH = 500  # hits submitted at a time: bounds queued work and lets a run stop at its deadline
 TEST_RESERVE_S = 3.0  # stop submitting batches when less than this is left of the request budget
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _POOL_STRING = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _SCORE = re.compile(r"[0-9]{1,38}")
@@ -57,8 +66,17 @@ def _count_hit(rest: str) -> Response:
     return web.json_response({"path": path, "count": hits})
 
 
+_HIT_NOTE = "Counts a hit, so `HEAD` is a 405 here. 414 `path_too_long` for a normalised path over 1,024 bytes."
+
+
 @bp.route("/api", methods=["GET"])
 @routing.changes_state
+@contract.operation(
+    "Count a hit of the path with no segments (`/api`, `/api/`)",
+    tags=("hits",),
+    responses={200: Hit},
+    description=_HIT_NOTE,
+)
 def count_api_root() -> Response:
     # "/api" and "/api/" are the path with no segments; counted like any other.
     return _count_hit("")
@@ -66,6 +84,14 @@ def count_api_root() -> Response:
 
 @bp.route("/api/{path+}", methods=["GET"])
 @routing.changes_state
+@contract.operation(
+    "Count a hit of the path",
+    tags=("hits",),
+    path=CountedPath,
+    responses={200: Hit},
+    errors=(414,),
+    description=_HIT_NOTE,
+)
 def count_api_path() -> Response:
     return _count_hit(bp.current_request.uri_params["path"])
 
@@ -84,6 +110,9 @@ def _day_param(request: Any) -> str | None:
 
 
 @bp.route("/stats", methods=["GET"])
+@contract.operation(
+    "The paths ranked by count (all time, or one UTC day)", tags=("hits",), query=StatsQuery, responses={200: Ranking}
+)
 def hit_stats() -> Response:
     request = bp.current_request
     limit = web.query_int(request, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
@@ -156,6 +185,11 @@ def _try_record(store: HitStore, path: str, day: str, expires_at: int) -> bool:
     return True
 
 
+@contract.security(
+    [{"adminToken": []}, {}],
+    "The stage's LOAD_TEST_ACCESS decides who may run it: `open` (no credential), `admin` (the admin token) or "
+    "`off` (403 `load_test_disabled` for everyone).",
+)
 def load_test_access(request: Request) -> auth.Principal:
     """The load generator spends write capacity: the stage decides who may run it (LOAD_TEST_ACCESS)."""
     access = settings.get().load_test_access
@@ -168,6 +202,15 @@ def load_test_access(request: Request) -> auth.Principal:
 
 @bp.route("/test/{n}", methods=["POST"])
 @auth.requires(load_test_access)
+@contract.operation(
+    "Generate n hits of random paths, counted as real hits",
+    tags=("hits",),
+    path=LoadTestPath,
+    body=LoadTestBody,
+    body_required=False,
+    responses={200: LoadTest},
+    errors=(403,),
+)
 def hit_load_test(n: str) -> Response:
     if not re.fullmatch(r"[0-9]{1,6}", n) or not 1 <= int(n) <= MAX_TEST_HITS:
         raise InvalidInput(f"n must be an integer from 1 to {MAX_TEST_HITS}", field="n")
@@ -192,6 +235,7 @@ def hit_load_test(n: str) -> Response:
 
 
 @bp.route("/ui/hits", methods=["GET"])
+@contract.operation("The hit counters page", tags=("pages",), responses={200: contract.HTML})
 def hits_page() -> Response:
     return pages.page("hits.html")
 

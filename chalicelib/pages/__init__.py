@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Annotated
 
 from chalice import Response
+from pydantic import Field
+
+from chalicelib.contract import Strict
 
 _DIR = Path(__file__).parent
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "application/javascript", ".css": "text/css"}
@@ -18,6 +22,10 @@ def _read(name: str) -> str:
 
 # Files a browser may fetch from /assets/{name}: the pages' scripts and stylesheets.
 ASSETS = frozenset(p.name for p in _DIR.iterdir() if p.suffix in (".js", ".css"))
+
+
+class AssetPath(Strict):
+    name: Annotated[str, Field(json_schema_extra={"enum": sorted(ASSETS)})]
 
 
 # Pages load only their own scripts and styles (no inline code), talk only to this origin, and may not be framed.

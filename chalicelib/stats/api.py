@@ -8,16 +8,15 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import aws, clock, web
+from chalicelib import aws, clock, contract, web
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
+from chalicelib.stats.models import AuditPage, PageQuery, ResetBody, Sessions, Snapshot, StreamPath, ValuesBody
 from chalicelib.stats.store import AuditEntry, SessionFigures, StreamStore
 
 bp = Blueprint(__name__)
 
 STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-MAX_BATCH = 100
-USER_MAX = 64
 
 
 def _store() -> StreamStore:
@@ -28,15 +27,10 @@ def _stream(stream: str) -> str:
     return web.name(stream, "stream", STREAM_NAME, "1 to 128 characters of A-Z a-z 0-9 _ . -")
 
 
-def parse_values(body: dict[str, Any]) -> list[float]:
-    if ("value" in body) == ("values" in body):
+def parse_values(body: ValuesBody) -> list[float]:
+    if (body.value is None) == (body.values is None):
         raise InvalidInput('send exactly one of "value" or "values"', field="value")
-    if "value" in body:
-        return [web.statistic_value(body["value"], "value")]
-    values = body["values"]
-    if not isinstance(values, list) or not 1 <= len(values) <= MAX_BATCH:
-        raise InvalidInput(f"values must be a list of 1 to {MAX_BATCH} numbers", field="values")
-    return [web.statistic_value(v, f"values[{i}]") for i, v in enumerate(values)]
+    return [body.value] if body.value is not None else list(body.values or ())
 
 
 def _iso(epoch_ms: int | None) -> str | None:
@@ -72,11 +66,18 @@ def audit_body(entry: AuditEntry) -> dict[str, Any]:
 
 
 @bp.route("/streams/{stream}/values", methods=["POST"])
+@contract.operation(
+    "Add a value, or a batch of values, to the stream's active session",
+    tags=("streams",),
+    path=StreamPath,
+    body=ValuesBody,
+    responses={200: Snapshot},
+)
 def add_values(stream: str) -> Response:
     name = _stream(stream)
-    body = web.json_body(bp.current_request)
+    body = contract.parse_body(bp.current_request, ValuesBody)
     values = parse_values(body)
-    user = web.optional_text(body, "user", max_length=USER_MAX)
+    user = body.user
     now_ms = clock.now_ms()
     figures = _store().add_values(name, values, user, uuid.uuid4().hex[:16], now_ms, clock.iso(now_ms))
     count("ValuesIngested", len(values))
@@ -84,21 +85,33 @@ def add_values(stream: str) -> Response:
 
 
 @bp.route("/streams/{stream}", methods=["GET"])
+@contract.operation("The active session's figures", tags=("streams",), path=StreamPath, responses={200: Snapshot})
 def snapshot(stream: str) -> Response:
     return web.json_response(figures_body(_store().snapshot(_stream(stream))))
 
 
 @bp.route("/streams/{stream}/reset", methods=["POST"])
+@contract.operation(
+    "Close the active session and start the next",
+    tags=("streams",),
+    path=StreamPath,
+    body=ResetBody,
+    body_required=False,
+    responses={200: Snapshot},
+    description="409 `no_active_session` when the active session holds no values.",
+)
 def reset(stream: str) -> Response:
     name = _stream(stream)
-    body = web.json_body(bp.current_request, required=False)
-    user = web.optional_text(body, "user", max_length=USER_MAX)
+    user = contract.parse_body(bp.current_request, ResetBody, required=False).user
     closed = _store().reset(name, user, clock.now_ms())
     count("SessionsClosed")
     return web.json_response(figures_body(closed))
 
 
 @bp.route("/streams/{stream}/sessions", methods=["GET"])
+@contract.operation(
+    "Closed sessions, newest first", tags=("streams",), path=StreamPath, query=PageQuery, responses={200: Sessions}
+)
 def sessions(stream: str) -> Response:
     name = _stream(stream)
     request = bp.current_request
@@ -110,6 +123,13 @@ def sessions(stream: str) -> Response:
 
 
 @bp.route("/streams/{stream}/values", methods=["GET"])
+@contract.operation(
+    "The audit trail of values, newest first",
+    tags=("streams",),
+    path=StreamPath,
+    query=PageQuery,
+    responses={200: AuditPage},
+)
 def audit(stream: str) -> Response:
     name = _stream(stream)
     request = bp.current_request

@@ -7,10 +7,10 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import aws, clock, pages, web
-from chalicelib.errors import InvalidInput
+from chalicelib import aws, clock, contract, pages, web
 from chalicelib.observability import count, logger
 from chalicelib.sums import window
+from chalicelib.sums.models import Minutes, Sum, ValueBody, WindowQuery
 from chalicelib.sums.store import SumStore
 
 bp = Blueprint(__name__)
@@ -18,17 +18,6 @@ bp = Blueprint(__name__)
 
 def _store() -> SumStore:
     return SumStore(aws.dynamodb(), aws.table_name())
-
-
-def parse_value(body: dict[str, Any]) -> int:
-    """The posted value, rounded half away from zero. Integers are taken exactly (no float detour)."""
-    if "value" not in body:
-        raise InvalidInput("value is required", field="value")
-    raw = body["value"]
-    web.number(raw, "value", bound=window.MAX_MAGNITUDE)  # rejects bool, null, strings, NaN/Infinity, huge
-    if isinstance(raw, int) and abs(raw) > window.MAX_MAGNITUDE:
-        raise InvalidInput(f"value must have magnitude at most {window.MAX_MAGNITUDE:g}", field="value")
-    return window.round_half_away(raw)
 
 
 def _window_ms() -> int:
@@ -39,9 +28,17 @@ def _window_ms() -> int:
 
 
 @bp.route("/metric/{key}", methods=["POST"])
+@contract.operation(
+    "Post a value (rounded half away from zero)",
+    tags=("sums",),
+    path=contract.KeyPath,
+    body=ValueBody,
+    responses={200: contract.Empty},
+)
 def post_value(key: str) -> Response:
     name = web.key_name(key)
-    value = parse_value(web.json_body(bp.current_request))
+    # Integers are taken exactly (no float detour).
+    value = window.round_half_away(contract.parse_body(bp.current_request, ValueBody).value)
     at_ms = clock.now_ms()
     _store().post(name, value, at_ms, uuid.uuid4().hex[:16])
     late = clock.now_ms() - at_ms
@@ -54,6 +51,13 @@ def post_value(key: str) -> Response:
 
 
 @bp.route("/metric/{key}/sum", methods=["GET"])
+@contract.operation(
+    "The sum of the values posted in the window up to now",
+    tags=("sums",),
+    path=contract.KeyPath,
+    query=WindowQuery,
+    responses={200: Sum},
+)
 def get_sum(key: str) -> Response:
     name = web.key_name(key)
     window_ms = _window_ms()
@@ -63,6 +67,13 @@ def get_sum(key: str) -> Response:
 
 
 @bp.route("/metric/{key}/minutes", methods=["GET"])
+@contract.operation(
+    "Per-minute totals of the window, oldest first",
+    tags=("sums",),
+    path=contract.KeyPath,
+    query=WindowQuery,
+    responses={200: Minutes},
+)
 def get_minutes(key: str) -> Response:
     name = web.key_name(key)
     window_ms = _window_ms()
@@ -71,6 +82,7 @@ def get_minutes(key: str) -> Response:
 
 
 @bp.route("/ui/metrics", methods=["GET"])
+@contract.operation("The sums page (a chart of /metric/{key}/minutes)", tags=("pages",), responses={200: contract.HTML})
 def metrics_page() -> Response:
     return pages.page("metrics.html")
 

@@ -25,11 +25,21 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, aws, clock, pages, web
+from chalicelib import auth, aws, clock, contract, pages, web
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
 from chalicelib.survey import admin, rules
+from chalicelib.survey.models import (
+    AnswerBody,
+    DashboardPage,
+    DashboardQuery,
+    Deleted,
+    ResponsePath,
+    StartBody,
+    Started,
+    SurveyResponse,
+)
 from chalicelib.survey.store import Change, Listed, StoredResponse, SummaryItem, SurveyStore
 
 bp = Blueprint(__name__)
@@ -66,11 +76,15 @@ def _invalid(error: rules.AnswerError) -> InvalidInput:
 
 
 @bp.route("/survey", methods=["GET"])
+@contract.operation("The survey page", tags=("pages",), responses={200: contract.HTML})
 def survey_page() -> Response:
     return pages.page("survey.html")
 
 
 @bp.route("/dashboard", methods=["GET"])
+@contract.operation(
+    "The admin dashboard page (its data needs the admin token)", tags=("pages",), responses={200: contract.HTML}
+)
 def dashboard_page() -> Response:
     return pages.page("dashboard.html")
 
@@ -93,6 +107,10 @@ def _presented_token(request: Request) -> str | None:
     return headers.get("x-response-token") or admin.bearer(headers.get("authorization"))
 
 
+@contract.security(
+    [{"responseToken": []}, {"responseBearer": []}],
+    "The response's own token. A missing token is 401; an unknown id and a wrong token get the same 404.",
+)
 def respondent(request: Request) -> auth.Principal:
     """The response's own token: the principal is that response, which the check had to read anyway."""
     rid = _response_id(request.uri_params["response_id"])
@@ -105,6 +123,12 @@ def respondent(request: Request) -> auth.Principal:
     return auth.Principal("respondent", f"respondent:{rid}:{current.token_hash[:32]}", resource=current)
 
 
+@contract.security(
+    [],
+    "Anyone may start a response. A start with an Idempotency-Key must carry the token the client generated for it "
+    f"in X-Response-Token ({CLIENT_TOKEN_DESCRIPTION}; 400 `response_token_required` without): the answer then "
+    "leaves `token` out.",
+)
 def creator(request: Request) -> auth.Principal:
     """Anyone may start a response. A start that may be replayed carries its own secret.
 
@@ -168,6 +192,14 @@ def _parse_changes(body: dict[str, Any], *, allow_complete: bool) -> tuple[dict[
 
 @bp.route("/survey/responses", methods=["POST"])
 @auth.requires(creator)
+@contract.operation(
+    "Start a response, optionally with answers",
+    tags=("survey",),
+    body=StartBody,
+    body_required=False,
+    responses={201: Started},
+    headers={"X-Response-Token": f"the client's own token for this response ({CLIENT_TOKEN_DESCRIPTION})"},
+)
 def start() -> Response:
     request = bp.current_request
     body = web.json_body(request, required=False)
@@ -186,12 +218,28 @@ def start() -> Response:
 
 @bp.route("/survey/responses/{response_id}", methods=["GET"])
 @auth.requires(respondent)
+@contract.operation(
+    "The response's answers, current step and state",
+    tags=("survey",),
+    path=ResponsePath,
+    responses={200: SurveyResponse},
+    errors=(404,),
+)
 def read(response_id: str) -> Response:
     return web.json_response(response_body(auth.principal(bp.current_request).resource))
 
 
 @bp.route("/survey/responses/{response_id}", methods=["PATCH"])
 @auth.requires(respondent)
+@contract.operation(
+    "Save answers, move to a step, or submit",
+    tags=("survey",),
+    path=ResponsePath,
+    body=AnswerBody,
+    responses={200: SurveyResponse},
+    errors=(404,),
+    description='409 `already_submitted` ("Survey already submitted.") once completed; nothing is stored on a 400.',
+)
 def answer(response_id: str) -> Response:
     request = bp.current_request
     checked: StoredResponse = auth.principal(request).resource
@@ -311,6 +359,13 @@ def _rows(store: SurveyStore, summary: SummaryItem) -> tuple[list[Listed], bool]
 
 @bp.route("/dashboard/data", methods=["GET"])
 @auth.requires(auth.admin)
+@contract.operation(
+    "The summary and one page of responses",
+    tags=("dashboard",),
+    query=DashboardQuery,
+    responses={200: DashboardPage, 304: None},
+    headers={"If-None-Match": "the ETag of an earlier answer: 304 with an empty body while nothing changed"},
+)
 def dashboard_data() -> Response:
     request = bp.current_request
     query = _query(request)
@@ -339,6 +394,13 @@ def dashboard_data() -> Response:
 
 @bp.route("/dashboard/responses/{response_id}", methods=["DELETE"])
 @auth.requires(auth.admin)
+@contract.operation(
+    "Delete a response (the summary follows)",
+    tags=("dashboard",),
+    path=ResponsePath,
+    responses={200: Deleted},
+    errors=(404,),
+)
 def delete_response(response_id: str) -> Response:
     rid = _response_id(response_id)
     _store().delete(rid, clock.now_ms())

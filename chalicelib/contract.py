@@ -1,0 +1,439 @@
+"""The service's machine-readable contract: an OpenAPI 3.1 document built from the app's own routes and models.
+
+A view declares its operation with `@contract.operation(...)` under its route decorator (as `auth.requires`
+declares a policy): the summary, the pydantic models of its path parameters, query parameters, body and
+responses, and the error statuses it can answer. `document(app)` reads those marks, the views' auth policies
+and the service-wide behaviour (error shape, 405, 503, bodies, idempotency) and builds the document.
+`parse_body` validates a body through its model, so the document and the check are the same thing.
+
+Regenerate the committed copy with `make openapi` (`python -m chalicelib.contract > openapi.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeVar
+
+from chalice import Chalice
+from chalice.app import Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib import auth, web
+from chalicelib.errors import InvalidInput
+
+OPENAPI_VERSION = "3.1.0"
+TITLE = "livestats"
+VERSION = "1.0.0"
+REF = "#/components/schemas/{model}"
+HTML = "text/html"  # a response that is a page, not JSON
+ASSET = ("application/javascript", "text/css")  # a script or a stylesheet
+
+M = TypeVar("M", bound=BaseModel)
+
+
+# --- models every capability shares -----------------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    """What a client sends: exact JSON types, no NaN or Infinity, no unknown keys."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+
+class Reply(BaseModel):
+    """What the service answers (checked against real answers in tests/test_contract.py)."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+
+class ErrorDetail(Reply):
+    code: str = Field(description="machine-readable, e.g. invalid_input, not_found, database_unavailable")
+    message: str = Field(description="for people")
+    field: str | None = Field(default=None, description="the input at fault, when one is (e.g. value, values[3])")
+
+
+class Error(Reply):
+    """Every error answer: `{"error": {"code", "message", "field"?}}`."""
+
+    error: ErrorDetail
+
+
+class Empty(Reply):
+    """`{}`."""
+
+
+def _statistic(x: float) -> float:
+    if x != 0 and abs(x) < web.VALUE_MIN_MAGNITUDE:
+        raise ValueError(f"must be 0 or have magnitude at least {web.VALUE_MIN_MAGNITUDE:g}")
+    return x + 0.0  # -0.0 becomes 0.0
+
+
+# A value kept in running statistics or a moving-average window (see web.statistic_value for why these bounds).
+StatisticValue = Annotated[
+    float,
+    Field(
+        ge=-web.VALUE_MAX_MAGNITUDE,
+        le=web.VALUE_MAX_MAGNITUDE,
+        description="0, or a number with magnitude from 1e-50 to 1e50",
+    ),
+    AfterValidator(_statistic),
+]
+Timestamp = Annotated[str, Field(description="ISO 8601 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z")]
+# The `{key}` of /metric and /averages.
+KeyName = Annotated[
+    str, Field(pattern=f"^{web.KEY_NAME.pattern}$", description="1 to 128 characters of A-Z a-z 0-9 _ . : -")
+]
+
+
+class KeyPath(Strict):
+    key: KeyName
+
+
+# --- declarations -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    responses: Mapping[int, type[BaseModel] | str | tuple[str, ...] | None]
+    errors: tuple[int, ...] = ()
+    path: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)  # request headers it reads: name -> description
+
+
+_OPERATION = "contract_operation"
+
+
+def operation(
+    summary: str,
+    *,
+    responses: Mapping[int, type[BaseModel] | str | tuple[str, ...] | None],
+    errors: tuple[int, ...] = (),
+    path: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    body: type[BaseModel] | None = None,
+    body_required: bool = True,
+    description: str | None = None,
+    tags: tuple[str, ...] = (),
+    headers: Mapping[str, str] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare the view's operation (under @bp.route, so the route registers the marked function)."""
+    declared = Operation(
+        summary, responses, errors, path, query, body, body_required, description, tags, dict(headers or {})
+    )
+
+    def mark(view: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(view, _OPERATION, declared)
+        return view
+
+    return mark
+
+
+def operation_of(view: Callable[..., Any]) -> Operation | None:
+    found: Operation | None = getattr(view, _OPERATION, None)
+    return found
+
+
+_SECURITY = "contract_security"
+
+
+def security(requirements: list[dict[str, list[str]]], description: str) -> Callable[[auth.Policy], auth.Policy]:
+    """Declare how an auth policy appears in the document (its OpenAPI security requirements)."""
+
+    def mark(policy: auth.Policy) -> auth.Policy:
+        setattr(policy, _SECURITY, (requirements, description))
+        return policy
+
+    return mark
+
+
+ADMIN = [{"adminToken": []}]
+SECURITY_SCHEMES = {
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The stage's admin token: `Authorization: Bearer <token>` (ADMIN_TOKEN or the SSM parameter "
+        "ADMIN_TOKEN_PARAMETER names; with none configured every admin request gets 401).",
+    },
+    "responseToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Response-Token",
+        "description": "A survey response's own token, from the answer that started it.",
+    },
+    "responseBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A survey response's own token, sent as `Authorization: Bearer <token>` instead.",
+    },
+}
+
+
+def security_of(policy: auth.Policy) -> tuple[list[dict[str, list[str]]], str | None]:
+    """The security requirements of a policy, and a note on it (None for public routes)."""
+    if policy is auth.public:
+        return [], None
+    if policy is auth.admin:
+        return ADMIN, None
+    declared: tuple[list[dict[str, list[str]]], str] | None = getattr(policy, _SECURITY, None)
+    if declared is None:
+        raise TypeError(f"auth policy {policy.__qualname__} has no @contract.security declaration")
+    return declared
+
+
+# --- validation through the models ----------------------------------------------------------------------
+
+
+def _field(loc: tuple[int | str, ...]) -> str | None:
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or None
+
+
+def invalid_input(error: ValidationError) -> InvalidInput:
+    """The one translation of a model's validation error into the service's 400: its first error, named."""
+    first = error.errors(include_url=False)[0]
+    name = _field(tuple(first["loc"]))
+    ctx = first.get("ctx") or {}
+    if isinstance(ctx.get("error"), ValueError):
+        message = str(ctx["error"])  # a validator's own sentence
+    else:
+        message = first["msg"][:1].lower() + first["msg"][1:]
+    return InvalidInput(f"{name}: {message}" if name else message, field=name)
+
+
+def parse_body(request: Request, model: type[M], *, required: bool = True) -> M:
+    """The request's JSON object body (parsed by `web.json_body`, the one JSON parser), validated by `model`."""
+    body = web.json_body(request, required=required)
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise invalid_input(error) from None
+
+
+# --- the document ---------------------------------------------------------------------------------------
+
+SERVICE_WIDE = """\
+Service-wide behaviour (see the README), not repeated per operation:
+
+- Every error is `{"error": {"code", "message", "field"?}}` (schema `Error`); `field` names the input at fault.
+- Any path that no operation here names answers 404 `not_found`.
+- Every path answers `OPTIONS` with 204 and an `Allow` header, and every method it does not list with 405
+  `method_not_allowed` and the same `Allow`. `HEAD` runs the `GET` operation (same credential check) and answers its
+  status and headers without a body, except where the `GET` changes state (the hit counters, `/api...`): there `HEAD`
+  is a 405. These `HEAD` and `OPTIONS` answers are not listed per path.
+- Bodies are JSON objects in UTF-8, at most 256 KiB: 400 `invalid_json` for what is not (including NaN and
+  Infinity), 400 `invalid_input` for invalid Unicode or unrepresentable numbers, 415 for another charset.
+- A `POST`/`PUT`/`PATCH`/`DELETE` with an `Idempotency-Key` is applied at most once per key, route and credential;
+  a replay carries `Idempotent-Replayed: true`.
+- 503 `database_unavailable` (with `Retry-After`) when the database cannot answer in time; a client may retry.
+- Paths are API Gateway's templates. `{path+}` (the hit counter) is greedy: it takes the rest of the path, slashes
+  included; OpenAPI has no greedy parameters, so it is documented as a string parameter.
+- A trailing slash is dropped (as API Gateway does, except on `/`): `/stats/` is `/stats`.
+"""
+
+_STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    304: "Not Modified",
+    400: "Bad request: the input is invalid",
+    401: "No usable credential",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed (with `Allow`)",
+    409: "Conflict",
+    414: "Path too long",
+    415: "Unsupported media type (a charset other than UTF-8)",
+    422: "Idempotency-Key reused with another body",
+    503: "The database (or a stage secret) cannot answer right now: `database_unavailable` (or `busy`, "
+    "`unavailable`); retry later",
+}
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_TEMPLATE_PARAM = re.compile(r"\{([A-Za-z0-9_]+)\+?\}")
+
+
+def documented_routes(app: Chalice) -> dict[tuple[str, str], Any]:
+    """(path, method) -> view of every route the document describes: all but the service-wide HEAD, OPTIONS, 405
+    and 404 answers of `routing.install_fallback_routes`."""
+    routes: dict[tuple[str, str], Any] = {}
+    for path, entries in app.routes.items():
+        if path == "/{proxy+}":
+            continue
+        for method, entry in entries.items():
+            if method in ("HEAD", "OPTIONS") or entry.view_name.startswith("method_not_allowed"):
+                continue
+            routes[(path, method)] = entry.view_function
+    return routes
+
+
+def openapi_path(chalice_path: str) -> str:
+    """API Gateway's template as an OpenAPI path: `{path+}` becomes `{path}`."""
+    return chalice_path.replace("+}", "}")
+
+
+def _schema_ref(model: type[BaseModel], schemas: dict[str, Any], mode: Literal["validation", "serialization"]) -> Any:
+    schema = model.model_json_schema(ref_template=REF, mode=mode)
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[name] = definition
+    schemas[model.__name__] = schema
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _parameters(where: str, model: type[BaseModel], schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF)
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[name] = definition
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        # An optional parameter is absent, never null: `str | None` is documented as its string.
+        present = [choice for choice in prop.get("anyOf", ()) if choice != {"type": "null"}]
+        if len(present) == 1 and len(prop["anyOf"]) == 2:
+            del prop["anyOf"]
+            prop = {**present[0], **prop}
+            if prop.get("default", ...) is None:
+                del prop["default"]
+        parameter: dict[str, Any] = {"name": name, "in": where, "required": where == "path" or name in required}
+        if description:
+            parameter["description"] = description
+        parameter["schema"] = prop
+        parameters.append(parameter)
+    return parameters
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": _STATUS_TEXT[status],
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+    }
+    if status in _ERROR_HEADERS:
+        response["headers"] = _ERROR_HEADERS[status]
+    return response
+
+
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"description": 'Bearer realm="livestats"', "schema": {"type": "string"}}},
+    405: {"Allow": {"description": "the methods the path answers", "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
+}
+ERROR_RESPONSE = "#/components/responses/Error{status}"
+
+
+def _operation(path: str, method: str, view: Callable[..., Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    declared = operation_of(view)
+    if declared is None:
+        raise TypeError(f"{method} {path} ({view.__qualname__}) has no @contract.operation declaration")
+    template_params = _TEMPLATE_PARAM.findall(path)
+    declared_params = list(declared.path.model_fields) if declared.path else []
+    if template_params != declared_params:
+        raise TypeError(f"{method} {path}: path model declares {declared_params}, the template has {template_params}")
+    result: dict[str, Any] = {"operationId": view.__name__, "summary": declared.summary}
+    if declared.tags:
+        result["tags"] = list(declared.tags)
+    description = [declared.description] if declared.description else []
+    requirements, note = security_of(auth.policy_of(view))
+    result["security"] = requirements
+    if note:
+        description.append(note)
+    if "{path+}" in path:
+        description.append("`{path}` is greedy in API Gateway: it takes the rest of the path, slashes included.")
+    if description:
+        result["description"] = "\n\n".join(description)
+
+    parameters: list[dict[str, Any]] = []
+    if declared.path:
+        parameters += _parameters("path", declared.path, schemas)
+    if declared.query:
+        parameters += _parameters("query", declared.query, schemas)
+    for name, text in declared.headers.items():
+        parameters.append({"name": name, "in": "header", "required": False, "description": text, "schema": {}})
+    if method in _MUTATING:
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Apply this request at most once per key, route and credential (24 h).",
+                "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+            }
+        )
+    for parameter in parameters:
+        if parameter["in"] == "header" and not parameter["schema"]:
+            parameter["schema"] = {"type": "string"}
+    if parameters:
+        result["parameters"] = parameters
+
+    if declared.body is not None:
+        result["requestBody"] = {
+            "required": declared.body_required,
+            "content": {"application/json": {"schema": _schema_ref(declared.body, schemas, "validation")}},
+        }
+
+    responses: dict[str, Any] = {}
+    for status, model in sorted(declared.responses.items()):
+        response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
+        if isinstance(model, (str, tuple)):
+            media_types = (model,) if isinstance(model, str) else model
+            response["content"] = {media_type: {"schema": {"type": "string"}} for media_type in media_types}
+        elif model is not None:
+            response["content"] = {"application/json": {"schema": _schema_ref(model, schemas, "serialization")}}
+        responses[str(status)] = response
+
+    errors = set(declared.errors) | {405}
+    if requirements:
+        errors.add(401)
+    if declared.body is not None:
+        errors |= {400, 415}
+    if method in _MUTATING:
+        errors |= {409, 422}
+    if declared.path or declared.query:
+        errors.add(400)
+    errors.add(503)
+    for status in sorted(errors):
+        responses[str(status)] = {"$ref": ERROR_RESPONSE.format(status=status)}
+    result["responses"] = responses
+    return result
+
+
+def document(app: Chalice) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route the app declares."""
+    schemas: dict[str, Any] = {}
+    _schema_ref(Error, schemas, "serialization")
+    paths: dict[str, dict[str, Any]] = {}
+    for (path, method), view in sorted(documented_routes(app).items()):
+        paths.setdefault(openapi_path(path), {})[method.lower()] = _operation(path, method, view, schemas)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": TITLE, "version": VERSION, "description": SERVICE_WIDE},
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "responses": {f"Error{status}": _error_response(status) for status in _STATUS_TEXT if status >= 400},
+            "securitySchemes": SECURITY_SCHEMES,
+        },
+    }
+
+
+def render(app: Chalice) -> str:
+    """The document as the committed openapi.json holds it."""
+    return json.dumps(document(app), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    from app import app as _app
+    from chalicelib import contract as _imported  # the module the views' marks come from, not this __main__ copy
+
+    print(_imported.render(_app), end="")

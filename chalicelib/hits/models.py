@@ -1,0 +1,78 @@
+"""What the hit-counter routes take and answer (the contract: chalicelib/contract.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from chalicelib.contract import Reply, Strict
+from chalicelib.hits import paths
+
+MAX_TEST_HITS = 10_000
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+class CountedPath(Strict):
+    path: Annotated[
+        str,
+        Field(
+            description="the rest of the path (greedy in API Gateway: slashes included); counted normalised, at most "
+            f"{paths.MAX_PATH_BYTES} bytes"
+        ),
+    ]
+
+
+class Hit(Reply):
+    path: str = Field(description="the normalised path, e.g. /api/one/")
+    count: int
+
+
+class StatsQuery(Strict):
+    limit: Annotated[int, Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)]
+    cursor: Annotated[str | None, Field(default=None, description="opaque: the `cursor` of the previous page")]
+    day: Annotated[
+        str | None,
+        Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="one UTC day; all time without it"),
+    ]
+
+
+class PathCount(Reply):
+    path: str
+    count: int
+
+
+class Ranking(Reply):
+    day: str | None = Field(description="null for the all-time ranking")
+    total_hits: int
+    distinct_paths: int
+    paths: list[PathCount] = Field(description="count descending, then path ascending")
+    cursor: str | None
+
+
+class LoadTestPath(Strict):
+    n: Annotated[int, Field(ge=1, le=MAX_TEST_HITS, description="how many hits to generate")]
+
+
+PoolString = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+class LoadTestBody(Strict):
+    pool: Annotated[
+        list[PoolString] | None,
+        Field(
+            default=None,
+            min_length=paths.POOL_SIZE,
+            max_length=paths.POOL_SIZE,
+            description="distinct strings, to continue a run (the answer's `pool`)",
+        ),
+    ]
+
+
+class LoadTest(Reply):
+    requested: int
+    counted: int = Field(description="how many were counted before the request's budget ran out")
+    distinct_paths: int
+    pool: list[str]
+    seconds: float

@@ -1,0 +1,87 @@
+"""What the running-statistics routes take and answer (the contract: chalicelib/contract.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, ConfigDict, Field
+
+from chalicelib import textcheck
+from chalicelib.contract import Reply, StatisticValue, Strict, Timestamp
+
+MAX_BATCH = 100
+USER_MAX = 64
+
+
+def _one_line(text: str) -> str:
+    if textcheck.control_character(text):
+        raise ValueError("must not hold control characters")
+    return text
+
+
+User = Annotated[
+    str,
+    Field(min_length=1, max_length=USER_MAX, description="who sent it; no control characters"),
+    AfterValidator(_one_line),
+]
+Limit = Annotated[int, Field(default=20, ge=1, le=100)]
+Cursor = Annotated[str | None, Field(default=None, description="opaque: the `cursor` of the previous page")]
+
+
+class StreamPath(Strict):
+    stream: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="1 to 128 characters")]
+
+
+class ValuesBody(Strict):
+    """Exactly one of `value` or `values`."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["value"]}, {"required": ["values"]}]})
+
+    value: StatisticValue | None = None
+    values: Annotated[list[StatisticValue], Field(min_length=1, max_length=MAX_BATCH)] | None = None
+    user: User | None = None
+
+
+class ResetBody(Strict):
+    user: User | None = None
+
+
+class PageQuery(Strict):
+    limit: Limit
+    cursor: Cursor
+
+
+class Snapshot(Reply):
+    stream: str
+    session: int | None = Field(description="the session number; null before the stream's first value")
+    count: int
+    mean: float | None
+    variance: float | None = Field(description="population variance")
+    stddev: float | None
+    sample_variance: float | None = Field(description="null below two values")
+    sample_stddev: float | None
+    min: float | None
+    max: float | None
+    sum: float | None
+    started_at: Timestamp | None
+    started_by: str | None
+    updated_at: Timestamp | None
+    closed_at: Timestamp | None = Field(default=None, description="a closed session only")
+    closed_by: str | None = Field(default=None, description="a closed session only")
+
+
+class Sessions(Reply):
+    sessions: list[Snapshot] = Field(description="closed sessions, newest first")
+    cursor: str | None = Field(description="the next page's cursor; null on the last page")
+
+
+class AuditEntry(Reply):
+    value: float
+    user: str | None
+    at: Timestamp
+    session: int
+
+
+class AuditPage(Reply):
+    values: list[AuditEntry] = Field(description="newest first")
+    cursor: str | None

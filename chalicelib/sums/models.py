@@ -1,0 +1,41 @@
+"""What the last-hour sum routes take and answer (the contract: chalicelib/contract.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from chalicelib.contract import Reply, Strict, Timestamp
+from chalicelib.sums import window
+
+
+class ValueBody(Strict):
+    value: Annotated[
+        int | float,
+        Field(
+            ge=-window.MAX_MAGNITUDE,
+            le=window.MAX_MAGNITUDE,
+            description="rounded half away from zero to an integer; |value| <= 1e15 keeps every sum exact",
+        ),
+    ]
+
+
+class WindowQuery(Strict):
+    window: Annotated[
+        int,
+        Field(default=window.DEFAULT_WINDOW_S, ge=1, le=window.MAX_WINDOW_S, description="seconds back from now"),
+    ]
+
+
+class Sum(Reply):
+    value: int
+
+
+class Minute(Reply):
+    minute: Timestamp
+    value: int
+
+
+class Minutes(Reply):
+    minutes: list[Minute] = Field(description="oldest first; the last is the current minute so far")
