@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from chalice import Response
+
 from chalicelib import auth, health, middleware, pages, request_context
 from chalicelib.averages import api as averages_api
 from chalicelib.chalice_app import ThreadSafeChalice
@@ -27,12 +29,12 @@ app.register_middleware(middleware.idempotency, "http")
 
 
 @app.route("/", methods=["GET"])
-def home():  # type: ignore[no-untyped-def]
+def home() -> Response:
     return pages.page("streams.html")
 
 
 @app.route("/assets/{name}", methods=["GET"])
-def asset(name: str):  # type: ignore[no-untyped-def]
+def asset(name: str) -> Response:
     """The pages' scripts and stylesheets (shipped with the function: no CDN)."""
     if name not in pages.ASSETS:
         raise NotFound("no such asset")

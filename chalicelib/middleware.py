@@ -98,7 +98,8 @@ class _IdempotentRunner:
             boto3_client=client,
         )
 
-        @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=self.config)
+        # Powertools types the decorator's result as Any; it returns a wrapper with apply's signature.
+        @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=self.config)  # type: ignore[untyped-decorator]
         def apply(request: dict[str, Any], respond: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             response = respond()
             if response["status"] >= 400:

@@ -64,7 +64,9 @@ def target(api: Api, path: str) -> tuple[str, dict[str, str]]:
     return concrete(path), {}
 
 
-def refused(api: Api, dynamodb: Any, method: str, url: str, body: Any, status: int, code: str, **kw: Any) -> dict:
+def refused(
+    api: Api, dynamodb: Any, method: str, url: str, body: Any, status: int, code: str, **kw: Any
+) -> dict[str, Any]:
     """Send the request; it must be refused with this status and code, and leave the table unchanged."""
     before = table_items(dynamodb)
     error = assert_error(api.request(method, url, body, **kw), status, code)
@@ -222,7 +224,8 @@ def test_survey_multiline_fields_keep_line_breaks_and_tabs(api: Api) -> None:
 def page(api: Api, url: str) -> dict[str, Any]:
     response = api.get(url)
     assert response.status_code == 200, response.body
-    return json.loads(response.body)
+    body: dict[str, Any] = json.loads(response.body)
+    return body
 
 
 def forge(position: dict[str, Any]) -> str:

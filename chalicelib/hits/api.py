@@ -67,7 +67,7 @@ def count_api_root() -> Response:
 @bp.route("/api/{path+}", methods=["GET"])
 @routing.changes_state
 def count_api_path() -> Response:
-    return _count_hit(bp.current_request.uri_params["path"])
+    return _count_hit((bp.current_request.uri_params or {})["path"])
 
 
 def _day_param(request: Any) -> str | None:
