@@ -129,7 +129,7 @@ def parse_json(raw: bytes) -> Any:
 def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
     """The body as a JSON object. An empty body is `{}` unless `required`."""
     _check_charset(request)
-    raw = cast(bytes, request.raw_body)  # chalice encodes a str body; its annotation still says str | bytes
+    raw = cast(bytes, request.raw_body or b"")  # chalice encodes a str body; its annotation still says str | bytes
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidInput(f"body is larger than {MAX_BODY_BYTES} bytes", code="body_too_large")
     if not raw.strip():
