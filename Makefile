@@ -22,9 +22,11 @@ test: $(STAMP) browser-deps lint test-moto test-ddblocal
 browser-deps:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
+# ruff (style, and C901: no function above the complexity set in pyproject.toml), then mypy --strict on every module.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 test-moto: $(STAMP)
 	$(PY) -m pytest --backend=moto

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from chalice import Response
+
 from chalicelib import auth, contract, docs, health, middleware, pages, request_context
 from chalicelib.averages import api as averages_api
 from chalicelib.chalice_app import ThreadSafeChalice
@@ -28,7 +30,7 @@ app.register_middleware(middleware.idempotency, "http")
 
 @app.route("/", methods=["GET"])
 @contract.operation("The running-statistics page", tags=("pages",), responses={200: contract.HTML})
-def home():  # type: ignore[no-untyped-def]
+def home() -> Response:
     return pages.page("streams.html")
 
 
@@ -40,22 +42,22 @@ def home():  # type: ignore[no-untyped-def]
     responses={200: contract.ASSET},
     errors=(404,),
 )
-def asset(name: str):  # type: ignore[no-untyped-def]
+def asset(name: str) -> Response:
     """The pages' scripts and stylesheets (shipped with the function: no CDN)."""
     if name not in pages.ASSETS:
         raise NotFound("no such asset")
     return pages.page(name)
 
 
-# Running mean and standard deviation, sessions and audit trail (seed 000).
+# Running mean and standard deviation, sessions and audit trail.
 app.register_blueprint(stats_api.bp)
-# Per-path hit counters, their ranking and the load generator (seed 001).
+# Per-path hit counters, their ranking and the load generator.
 app.register_blueprint(hits_api.bp)
-# Sums of the last hour, compacted into minute buckets every minute (seed 003).
+# Sums of the last hour, compacted into minute buckets every minute.
 app.register_blueprint(sums_api.bp)
-# Moving averages of the last N values (seed 004).
+# Moving averages of the last N values.
 app.register_blueprint(averages_api.bp)
-# Multi-step survey and its live admin dashboard (seed 002).
+# Multi-step survey and its live admin dashboard.
 app.register_blueprint(survey_api.bp)
 # GET /health: the function and its table answer.
 app.register_blueprint(health.bp)

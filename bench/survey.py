@@ -76,6 +76,59 @@ def _call(gateway: Any, meter: Meter, method: str, path: str, headers: dict[str,
     return response, elapsed, meter.read_units, meter.write_units, meter.round_trips
 
 
+def _poll_dashboard(
+    gateway: Any, meter: Meter, tables: dict[int, str], admin: dict[str, str]
+) -> dict[tuple[int, str], list[tuple[float, float, int]]]:
+    """(ms, read units, round trips) of each measured poll, by (table size, "200" or "304")."""
+    path = "/dashboard/data?sort=name&order=asc&size=25&page=1"
+    etags: dict[int, str] = {}
+    samples: dict[tuple[int, str], list[tuple[float, float, int]]] = {(n, c): [] for n in SIZES for c in ("304", "200")}
+    for round_ in range(WARMUP + ROUNDS):
+        order = list(SIZES) if round_ % 2 else list(reversed(SIZES))
+        for n in order:
+            set_env("TABLE_NAME", tables[n])
+            for case in ("200", "304") if round_ % 2 else ("304", "200"):
+                headers = dict(admin)
+                if case == "304" and n in etags:
+                    headers["If-None-Match"] = etags[n]
+                if case == "200":
+                    forget_cached_rows()  # as after a change: the rows are read again
+                response, ms, rcu, _, trips = _call(gateway, meter, "GET", path, headers)
+                if case == "304" and n not in etags:
+                    etags[n] = response["headers"]["ETag"]
+                    continue
+                assert str(response["statusCode"]) == case, (case, response["statusCode"])
+                if case == "200":
+                    assert json.loads(response["body"])["total"] == min(n, WINDOW)
+                if round_ >= WARMUP:
+                    samples[(n, case)].append((ms, rcu, trips))
+    return samples
+
+
+def _save_answers(
+    gateway: Any, meter: Meter, store: SurveyStore
+) -> tuple[list[tuple[float, float, int]], list[tuple[float, float, int]]]:
+    """(ms, write units, round trips) of each answer save, and of each bare PutItem of the same response."""
+    created = json.loads(_call(gateway, meter, "POST", "/survey/responses", {}, {"name": "Bench"})[0]["body"])
+    token = {"X-Response-Token": created["token"]}
+    bare = StoredResponse("f" * 28, "0" * 64, {"name": "Bench"}, 1, False, 1, 0, 0)
+    save: list[tuple[float, float, int]] = []
+    plain: list[tuple[float, float, int]] = []
+    for i in range(SAVES):
+        text = f"about me, revision {i}"
+        response, ms, _, wcu, trips = _call(
+            gateway, meter, "PATCH", f"/survey/responses/{created['id']}", token, {"about": text}
+        )
+        assert response["statusCode"] == 200
+        save.append((ms, wcu, trips))
+        meter.reset()
+        started = time.perf_counter()
+        item = store._item(StoredResponse(**{**bare.__dict__, "answers": {"name": "Bench", "about": text}}))
+        store.client.put_item(TableName=store.table, Item=item)
+        plain.append(((time.perf_counter() - started) * 1000, meter.write_units, meter.round_trips))
+    return save, plain
+
+
 def run(endpoint_url: str) -> str:
     client = use_endpoint(endpoint_url)
     meter = Meter(client)
@@ -92,51 +145,10 @@ def run(endpoint_url: str) -> str:
             _load(client, SurveyStore(client, tables[n]), _responses(n, rng))
             load_seconds[n] = time.perf_counter() - started
         gateway = local_gateway()
-        path = "/dashboard/data?sort=name&order=asc&size=25&page=1"
-        etags: dict[int, str] = {}
-        samples: dict[tuple[int, str], list[tuple[float, float, int]]] = {
-            (n, c): [] for n in SIZES for c in ("304", "200")
-        }
-        for round_ in range(WARMUP + ROUNDS):
-            order = list(SIZES) if round_ % 2 else list(reversed(SIZES))
-            for n in order:
-                set_env("TABLE_NAME", tables[n])
-                for case in ("200", "304") if round_ % 2 else ("304", "200"):
-                    headers = dict(admin)
-                    if case == "304" and n in etags:
-                        headers["If-None-Match"] = etags[n]
-                    if case == "200":
-                        forget_cached_rows()  # as after a change: the rows are read again
-                    response, ms, rcu, _, trips = _call(gateway, meter, "GET", path, headers)
-                    if case == "304" and n not in etags:
-                        etags[n] = response["headers"]["ETag"]
-                        continue
-                    assert str(response["statusCode"]) == case, (case, response["statusCode"])
-                    if case == "200":
-                        assert json.loads(response["body"])["total"] == min(n, WINDOW)
-                    if round_ >= WARMUP:
-                        samples[(n, case)].append((ms, rcu, trips))
-
+        samples = _poll_dashboard(gateway, meter, tables, admin)
         # One answer save (GetItem + TransactWriteItems of response + summary) vs a bare PutItem of the response.
         set_env("TABLE_NAME", tables[SIZES[0]])
-        created = json.loads(_call(gateway, meter, "POST", "/survey/responses", {}, {"name": "Bench"})[0]["body"])
-        token = {"X-Response-Token": created["token"]}
-        store = SurveyStore(client, tables[SIZES[0]])
-        bare = StoredResponse("f" * 28, "0" * 64, {"name": "Bench"}, 1, False, 1, 0, 0)
-        save: list[tuple[float, float, int]] = []
-        plain: list[tuple[float, float, int]] = []
-        for i in range(SAVES):
-            text = f"about me, revision {i}"
-            response, ms, _, wcu, trips = _call(
-                gateway, meter, "PATCH", f"/survey/responses/{created['id']}", token, {"about": text}
-            )
-            assert response["statusCode"] == 200
-            save.append((ms, wcu, trips))
-            meter.reset()
-            started = time.perf_counter()
-            item = store._item(StoredResponse(**{**bare.__dict__, "answers": {"name": "Bench", "about": text}}))
-            client.put_item(TableName=store.table, Item=item)
-            plain.append(((time.perf_counter() - started) * 1000, meter.write_units, meter.round_trips))
+        save, plain = _save_answers(gateway, meter, SurveyStore(client, tables[SIZES[0]]))
     finally:
         for key, value in saved_env.items():
             set_env(key, value)

@@ -28,8 +28,8 @@ OPENAPI_VERSION = "3.1.0"
 TITLE = "livestats"
 VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
-HTML = "text/html"  # a response that is a page, not JSON
-ASSET = ("application/javascript", "text/css")  # a script or a stylesheet
+HTML: str = "text/html"  # a response that is a page, not JSON
+ASSET: tuple[str, ...] = ("application/javascript", "text/css")  # a script or a stylesheet
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -155,7 +155,7 @@ def security(requirements: list[dict[str, list[str]]], description: str) -> Call
     return mark
 
 
-ADMIN = [{"adminToken": []}]
+ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 SECURITY_SCHEMES = {
     "adminToken": {
         "type": "http",
@@ -252,8 +252,9 @@ _STATUS_TEXT = {
     404: "Not found",
     405: "Method not allowed (with `Allow`)",
     409: "Conflict",
+    413: "Body larger than 256 KiB",
     414: "Path too long",
-    415: "Unsupported media type (a charset other than UTF-8)",
+    415: "Unsupported media type: not `application/json`, or a charset other than UTF-8",
     422: "Idempotency-Key reused with another body",
     503: "The database (or a stage secret) cannot answer right now: `database_unavailable` (or `busy`, "
     "`unavailable`); retry later",
@@ -332,7 +333,7 @@ _ERROR_HEADERS = {
 ERROR_RESPONSE = "#/components/responses/Error{status}"
 
 
-def _operation(path: str, method: str, view: Callable[..., Any], schemas: dict[str, Any]) -> dict[str, Any]:
+def _declaration(path: str, method: str, view: Callable[..., Any]) -> Operation:
     declared = operation_of(view)
     if declared is None:
         raise TypeError(f"{method} {path} ({view.__qualname__}) has no @contract.operation declaration")
@@ -340,69 +341,86 @@ def _operation(path: str, method: str, view: Callable[..., Any], schemas: dict[s
     declared_params = list(declared.path.model_fields) if declared.path else []
     if template_params != declared_params:
         raise TypeError(f"{method} {path}: path model declares {declared_params}, the template has {template_params}")
-    result: dict[str, Any] = {"operationId": view.__name__, "summary": declared.summary}
-    if declared.tags:
-        result["tags"] = list(declared.tags)
-    description = [declared.description] if declared.description else []
-    requirements, note = security_of(auth.policy_of(view))
-    result["security"] = requirements
-    if note:
-        description.append(note)
-    if "{path+}" in path:
-        description.append("`{path}` is greedy in API Gateway: it takes the rest of the path, slashes included.")
-    if description:
-        result["description"] = "\n\n".join(description)
+    return declared
 
+
+def _description(path: str, declared: Operation, security_note: str | None) -> str | None:
+    parts = [text for text in (declared.description, security_note) if text]
+    if "{path+}" in path:
+        parts.append("`{path}` is greedy in API Gateway: it takes the rest of the path, slashes included.")
+    return "\n\n".join(parts) or None
+
+
+_IDEMPOTENCY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Apply this request at most once per key, route and credential (24 h).",
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+}
+
+
+def _operation_parameters(method: str, declared: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = []
     if declared.path:
         parameters += _parameters("path", declared.path, schemas)
     if declared.query:
         parameters += _parameters("query", declared.query, schemas)
-    for name, text in declared.headers.items():
-        parameters.append({"name": name, "in": "header", "required": False, "description": text, "schema": {}})
+    parameters += [
+        {"name": name, "in": "header", "required": False, "description": text, "schema": {"type": "string"}}
+        for name, text in declared.headers.items()
+    ]
     if method in _MUTATING:
-        parameters.append(
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "description": "Apply this request at most once per key, route and credential (24 h).",
-                "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
-            }
-        )
-    for parameter in parameters:
-        if parameter["in"] == "header" and not parameter["schema"]:
-            parameter["schema"] = {"type": "string"}
+        parameters.append(dict(_IDEMPOTENCY_PARAMETER))
+    return parameters
+
+
+def _success_response(status: int, model: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
+    if isinstance(model, (str, tuple)):
+        media_types = (model,) if isinstance(model, str) else model
+        response["content"] = {media_type: {"schema": {"type": "string"}} for media_type in media_types}
+    elif model is not None:
+        response["content"] = {"application/json": {"schema": _schema_ref(model, schemas, "serialization")}}
+    return response
+
+
+def _error_statuses(method: str, declared: Operation, authenticated: bool) -> list[int]:
+    """The operation's own error statuses plus the service-wide ones that apply to it."""
+    errors = set(declared.errors) | {405, 503}
+    if authenticated:
+        errors.add(401)
+    if declared.body is not None:
+        errors |= {400, 413, 415}
+    if method in _MUTATING:
+        errors |= {409, 422}
+    if declared.path or declared.query:
+        errors.add(400)
+    return sorted(errors)
+
+
+def _operation(path: str, method: str, view: Callable[..., Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    declared = _declaration(path, method, view)
+    requirements, note = security_of(auth.policy_of(view))
+    result: dict[str, Any] = {"operationId": view.__name__, "summary": declared.summary}
+    if declared.tags:
+        result["tags"] = list(declared.tags)
+    result["security"] = requirements
+    description = _description(path, declared, note)
+    if description:
+        result["description"] = description
+    parameters = _operation_parameters(method, declared, schemas)
     if parameters:
         result["parameters"] = parameters
-
     if declared.body is not None:
         result["requestBody"] = {
             "required": declared.body_required,
             "content": {"application/json": {"schema": _schema_ref(declared.body, schemas, "validation")}},
         }
-
-    responses: dict[str, Any] = {}
-    for status, model in sorted(declared.responses.items()):
-        response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
-        if isinstance(model, (str, tuple)):
-            media_types = (model,) if isinstance(model, str) else model
-            response["content"] = {media_type: {"schema": {"type": "string"}} for media_type in media_types}
-        elif model is not None:
-            response["content"] = {"application/json": {"schema": _schema_ref(model, schemas, "serialization")}}
-        responses[str(status)] = response
-
-    errors = set(declared.errors) | {405}
-    if requirements:
-        errors.add(401)
-    if declared.body is not None:
-        errors |= {400, 415}
-    if method in _MUTATING:
-        errors |= {409, 422}
-    if declared.path or declared.query:
-        errors.add(400)
-    errors.add(503)
-    for status in sorted(errors):
+    responses = {
+        str(status): _success_response(status, model, schemas) for status, model in sorted(declared.responses.items())
+    }
+    for status in _error_statuses(method, declared, bool(requirements)):
         responses[str(status)] = {"$ref": ERROR_RESPONSE.format(status=status)}
     result["responses"] = responses
     return result

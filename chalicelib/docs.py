@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field
 from chalicelib import contract, pages, web
 from chalicelib.errors import NotFound
 
-bp = Blueprint(__name__)
+bp: Blueprint = Blueprint(__name__)
 
 # Swagger UI 5 (OpenAPI 3.1), as the flask-swagger-ui package ships it; only its files are used, not Flask.
 # Found without importing the package (that would import Flask).

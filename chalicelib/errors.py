@@ -6,6 +6,7 @@ to `middleware.error_shape`, the single place that turns them into responses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from chalice import Response
@@ -61,6 +62,11 @@ class MethodNotAllowed(ServiceError):
     code = "method_not_allowed"
 
 
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "body_too_large"
+
+
 class Conflict(ServiceError):
     status = 409
     code = "conflict"
@@ -93,7 +99,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 
 
 def error_response(
-    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    status: int, code: str, message: str, field: str | None = None, headers: Mapping[str, str | list[str]] | None = None
 ) -> Response:
     return Response(
         body=error_body(code, message, field),

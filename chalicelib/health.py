@@ -12,7 +12,7 @@ from chalice import Blueprint, Response
 from chalicelib import aws, contract, web
 from chalicelib.errors import DatabaseUnavailable
 
-bp = Blueprint(__name__)
+bp: Blueprint = Blueprint(__name__)
 
 NO_STORE = {"Cache-Control": "no-store"}
 

@@ -55,7 +55,8 @@ def error_shape(event: Request, get_response: GetResponse) -> Response:
         message = "An internal error occurred." if code == "internal_error" else str(body["Message"])
         count("ServerErrors" if response.status_code >= 500 else "ClientErrors")
         headers = {k: v for k, v in response.headers.items() if k.lower() == "allow"}
-        return error_response(response.status_code, code, message, headers=headers)
+        field = "Content-Type" if code == "unsupported_media_type" else None  # as web.json_body names it
+        return error_response(response.status_code, code, message, field, headers=headers)
     return response
 
 
@@ -98,7 +99,8 @@ class _IdempotentRunner:
             boto3_client=client,
         )
 
-        @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=self.config)
+        # Powertools types the decorator's result as Any; it returns a wrapper with apply's signature.
+        @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=self.config)  # type: ignore[untyped-decorator]
         def apply(request: dict[str, Any], respond: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             response = respond()
             if response["status"] >= 400:

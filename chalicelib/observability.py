@@ -13,9 +13,10 @@ EMF line goes out through the logger's handler, in one write, under the handler'
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -51,7 +52,8 @@ def flush_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
 
 def _write_line(line: str) -> None:
     """One whole line to the log stream, in one write, serialised with the logger's own records."""
-    handler = logger.registered_handler
+    # Powertools' Logger makes its handler a StreamHandler (on stdout) when none is given, as here.
+    handler = cast("logging.StreamHandler[TextIO]", logger.registered_handler)
     handler.acquire()
     try:
         handler.stream.write(line + "\n")

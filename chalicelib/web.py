@@ -14,13 +14,14 @@ import math
 import re
 import secrets
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from chalice import Response
 from chalice.app import Request
 
 from chalicelib import settings, stage_secrets, textcheck
-from chalicelib.errors import InvalidInput, ServiceError
+from chalicelib.errors import InvalidInput, PayloadTooLarge, ServiceError
 from chalicelib.observability import logger
 
 MAX_BODY_BYTES = 256 * 1024
@@ -128,9 +129,9 @@ def parse_json(raw: bytes) -> Any:
 def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
     """The body as a JSON object. An empty body is `{}` unless `required`."""
     _check_charset(request)
-    raw = request.raw_body or b""
+    raw = cast(bytes, request.raw_body or b"")  # chalice encodes a str body; its annotation still says str | bytes
     if len(raw) > MAX_BODY_BYTES:
-        raise InvalidInput(f"body is larger than {MAX_BODY_BYTES} bytes", code="body_too_large")
+        raise PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         if required:
             raise InvalidInput("a JSON object body is required", code="invalid_json")
@@ -205,7 +206,7 @@ def key_name(raw: str) -> str:
 
 
 def query_param(request: Request, key: str) -> str | None:
-    params = request.query_params or {}
+    params: Mapping[str, str] = request.query_params or {}
     return params.get(key)
 
 
@@ -258,7 +259,7 @@ def _cursor_key() -> bytes:
 
 
 def _cursor_mac(request: Request, query: tuple[str, ...], payload: bytes) -> bytes:
-    params = request.query_params or {}
+    params: Mapping[str, str] = request.query_params or {}
     scope = {"route": request.path, "path": request.uri_params or {}, "query": {k: params.get(k) for k in query}}
     message = json.dumps(scope, sort_keys=True, separators=(",", ":")).encode() + b"\n" + payload
     return hmac.new(_cursor_key(), message, hashlib.sha256).digest()[:_CURSOR_MAC_BYTES]
@@ -311,5 +312,5 @@ def decode_cursor(request: Request, fields: dict[str, type], *, query: tuple[str
     return position
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str | list[str]] | None = None) -> Response:
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json", **(headers or {})})

@@ -62,7 +62,7 @@ MAX_MESSAGE_CHARS = 200
 _REQUEST_LINE = re.compile(rb"[!-~]+ [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]\r?\n")
 _DIGITS = re.compile(r"[0-9]+")
 # BaseHTTPRequestHandler's own rejections as (status, code). No 5xx: a 5xx would mean a bug in this service.
-_STDLIB_REJECTIONS = {
+_STDLIB_REJECTIONS: dict[int, tuple[int, str]] = {
     HTTPStatus.BAD_REQUEST: (400, "bad_request"),
     HTTPStatus.REQUEST_URI_TOO_LONG: (414, "uri_too_long"),
     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (431, "headers_too_large"),
@@ -100,9 +100,10 @@ class DevRequestHandler(ChaliceRequestHandler):
     # --- what BaseHTTPRequestHandler rejects
 
     def parse_request(self) -> bool:
-        line = self.raw_requestline
+        line = self.raw_requestline  # type: ignore[attr-defined]  # set by handle_one_request; typeshed omits it
         if line.strip() and not _REQUEST_LINE.fullmatch(line):
-            self.command, self.requestline = None, str(line, "iso-8859-1").rstrip("\r\n")
+            # None, as BaseHTTPRequestHandler.parse_request itself starts (typeshed says str)
+            self.command, self.requestline = None, str(line, "iso-8859-1").rstrip("\r\n")  # type: ignore[assignment]
             self.send_error(HTTPStatus.BAD_REQUEST, f"malformed request line {self.requestline!r}")
             return False
         return bool(super().parse_request())

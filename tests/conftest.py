@@ -254,4 +254,5 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     if code is not None:
         assert body["error"]["code"] == code
     assert "Traceback" not in response.body.decode()
-    return body["error"]
+    error: dict[str, Any] = body["error"]
+    return error

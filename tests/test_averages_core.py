@@ -178,9 +178,10 @@ class AgainstDeque(RuleBasedStateMachine):
             assert self.window.get_moving_average() is None
             return
         average = self.window.get_moving_average()
+        assert average is not None
         assert average == exact_mean(elements)
         # Rounded once: no double is closer to the exact mean (and so it lies within [min, max]).
-        exact = sum(map(Fraction, elements)) / len(elements)
+        exact = sum(map(Fraction, elements), Fraction(0)) / len(elements)
         if math.isfinite(average):
             for neighbour in (math.nextafter(average, -math.inf), math.nextafter(average, math.inf)):
                 if math.isfinite(neighbour):

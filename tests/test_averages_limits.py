@@ -37,11 +37,12 @@ def ok(response: Any) -> Any:
 
 
 def window_item(dynamodb: Any, key: str) -> dict[str, Any]:
-    return dynamodb.get_item(
+    item: dict[str, Any] = dynamodb.get_item(
         TableName=TABLE,
         Key={"pk": {"S": keys.average_pk(key)}, "sk": {"S": keys.AVERAGE_WINDOW_SK}},
         ConsistentRead=True,
     )["Item"]
+    return item
 
 
 def post_concurrently(api: Api, key: str) -> list[list[float]]:

@@ -114,7 +114,7 @@ def test_security_follows_each_views_policy(app: Any, document: dict[str, Any]) 
     from chalicelib.hits.api import load_test_access
     from chalicelib.survey.api import creator, respondent
 
-    expected = {
+    expected: dict[Any, list[dict[str, list[str]]]] = {
         auth.public: [],
         auth.admin: [{"adminToken": []}],
         respondent: [{"responseToken": []}, {"responseBearer": []}],

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import aws, devhooks, stage_secrets, web
+from chalicelib import aws, devhooks, observability, stage_secrets, web
 from chalicelib.errors import InvalidInput
 from tests.conftest import Environment
 
@@ -72,7 +72,7 @@ def test_without_a_secret_a_random_process_key_is_used_with_one_warning(
 ) -> None:
     warnings: list[str] = []
     monkeypatch.setattr(web, "_process_key", None)
-    monkeypatch.setattr(web.logger, "warning", lambda message, *_, **__: warnings.append(message))
+    monkeypatch.setattr(observability.logger, "warning", lambda message, *_, **__: warnings.append(message))
     cursor = web.encode_cursor(listing(), POSITION)
     assert cursor is not None and round_trip(cursor) == POSITION
     assert len(warnings) == 1 and "CURSOR_SECRET" in warnings[0]

@@ -135,7 +135,7 @@ def test_ranking_orders_by_count_then_path_and_pages_cover_every_path_once(api: 
         for _ in range(n):
             hit(api, f"/api/{name}")
         expected[f"/api/{name}/"] = n
-    want = sorted(({"path": p, "count": c} for p, c in expected.items()), key=lambda e: (-e["count"], e["path"]))
+    want = [{"path": p, "count": c} for p, c in sorted(expected.items(), key=lambda pc: (-pc[1], pc[0]))]
     for limit in (1, 3, 7, 100):
         seen, first = all_pages(api, limit=limit)
         assert seen == want, limit

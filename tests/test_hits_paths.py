@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 import pytest
 from hypothesis import given, settings
@@ -113,7 +114,7 @@ class FakeIndex:
         self.reads += min(limit, len(matching))
         return matching[:limit], len(matching) > limit
 
-    def first_round(self, shards, bound, limit):  # type: ignore[no-untyped-def]
+    def first_round(self, shards: Iterable[int], bound: int | None, limit: int) -> list[tuple[list[Entry], bool]]:
         return [self.fetch(s, bound, True, limit) for s in shards]
 
     def group(self, shard: int, score: int) -> list[Entry]:

@@ -64,7 +64,9 @@ def target(api: Api, path: str) -> tuple[str, dict[str, str]]:
     return concrete(path), {}
 
 
-def refused(api: Api, dynamodb: Any, method: str, url: str, body: Any, status: int, code: str, **kw: Any) -> dict:
+def refused(
+    api: Api, dynamodb: Any, method: str, url: str, body: Any, status: int, code: str, **kw: Any
+) -> dict[str, Any]:
     """Send the request; it must be refused with this status and code, and leave the table unchanged."""
     before = table_items(dynamodb)
     error = assert_error(api.request(method, url, body, **kw), status, code)
@@ -222,7 +224,8 @@ def test_survey_multiline_fields_keep_line_breaks_and_tabs(api: Api) -> None:
 def page(api: Api, url: str) -> dict[str, Any]:
     response = api.get(url)
     assert response.status_code == 200, response.body
-    return json.loads(response.body)
+    body: dict[str, Any] = json.loads(response.body)
+    return body
 
 
 def forge(position: dict[str, Any]) -> str:
@@ -332,3 +335,26 @@ def test_head_on_a_hit_counter_is_405_and_counts_nothing(api: Api, url: str) -> 
 def test_head_of_an_error_is_the_error_status_without_a_body(api: Api) -> None:
     head = api.request("HEAD", "/streams/bad!name")
     assert head.status_code == 400 and head.body == b""
+
+
+@pytest.mark.parametrize("method,path", BODY_ROUTES)
+def test_a_body_over_the_limit_is_413_on_every_body_route(api: Api, dynamodb: Any, method: str, path: str) -> None:
+    from chalicelib import web
+
+    url, headers = target(api, path)
+    body = json.dumps({"value": 1, "user": "u" * web.MAX_BODY_BYTES})
+    refused(api, dynamodb, method, url, body, 413, "body_too_large", headers=headers)
+
+
+def test_a_body_that_is_not_json_is_415_naming_the_content_type(api: Api, dynamodb: Any) -> None:
+    error = refused(
+        api,
+        dynamodb,
+        "POST",
+        "/streams/s/values",
+        "value=1",
+        415,
+        "unsupported_media_type",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert error["field"] == "Content-Type"

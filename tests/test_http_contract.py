@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -66,11 +67,11 @@ def test_bad_idempotency_key_is_400(api: Api) -> None:
     assert_error(api.post("/streams/b/values", {"value": 1}, headers={"Idempotency-Key": "x" * 256}), 400)
 
 
-def test_idempotency_records_expire_through_the_table_ttl(api: Api, dynamodb: object) -> None:
+def test_idempotency_records_expire_through_the_table_ttl(api: Api, dynamodb: Any) -> None:
     from chalicelib import aws, clock, keys, table
 
     api.post("/streams/t/values", {"value": 1}, headers={"Idempotency-Key": "ttl"})
-    items = dynamodb.query(  # type: ignore[attr-defined]
+    items = dynamodb.query(
         TableName=aws.table_name(),
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": keys.IDEMPOTENCY_PARTITION}},

@@ -101,6 +101,7 @@ def test_install_makes_chalice_test_client_route_greedily(monkeypatch: pytest.Mo
 
     @app.route("/{proxy+}")
     def fallback() -> dict[str, str]:
+        assert app.current_request is not None
         return dict(app.current_request.uri_params or {})
 
     local_routes.install()

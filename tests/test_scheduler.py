@@ -15,8 +15,8 @@ UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 23, 17, 29, 30, tzinfo=UTC)  # a Monday
 
 
-def at(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
+def at(year: int, month: int, day: int, hour: int, minute: int, second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_cron_fields() -> None:
     assert schedule.minutes == {0, 20, 40}
     assert schedule.hours == {8, 9, 10}
     assert schedule.months == {3, 4}
-    assert schedule.days_of_week == {2, 6}
+    assert schedule.days_of_week == frozenset({2, 6})
     assert schedule.days_of_month is None
 
 

@@ -45,7 +45,10 @@ def test_sum_is_unchanged_when_dynamodb_sweeps_expired_items(api: Api, dynamodb:
         store.post("swept", k + 1, now - k * 90_001)
     before = [sum_of(api, "swept", window) for window in (60, 3600, 86_400)]
     assert before == [1, 55, 55]
-    expired = lambda: [i for i in items_of(dynamodb, "swept") if int(i["expires_at"]["N"]) < now // 1000]  # noqa: E731
+
+    def expired() -> list[dict[str, Any]]:
+        return [i for i in items_of(dynamodb, "swept") if int(i["expires_at"]["N"]) < now // 1000]
+
     deadline = time.monotonic() + 3
     while expired() and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,8 +40,13 @@ def patch(api: Api, rid: str, body: Any, headers: dict[str, str]) -> Any:
     return api.request("PATCH", f"/survey/responses/{rid}", body, headers=headers)
 
 
+def fixed_clock(t: float) -> Callable[[], float]:
+    return lambda: t
+
+
 def dashboard(api: Api, query: str = "") -> dict[str, Any]:
-    return ok(api.get("/dashboard/data" + query, headers=ADMIN))
+    data: dict[str, Any] = ok(api.get("/dashboard/data" + query, headers=ADMIN))
+    return data
 
 
 def stored_items(dynamodb: Any) -> list[dict[str, Any]]:
@@ -251,12 +257,15 @@ def test_dashboard_never_shows_tokens(survey: Api, dynamodb: Any) -> None:
 def test_sorting_and_paging(survey: Api) -> None:
     people = [("bob", 40), ("Alice", 30), ("carol", None), ("dave", 25), ("Eve", 40)]
     for i, (name, age) in enumerate(people):
-        clock.set_source(lambda i=i: 1_800_000_000.0 + i)
+        clock.set_source(fixed_clock(1_800_000_000.0 + i))
         body: dict[str, Any] = {"name": name}
         if age is not None:
             body["age"] = age
         start(survey, body)
-    names = lambda data: [r["name"] for r in data["responses"]]  # noqa: E731
+
+    def names(data: dict[str, Any]) -> list[str]:
+        return [r["name"] for r in data["responses"]]
+
     assert names(dashboard(survey, "?sort=name&order=asc")) == ["Alice", "bob", "carol", "dave", "Eve"]
     assert names(dashboard(survey, "?sort=name&order=desc")) == ["Eve", "dave", "carol", "bob", "Alice"]
     # Unanswered last either way; ties newest first.
@@ -280,7 +289,7 @@ def test_beyond_the_window_the_table_is_the_newest_responses_and_the_summary_cou
 ) -> None:
     monkeypatch.setattr(survey_api, "WINDOW", 3)
     for i in range(5):
-        clock.set_source(lambda i=i: 1_800_000_000.0 + i)
+        clock.set_source(fixed_clock(1_800_000_000.0 + i))
         start(survey, {"name": f"P{i}", "age": 10 + i})
     data = dashboard(survey, "?sort=name&order=asc")
     assert [r["name"] for r in data["responses"]] == ["P2", "P3", "P4"]

@@ -125,7 +125,7 @@ def test_completion_needs_steps_1_and_2_and_the_last_step() -> None:
 
 
 def test_summary_figures() -> None:
-    answers = [
+    answers: list[dict[str, Any]] = [
         {"age": 30, "gender": "female", "colours": ["blue", "red"]},
         {"age": 31, "gender": "male", "colours": ["blue", "green"]},
         {"age": 36, "gender": "female", "colours": ["green", "red", "black"]},

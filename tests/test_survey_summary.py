@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -98,7 +99,7 @@ def test_concurrent_tabs_lose_no_answer_and_keep_the_summary(survey: Api, dynamo
     """Eight writers on one response (two tabs, many times over) plus writers on their own responses."""
     shared = json.loads(survey.post("/survey/responses").body)
     shared_token = {"X-Response-Token": shared["token"]}
-    fields = {
+    fields: dict[str, Callable[[int], Any]] = {
         "name": lambda i: f"Name {i}",
         "email": lambda i: f"p{i}@example.com",
         "age": lambda i: 3 + i,

@@ -120,12 +120,12 @@ def exact(values: list[float]) -> tuple[Fraction, Fraction]:
 
 
 def mean_tolerance(values: list[float]) -> float:
-    return 8 * len(values) * U * max(map(abs, values))
+    return 8 * len(values) * U * max(abs(v) for v in values)
 
 
 def m2_tolerance(values: list[float], s: Fraction) -> float:
-    n, top, root = len(values), max(map(abs, values)), math.sqrt(s)
-    first_order = 32 * U * (n * float(s) + n**1.5 * math.sqrt(math.log2(2 * n)) * top * root)
+    n, top, root = len(values), max(abs(v) for v in values), math.sqrt(s)
+    first_order = 32 * U * (n * float(s) + math.pow(n, 1.5) * math.sqrt(math.log2(2 * n)) * top * root)
     return first_order + 128 * n**3 * U**2 * top**2
 
 

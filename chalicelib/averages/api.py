@@ -1,4 +1,4 @@
-"""HTTP layer for moving averages (issue 4, seed 004): parse, call the store, shape the answer."""
+"""HTTP layer for moving averages: parse, call the store, shape the answer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from chalicelib.averages.store import AverageStore
 from chalicelib.errors import NotFound
 from chalicelib.observability import count
 
-bp = Blueprint(__name__)
+bp: Blueprint = Blueprint(__name__)
 
 
 def _store() -> AverageStore:

@@ -29,7 +29,7 @@ from chalicelib.hits.models import (
 from chalicelib.hits.store import DAY_RETENTION_SECONDS, HitStore
 from chalicelib.observability import count, logger
 
-bp = Blueprint(__name__)
+bp: Blueprint = Blueprint(__name__)
 
 TEST_WORKERS = 16  # concurrent hits of one /test/{n}/ run
 TEST_BATCH = 500  # hits submitted at a time: bounds queued work and lets a run stop at its deadline
@@ -93,7 +93,7 @@ def count_api_root() -> Response:
     description=_HIT_NOTE,
 )
 def count_api_path() -> Response:
-    return _count_hit(bp.current_request.uri_params["path"])
+    return _count_hit((bp.current_request.uri_params or {})["path"])
 
 
 def _day_param(request: Any) -> str | None:

@@ -219,9 +219,9 @@ class HitStore:
         marker_delete = {"Delete": {"TableName": self.table, "Key": marker_key}}
 
         def attempt(_: int) -> int:
-            delta = self._get(delta_key)
+            delta = self._get(delta_key) or {}
             counter = self._get(counter_key)
-            hits = read_int(delta.get("hits")) if delta else 0
+            hits = read_int(delta.get("hits"))
             if hits == 0:
                 actions: list[dict[str, Any]] = [
                     {

@@ -14,7 +14,7 @@ from chalicelib.observability import count
 from chalicelib.stats.models import AuditPage, PageQuery, ResetBody, Sessions, Snapshot, StreamPath, ValuesBody
 from chalicelib.stats.store import AuditEntry, SessionFigures, StreamStore
 
-bp = Blueprint(__name__)
+bp: Blueprint = Blueprint(__name__)
 
 STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 

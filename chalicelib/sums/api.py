@@ -13,7 +13,7 @@ from chalicelib.sums import window
 from chalicelib.sums.models import Minutes, Sum, ValueBody, WindowQuery
 from chalicelib.sums.store import SumStore
 
-bp = Blueprint(__name__)
+bp: Blueprint = Blueprint(__name__)
 
 
 def _store() -> SumStore:

@@ -42,7 +42,7 @@ from chalicelib.survey.models import (
 )
 from chalicelib.survey.store import Change, Listed, StoredResponse, SummaryItem, SurveyStore
 
-bp = Blueprint(__name__)
+bp: Blueprint = Blueprint(__name__)
 
 RESPONSE_ID = re.compile(r"[0-9a-f]{28}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{20,128}")
@@ -113,7 +113,7 @@ def _presented_token(request: Request) -> str | None:
 )
 def respondent(request: Request) -> auth.Principal:
     """The response's own token: the principal is that response, which the check had to read anyway."""
-    rid = _response_id(request.uri_params["response_id"])
+    rid = _response_id((request.uri_params or {})["response_id"])
     token = _presented_token(request)
     if not token:
         raise Unauthorized("send the response's token in X-Response-Token (or Authorization: Bearer)")
@@ -373,7 +373,7 @@ def dashboard_data() -> Response:
     # The summary first: its version names a state no newer than the responses read after it.
     summary = store.summary()
     etag = _etag(summary.epoch, summary.version, query)
-    headers = {"ETag": etag, "Cache-Control": "no-cache, private"}
+    headers: dict[str, str | list[str]] = {"ETag": etag, "Cache-Control": "no-cache, private"}
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(body="", status_code=304, headers=headers)
     listed, truncated = _rows(store, summary)

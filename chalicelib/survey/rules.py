@@ -96,27 +96,47 @@ def clean_answer(field: str, value: Any) -> Any:
     if value is None:
         return None
     if field == "age":
-        if isinstance(value, str) and value == "":
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not AGE_MIN <= value <= AGE_MAX:
-            raise AnswerError(field, f"Age must be a whole number from {AGE_MIN} to {AGE_MAX}.")
-        return value
+        return _clean_age(value)
     if field == "colours":
-        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-            raise AnswerError(field, "Favourite colours must be a list of colour names.")
-        unknown = [c for c in value if c not in PALETTE]
-        if unknown:
-            raise AnswerError(field, f"{unknown[0]!r} is not one of the colours offered.")
-        if len(set(value)) != len(value):
-            raise AnswerError(field, "Favourite colours must not repeat a colour.")
-        return [c for c in PALETTE if c in value] or None  # palette order: one canonical form
+        return _clean_colours(value)
     text = _string(field, value)
     if field == "gender":
-        if text == "":
-            return None
-        if text not in GENDERS:
-            raise AnswerError(field, "Gender must be one of: " + ", ".join(GENDERS) + ".")
-        return text
+        return _clean_gender(text)
+    return _clean_text(field, text)
+
+
+def _clean_age(value: Any) -> int | None:
+    if isinstance(value, str) and value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not AGE_MIN <= value <= AGE_MAX:
+        raise AnswerError("age", f"Age must be a whole number from {AGE_MIN} to {AGE_MAX}.")
+    return value
+
+
+def _clean_colours(value: Any) -> list[str] | None:
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise AnswerError("colours", "Favourite colours must be a list of colour names.")
+    unknown = [c for c in value if c not in PALETTE]
+    if unknown:
+        raise AnswerError("colours", f"{unknown[0]!r} is not one of the colours offered.")
+    if len(set(value)) != len(value):
+        raise AnswerError("colours", "Favourite colours must not repeat a colour.")
+    return [c for c in PALETTE if c in value] or None  # palette order: one canonical form
+
+
+def _clean_gender(text: str) -> str | None:
+    if text == "":
+        return None
+    if text not in GENDERS:
+        raise AnswerError("gender", "Gender must be one of: " + ", ".join(GENDERS) + ".")
+    return text
+
+
+# The free-text fields other than email, and their lengths.
+_TEXT_MAX = {"name": NAME_MAX, "about": ABOUT_MAX, "address": ADDRESS_MAX, "book": BOOK_MAX}
+
+
+def _clean_text(field: str, text: str) -> str | None:
     if field in ("name", "email"):
         text = text.strip()  # surrounding whitespace (a pasted tab or newline) is trimmed, not refused
     if textcheck.control_character(text, multiline=field in MULTILINE):
@@ -124,18 +144,16 @@ def clean_answer(field: str, value: Any) -> Any:
         raise AnswerError(field, f"{LABELS[field]} must not hold control characters{allowed}.")
     if text.strip() == "":
         return None
-    if field == "name":
-        return _bounded(field, text, NAME_MAX)
     if field == "email":
-        local = text.rsplit("@", 1)[0]
-        if len(text) > EMAIL_MAX or len(local) > EMAIL_LOCAL_MAX or not _EMAIL.fullmatch(text):
-            raise AnswerError(field, "Enter a valid email address, like name@example.com.")
-        return text
-    if field == "about":
-        return _bounded(field, text, ABOUT_MAX)
-    if field == "address":
-        return _bounded(field, text, ADDRESS_MAX)
-    return _bounded(field, text, BOOK_MAX)  # book
+        return _clean_email(text)
+    return _bounded(field, text, _TEXT_MAX[field])
+
+
+def _clean_email(text: str) -> str:
+    local = text.rsplit("@", 1)[0]
+    if len(text) > EMAIL_MAX or len(local) > EMAIL_LOCAL_MAX or not _EMAIL.fullmatch(text):
+        raise AnswerError("email", "Enter a valid email address, like name@example.com.")
+    return text
 
 
 def clean_step(value: Any) -> int:
