@@ -7,19 +7,21 @@ request loudly instead of behaving oddly later. Tests that change the environmen
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 GATEWAY_TIMEOUT_S = 29  # API Gateway's integration timeout (Lambda's is 30 s)
 # Room left after the worst database wait: a cold start (imports) and building the answer.
 ANSWER_MARGIN_S = 4.0
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False, env_ignore_empty=True)
+class Settings(BaseModel):
+    # A plain model read from a mapping (no pydantic-settings: its import alone costs a cold start ~60 ms).
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     table_name: str = Field(default="livestats", min_length=3, max_length=255)
     # Another DynamoDB than the region's (DynamoDB Local, moto's server); None in AWS.
@@ -63,6 +65,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        """Each field from its upper-case variable; an empty variable counts as unset."""
+        given = {name: environ[name.upper()] for name in cls.model_fields if environ.get(name.upper())}
+        return cls.model_validate(given)
+
 
 _lock = threading.Lock()
 _current: Settings | None = None
@@ -73,7 +81,7 @@ def get() -> Settings:
     if _current is None:
         with _lock:
             if _current is None:
-                _current = Settings()
+                _current = Settings.from_environment(os.environ)
     return _current
 
 
