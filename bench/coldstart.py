@@ -221,7 +221,7 @@ def _importtime_section(per_package: dict[str, float], per_module: dict[str, flo
     modules = sorted(per_module.items(), key=lambda item: -item[1])[:TOP_PACKAGES]
     return [
         f"Where `import app` spends its time (`python -X importtime`, medians of {IMPORTTIME_RUNS} runs; "
-        f"{total:.0f} ms of imports in all, slower than the wall time above because of the tracing):",
+        f"{total:.0f} ms of imports under `app` in all; tracing slows them, so read these for where, not how long):",
         "",
         table_md(
             ["package (own time)", "ms", "package (cumulative: with what it imports first)", "ms"],
