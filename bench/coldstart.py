@@ -1,0 +1,276 @@
+"""Cold start: the wall time of a fresh `import app` against a bare Chalice app with one boto3 client, and the
+size of the deployment package.
+
+Every case is a whole new Python process (as a Lambda cold start is), started from the repository root with the
+dev stage's environment variables and no network; the cases are interleaved round by round because the machine
+is noisy. The deployment package is built with `chalice package` (the prod stage, into a temporary directory).
+
+    python -m bench coldstart
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from bench.common import PROJECT_DIR, median, table_md
+
+# The benchmark needs no database: python -m bench starts DynamoDB Local only for benchmarks that do.
+NEEDS_DATABASE = False
+
+ROUNDS = 15
+WARM_UP_ROUNDS = 1
+IMPORTTIME_RUNS = 3
+TOP_PACKAGES = 8
+BUDGET = 1.3
+
+BASELINE = (
+    "from chalice import Chalice; import boto3; app = Chalice(app_name='x'); "
+    "client = boto3.client('dynamodb', region_name='us-east-1')"
+)
+CASES = {
+    "python (interpreter start only)": "pass",
+    "bare Chalice app + one boto3 client": BASELINE,
+    "`import app`": "import app",
+    "`import app` + its DynamoDB client": "import app; from chalicelib import aws; aws.dynamodb()",
+}
+# What `import app` leaves behind: does it create a boto3 client or import Flask on its own?
+PROBE = (
+    "import json, sys; import app; from chalicelib import aws; "
+    "print(json.dumps({'client': aws._client is not None or aws._ssm is not None, "
+    "'boto3': 'boto3' in sys.modules, 'flask': 'flask' in sys.modules}))"
+)
+
+
+def lambda_env() -> dict[str, str]:
+    """What the function sees: the dev stage's variables from .chalice/config.json, a region, dummy credentials,
+    no instance metadata lookups (no network)."""
+    config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
+    stage = config["stages"]["dev"]
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **config.get("environment_variables", {}),
+        **stage.get("environment_variables", {}),
+    }
+
+
+def _python(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *flags, "-c", code],
+        cwd=PROJECT_DIR,
+        env=lambda_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def _wall_times() -> dict[str, list[float]]:
+    """Seconds per process, per case; the warm-up rounds (which fill the OS page cache) are dropped."""
+    times: dict[str, list[float]] = {name: [] for name in CASES}
+    for round_number in range(WARM_UP_ROUNDS + ROUNDS):
+        for name, code in CASES.items():  # interleaved: each round runs every case
+            started = time.perf_counter()
+            _python(code)
+            if round_number >= WARM_UP_ROUNDS:
+                times[name].append(time.perf_counter() - started)
+    return times
+
+
+_IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)$")
+
+
+def _app_imports() -> list[tuple[int, int, int, str]]:
+    """(self us, cumulative us, depth, module) of every import under `import app`, from one -X importtime run.
+    A module's line follows those of the imports it triggered; `app` is at depth 0."""
+    subtree: list[tuple[int, int, int, str]] = []
+    for line in _python("import app", "-X", "importtime").stderr.splitlines():
+        match = _IMPORTTIME.match(line)
+        if not match:
+            continue
+        self_us, cumulative_us, indent, module = match.groups()
+        subtree.append((int(self_us), int(cumulative_us), len(indent) // 2, module))
+        if subtree[-1][2] == 0:
+            if module == "app":
+                return subtree
+            subtree = []  # the interpreter's own start-up imports
+    raise RuntimeError("no `app` line in the -X importtime output")
+
+
+def _import_costs() -> tuple[dict[str, float], dict[str, float]]:
+    """Median milliseconds of `import app` under -X importtime: own time summed per top-level package, and
+    cumulative time per top-level package (with everything it is the first to import)."""
+    per_package: dict[str, list[float]] = defaultdict(list)
+    per_module: dict[str, list[float]] = defaultdict(list)
+    for _ in range(IMPORTTIME_RUNS):
+        packages: dict[str, float] = defaultdict(float)
+        for self_us, cumulative_us, depth, module in _app_imports():
+            packages[module.split(".")[0]] += self_us / 1000
+            if "." not in module and depth > 0:  # a top-level package, where it is first imported
+                per_module[module].append(cumulative_us / 1000)
+        for package, ms in packages.items():
+            per_package[package].append(ms)
+    return (
+        {name: median(values) for name, values in per_package.items()},
+        {name: median(values) for name, values in per_module.items()},
+    )
+
+
+def _build_package(out: Path) -> Path:
+    subprocess.run(
+        [Path(sys.executable).parent / "chalice", "package", "--stage", "prod", "--pkg-format", "cloudformation", out],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")},
+        check=True,
+        capture_output=True,
+    )
+    return out / "deployment.zip"
+
+
+def _top_level(entry: str) -> str:
+    """The package a zip entry belongs to; a distribution's metadata counts with the distribution's name."""
+    first = entry.split("/")[0]
+    return first.removesuffix(".py") if "/" in entry or first.endswith(".py") else first
+
+
+def _zip_sizes(path: Path) -> dict[str, int]:
+    """Compressed bytes per top-level name in the zip."""
+    sizes: dict[str, int] = defaultdict(int)
+    with zipfile.ZipFile(path) as bundle:
+        for info in bundle.infolist():
+            sizes[_top_level(info.filename)] += info.compress_size
+    return sizes
+
+
+def _closure(names: list[str]) -> set[str]:
+    """Installed distributions these need (themselves included), without extras, by canonical name."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        for spec in metadata.requires(name) or []:
+            requirement = Requirement(spec)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+def _only_for_swagger_ui() -> set[str]:
+    """Top-level names in the bundle that only flask-swagger-ui's dependencies (Flask and its own) put there."""
+    roots = [
+        Requirement(line).name
+        for line in (PROJECT_DIR / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    others = _closure([root for root in roots if canonicalize_name(root) != "flask-swagger-ui"])
+    only = _closure(["flask-swagger-ui"]) - others - {"flask-swagger-ui"}
+    names: set[str] = set()
+    for dist in only:
+        for file in metadata.files(dist) or []:
+            if not str(file).startswith(".."):  # console scripts go to bin/, not into the bundle
+                names.add(_top_level(str(file)))
+    return names
+
+
+def _import_section(times: dict[str, list[float]], probe: dict[str, bool]) -> list[str]:
+    medians = {name: median(values) * 1000 for name, values in times.items()}
+    floor, baseline, bare_app, app_client = (medians[name] for name in CASES)
+    rows = [[name, f"{ms:.0f}", f"{ms / baseline:.2f}x", f"{ms - floor:.0f}"] for name, ms in medians.items()]
+    verdict = "within" if app_client / baseline <= BUDGET else "**over**"
+    return [
+        f"_Measured {time.strftime('%Y-%m-%d')} with Python {platform.python_version()}._ "
+        f"Wall time of a new process per case, {ROUNDS} interleaved rounds after {WARM_UP_ROUNDS} warm-up, medians; "
+        "from the repository root with the dev stage's environment variables, dummy credentials and no network, "
+        "bytecode caches warm. The baseline is `" + BASELINE + "`.",
+        "",
+        table_md(["case", "ms", "vs baseline", "ms above interpreter start"], rows),
+        "",
+        f"`import app` {'creates' if probe['client'] else 'creates no'} boto3 client "
+        f"(chalicelib/aws.py makes them on first use) and {'imports' if probe['flask'] else 'does not import'} "
+        "Flask. So like for like is `import app` plus its DynamoDB client against the baseline: "
+        f"**{app_client / baseline:.2f}x**, {verdict} the {BUDGET}x budget "
+        f"(`import app` alone: {bare_app / baseline:.2f}x; the first request pays for the client).",
+    ]
+
+
+def _importtime_section(per_package: dict[str, float], per_module: dict[str, float]) -> list[str]:
+    total = sum(per_package.values())
+    packages = sorted(per_package.items(), key=lambda item: -item[1])[:TOP_PACKAGES]
+    modules = sorted(per_module.items(), key=lambda item: -item[1])[:TOP_PACKAGES]
+    return [
+        f"Where `import app` spends its time (`python -X importtime`, medians of {IMPORTTIME_RUNS} runs; "
+        f"{total:.0f} ms of imports under `app` in all; tracing slows them, so read these for where, not how long):",
+        "",
+        table_md(
+            ["package (own time)", "ms", "package (cumulative: with what it imports first)", "ms"],
+            [
+                [f"`{package}`", f"{ms:.0f}", f"`{module}`", f"{module_ms:.0f}"]
+                for (package, ms), (module, module_ms) in zip(packages, modules, strict=False)
+            ],
+        ),
+    ]
+
+
+def _bundle_section(sizes: dict[str, int], swagger_only: set[str]) -> list[str]:
+    total = sum(sizes.values())
+    largest = sorted(sizes.items(), key=lambda item: -item[1])[:TOP_PACKAGES]
+    flask_bytes = sum(size for name, size in sizes.items() if name in swagger_only)
+    flask_names = sorted(name for name in swagger_only if name in sizes and not name.endswith(".dist-info"))
+    return [
+        f"The deployment package (`chalice package --stage prod`, Linux wheels): **{total / 1e6:.1f} MB** "
+        "deployment.zip. Largest entries (compressed):",
+        "",
+        table_md(
+            ["top-level name", "MB", "share"], [[f"`{n}`", f"{b / 1e6:.2f}", f"{b / total:.0%}"] for n, b in largest]
+        ),
+        "",
+        f"{flask_bytes / 1e6:.1f} MB ({flask_bytes / total:.0%}) is what flask-swagger-ui's dependencies alone put "
+        f"there ({', '.join(flask_names)}): the app serves only flask-swagger-ui's dist/ files and never imports "
+        "Flask.",
+    ]
+
+
+def run(endpoint_url: str) -> str:
+    del endpoint_url  # no database
+    probe = json.loads(_python(PROBE).stdout)
+    times = _wall_times()
+    per_package, per_module = _import_costs()
+    with tempfile.TemporaryDirectory() as out:
+        sizes = _zip_sizes(_build_package(Path(out)))
+    return "\n".join(
+        [
+            "### Cold start and package size (`bench/coldstart.py`)",
+            "",
+            *_import_section(times, probe),
+            "",
+            *_importtime_section(per_package, per_module),
+            "",
+            *_bundle_section(sizes, _only_for_swagger_ui()),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(run(""))
