@@ -9,13 +9,15 @@ that time without a redeploy.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.parameters import SSMProvider
 from pydantic import SecretStr
 
 from chalicelib import aws
 from chalicelib.observability import logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 CACHE_SECONDS = 300
 
@@ -28,6 +30,9 @@ class SecretUnavailable(Exception):
 
 
 def _ssm_provider() -> SSMProvider:
+    # Imported on the first secret read, not at start: the parameters utility costs a cold start ~25 ms.
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+
     global _provider
     client: Any = aws.ssm()
     with _lock:
