@@ -1,9 +1,10 @@
-"""Schemathesis over every operation of the served OpenAPI document, over real HTTP.
+"""Schemathesis over every operation of the OpenAPI document, over real HTTP.
 
 Chalice is neither WSGI nor ASGI, so the app runs in Chalice's LocalDevServer in a thread (tests/test_browser.py's
 `base_url` fixture, on the test's table) and schemathesis reads the committed openapi.json (tests/test_contract.py
-proves it is what the server serves). Each operation is its own test item; each gets EXAMPLES generated cases (derandomized, so a run is repeatable), and every answer
-must pass CHECKS: no 5xx, a documented status code, the documented content type, and a body that fits its schema.
+proves it is what the server serves). Each operation is its own test item with EXAMPLES generated cases
+(derandomized, so a run is repeatable), and every answer must pass CHECKS: no 5xx, a documented status code, the
+documented content type, and a body that fits its schema.
 
 `POST /test/{n}` is excluded: it is the load generator (up to 10,000 writes per call); its contract is covered by
 tests/test_hits_api.py. Admin operations get the admin token; an operation on one survey response gets a response
