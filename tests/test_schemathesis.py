@@ -1,0 +1,87 @@
+"""Schemathesis over every operation of the OpenAPI document, over real HTTP.
+
+Chalice is neither WSGI nor ASGI, so the app runs in Chalice's LocalDevServer in a thread (tests/test_browser.py's
+`base_url` fixture, on the test's table) and schemathesis reads the committed openapi.json (tests/test_contract.py
+proves it is what the server serves). Each operation is its own test item with EXAMPLES generated cases
+(derandomized, so a run is repeatable), and every answer must pass CHECKS: no 5xx, a documented status code, the
+documented content type, and a body that fits its schema.
+
+`POST /test/{n}` is excluded: it is the load generator (up to 10,000 writes per call); its contract is covered by
+tests/test_hits_api.py. Admin operations get the admin token; an operation on one survey response gets a response
+created for that case (its id in the path, its token in X-Response-Token), and reading or adding to a moving
+average finds the generated key's average created first, so fuzzing reaches past 401/404.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.test_browser import base_url  # noqa: F401 (fixture)
+from tests.test_survey_api import ADMIN, survey  # noqa: F401 (fixture)
+
+EXAMPLES = 25
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CLIENT_TIMEOUT = 30  # seconds; a bound for detecting a hung request, not a measured time
+
+
+DOCUMENT = Path(__file__).resolve().parent.parent / "openapi.json"
+# Loaded at import (not through schemathesis.pytest.from_fixture, whose subtests need pytest's private
+# Function._nodeid, gone in pytest 9), so each operation is a test item with its own server and table.
+schema = schemathesis.openapi.from_path(str(DOCUMENT)).exclude(method="POST", path="/test/{n}")
+
+
+def security_schemes(case: Any) -> set[str]:
+    requirements = case.operation.definition.raw.get("security") or []
+    return {name for requirement in requirements for name in requirement}
+
+
+def new_response(server: str) -> tuple[str, str]:
+    created = requests.post(f"{server}/survey/responses", json={}, timeout=CLIENT_TIMEOUT)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    return body["id"], body["token"]
+
+
+def seed_average(case: Any, server: str) -> None:
+    """Reading or adding to a moving average needs one: create the generated key's (an invalid key just gets 400)."""
+    if case.path == "/averages/{key}" and case.method != "PUT":
+        key = (case.path_parameters or {}).get("key", "")
+        url = f"{server}/averages/{urllib.parse.quote(str(key), safe='')}"
+        assert requests.put(url, json={"size": 3}, timeout=CLIENT_TIMEOUT).status_code < 500
+
+
+def authorize(case: Any, server: str) -> None:
+    """The credentials the operation declares: the admin token, or a fresh response's own token and id."""
+    schemes = security_schemes(case)
+    if "adminToken" in schemes:
+        case.headers = {**(case.headers or {}), **ADMIN}
+    if "response_id" in (case.path_parameters or {}):
+        response_id, token = new_response(server)
+        case.path_parameters = {**case.path_parameters, "response_id": response_id}
+        if "responseToken" in schemes:
+            case.headers = {**(case.headers or {}), "X-Response-Token": token}
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
+def test_api_conforms_to_its_document(case: Any, base_url: str, survey: Any) -> None:  # noqa: F811
+    authorize(case, base_url)
+    seed_average(case, base_url)
+    case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=CLIENT_TIMEOUT)
