@@ -71,7 +71,7 @@ def _statistic(x: float) -> float:
     return x + 0.0  # -0.0 becomes 0.0
 
 
-# A value kept in running statistics or a moving-average window (see web.statistic_value for why these bounds).
+# A value kept in running statistics or a moving-average window (web.VALUE_MAX_MAGNITUDE says why these bounds).
 StatisticValue = Annotated[
     float,
     Field(

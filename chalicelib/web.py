@@ -142,51 +142,10 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
     return body
 
 
-def number(value: Any, field: str, *, bound: float) -> float:
-    """A finite JSON number with |x| <= bound. Booleans, strings and null are not numbers."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(f"{field} must be a number", field=field)
-    try:
-        result = float(value)
-    except OverflowError:
-        result = math.inf
-    if not math.isfinite(result) or abs(result) > bound:
-        raise InvalidInput(f"{field} must be a finite number with magnitude at most {bound:g}", field=field)
-    return result
-
-
 # The range of values kept in running statistics and windows: every derived figure (M2 grows like
 # count * x**2) stays storable as a DynamoDB number, whose magnitude is 1e-130 to 1e126.
 VALUE_MAX_MAGNITUDE = 1e50
 VALUE_MIN_MAGNITUDE = 1e-50
-
-
-def statistic_value(raw: Any, field: str) -> float:
-    """A value for statistics: 0, or a finite number with magnitude in [1e-50, 1e50]."""
-    x = number(raw, field, bound=VALUE_MAX_MAGNITUDE)
-    if x != 0 and abs(x) < VALUE_MIN_MAGNITUDE:
-        raise InvalidInput(f"{field} must be 0 or have magnitude at least {VALUE_MIN_MAGNITUDE:g}", field=field)
-    return x + 0.0  # -0.0 becomes 0.0
-
-
-def integer(value: Any, field: str, *, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"{field} must be an integer from {low} to {high}", field=field)
-    return value
-
-
-def text(value: Any, field: str, *, min_length: int = 1, max_length: int) -> str:
-    """A single line of text: no control characters."""
-    if not isinstance(value, str) or not min_length <= len(value) <= max_length:
-        raise InvalidInput(f"{field} must be a string of {min_length} to {max_length} characters", field=field)
-    if textcheck.control_character(value):
-        raise InvalidInput(f"{field} must not hold control characters", field=field)
-    return value
-
-
-def optional_text(body: dict[str, Any], field: str, *, max_length: int) -> str | None:
-    value = body.get(field)
-    return None if value is None else text(value, field, max_length=max_length)
 
 
 def name(value: str, field: str, pattern: re.Pattern[str], description: str) -> str:
