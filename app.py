@@ -9,10 +9,10 @@ from chalicelib.averages import api as averages_api
 from chalicelib.chalice_app import ThreadSafeChalice
 from chalicelib.errors import NotFound
 from chalicelib.hits import api as hits_api
+from chalicelib.metrics import api as metrics_api
 from chalicelib.observability import SERVICE, flush_metrics
 from chalicelib.routing import install_fallback_routes
-from chalicelib.stats import api as stats_api
-from chalicelib.sums import api as sums_api
+from chalicelib.streams import api as streams_api
 from chalicelib.survey import api as survey_api
 
 # configure_logs=False: Powertools' logger (same name) is the only handler.
@@ -50,11 +50,11 @@ def asset(name: str) -> Response:
 
 
 # Running mean and standard deviation, sessions and audit trail.
-app.register_blueprint(stats_api.bp)
+app.register_blueprint(streams_api.bp)
 # Per-path hit counters, their ranking and the load generator.
 app.register_blueprint(hits_api.bp)
 # Sums of the last hour, compacted into minute buckets every minute.
-app.register_blueprint(sums_api.bp)
+app.register_blueprint(metrics_api.bp)
 # Moving averages of the last N values.
 app.register_blueprint(averages_api.bp)
 # Multi-step survey and its live admin dashboard.

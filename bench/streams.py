@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bench.common import Meter, fresh_table, median, table_md, use_endpoint
 from chalicelib import clock, keys
 from chalicelib.errors import Busy
-from chalicelib.stats.store import StreamStore
+from chalicelib.streams.store import StreamStore
 
 WRITERS = 16
 VALUES_PER_WRITER = 25

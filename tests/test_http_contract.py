@@ -87,7 +87,7 @@ def test_an_unexpected_failure_is_a_json_500_logged_once_with_its_cause(
     import io
 
     from chalicelib.observability import logger
-    from chalicelib.stats.store import StreamStore
+    from chalicelib.streams.store import StreamStore
 
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("disk on fire")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.stats.welford import Moments, merge_all
+from chalicelib.streams.welford import Moments, merge_all
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
 

@@ -45,8 +45,8 @@ from chalicelib.dynamo import (
     sort_key_between,
     sort_key_of,
 )
+from chalicelib.metrics import window
 from chalicelib.request_context import ContextThreadPool
-from chalicelib.sums import window
 
 # Lookback of the compactor: minutes older than this that were never compacted
 # (the schedule was off) stay readable from their sub-totals, only slower.

@@ -8,10 +8,10 @@ from typing import Any
 from chalice import Blueprint, Rate, Response
 
 from chalicelib import aws, clock, contract, pages, web
+from chalicelib.metrics import window
+from chalicelib.metrics.models import Minutes, Sum, ValueBody, WindowQuery
+from chalicelib.metrics.store import SumStore
 from chalicelib.observability import count, logger
-from chalicelib.sums import window
-from chalicelib.sums.models import Minutes, Sum, ValueBody, WindowQuery
-from chalicelib.sums.store import SumStore
 
 bp: Blueprint = Blueprint(__name__)
 
@@ -30,7 +30,7 @@ def _window_ms() -> int:
 @bp.route("/metric/{key}", methods=["POST"])
 @contract.operation(
     "Post a value (rounded half away from zero)",
-    tags=("sums",),
+    tags=("metrics",),
     path=contract.KeyPath,
     body=ValueBody,
     responses={200: contract.Empty},
@@ -53,7 +53,7 @@ def post_value(key: str) -> Response:
 @bp.route("/metric/{key}/sum", methods=["GET"])
 @contract.operation(
     "The sum of the values posted in the window up to now",
-    tags=("sums",),
+    tags=("metrics",),
     path=contract.KeyPath,
     query=WindowQuery,
     responses={200: Sum},
@@ -69,7 +69,7 @@ def get_sum(key: str) -> Response:
 @bp.route("/metric/{key}/minutes", methods=["GET"])
 @contract.operation(
     "Per-minute totals of the window, oldest first",
-    tags=("sums",),
+    tags=("metrics",),
     path=contract.KeyPath,
     query=WindowQuery,
     responses={200: Minutes},

@@ -12,8 +12,8 @@ import pytest
 
 from chalicelib import clock, keys
 from chalicelib.dynamo import cancellation_codes
-from chalicelib.sums import window as w
-from chalicelib.sums.store import SumStore
+from chalicelib.metrics import window as w
+from chalicelib.metrics.store import SumStore
 from tests.conftest import TABLE, Api
 
 DAY_MS = 86_400_000

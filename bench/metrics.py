@@ -7,7 +7,7 @@
    compaction runs as the schedule would leave it at that instant.
 2. 16 threads posting through the store's real write path to one key vs to 16 keys.
 
-    python -m bench sums          (or: python -m bench.sums, which starts DynamoDB Local itself)
+    python -m bench metrics          (or: python -m bench.metrics, which starts DynamoDB Local itself)
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
 from chalicelib import clock, keys
 from chalicelib.dynamo import query_items
-from chalicelib.sums import window
-from chalicelib.sums.store import SumStore
+from chalicelib.metrics import window
+from chalicelib.metrics.store import SumStore
 
 SIZES = {"small": 100, "large": 100_000}
 ROUNDS = 7

@@ -36,7 +36,7 @@ from chalicelib.dynamo import (
 )
 from chalicelib.errors import Conflict
 from chalicelib.request_context import ContextThreadPool
-from chalicelib.stats.welford import Moments, merge_all
+from chalicelib.streams.welford import Moments, merge_all
 
 # Each writer (a Lambda container, or a dev-server thread) keeps writing to the
 # shard it last succeeded on, and moves to another only after losing a race:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.sums import window as w
+from chalicelib.metrics import window as w
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
 

@@ -11,8 +11,8 @@ from chalice import Blueprint, Response
 from chalicelib import aws, clock, contract, web
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
-from chalicelib.stats.models import AuditPage, PageQuery, ResetBody, Sessions, Snapshot, StreamPath, ValuesBody
-from chalicelib.stats.store import AuditEntry, SessionFigures, StreamStore
+from chalicelib.streams.models import AuditPage, PageQuery, ResetBody, Sessions, Snapshot, StreamPath, ValuesBody
+from chalicelib.streams.store import AuditEntry, SessionFigures, StreamStore
 
 bp: Blueprint = Blueprint(__name__)
 

@@ -12,8 +12,8 @@ import pytest
 
 from chalicelib import clock, keys
 from chalicelib.errors import Busy
-from chalicelib.sums import window as w
-from chalicelib.sums.store import POST_ATTEMPTS, SumStore, runs
+from chalicelib.metrics import window as w
+from chalicelib.metrics.store import POST_ATTEMPTS, SumStore, runs
 from tests.conftest import TABLE, Api, assert_error
 
 T0_MS = 1_700_000_000_000 + 12_345  # mid-minute, mid-second

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from chalicelib.contract import Reply, Strict, Timestamp
-from chalicelib.sums import window
+from chalicelib.metrics import window
 
 
 class ValueBody(Strict):
