@@ -8,8 +8,11 @@ with the kind of thing they hold, so features never collide:
   STREAM#{stream}             SESSION#{n:010d}      a closed session and its final figures
   IDEMPOTENCY                 {hash}                Powertools idempotency records (TTL)
   AVERAGE#{key}               WINDOW                a moving-average window: size, cap, elements, version
-  SURVEY#responses            RESPONSE#{id}         one survey response (ids sort by creation time)
-  SURVEY#summary              SUMMARY               the survey's counters, kept in step with every response
+  SURVEY#responses            RESPONSE#{id}         one survey response (ids sort by creation time); in each
+                                                    column's `survey_{column}` GSI under {a|u}{r} (answered or
+                                                    unanswered; r = crc32(id) % SURVEY_SORT_SHARDS)
+  SURVEY#summary              SUMMARY#{k:02d}       one of SURVEY_SUMMARY_SHARDS shards of the survey's counters;
+                                                    their sum is kept in step with every response
   HIT#{scope}#{path}          COUNT                 a path's hit counter for scope ALL or one UTC day (YYYY-MM-DD);
                                                     in the `ranking` GSI under HITRANK#{scope}#{r} (r = crc32(path) % HIT_RANK_SHARDS)
   HITDELTA#{k}#{scope}#{path} COUNT                 overflow counter shard k of a throttled (hot) path, folded into HIT# by a schedule
@@ -61,16 +64,37 @@ IDEMPOTENCY_PARTITION = "IDEMPOTENCY"
 
 
 # --- survey -----------------------------------------------------------------
-# All responses in one partition, so the dashboard reads them with one Query (newest first:
-# response ids begin with their creation time). The summary is a single small item.
+# All responses in one partition, ordered by creation (response ids begin with their creation time). Every
+# other order is a GSI per column, its partition key spread over SURVEY_SORT_SHARDS so that saves do not
+# all write one index partition; a page merges the shards (chalicelib/survey/sorting.py).
+# The summary is SURVEY_SUMMARY_SHARDS items of one partition: a save ADDs to one of them, a poll reads
+# all of them with one Query (they fit in one 4 KB read unit). Any item of that partition is part of the
+# sum, so the single SUMMARY item of earlier versions still counts.
 SURVEY_RESPONSES_PK = "SURVEY#responses"
 SURVEY_RESPONSE_PREFIX = "RESPONSE#"
 SURVEY_SUMMARY_PK = "SURVEY#summary"
 SURVEY_SUMMARY_SK = "SUMMARY"
+SURVEY_SUMMARY_SHARDS = 8
+SURVEY_SORT_SHARDS = 8
 
 
 def survey_response_sk(response_id: str) -> str:
     return f"{SURVEY_RESPONSE_PREFIX}{response_id}"
+
+
+def survey_summary_sk(shard: int) -> str:
+    return f"{SURVEY_SUMMARY_SK}#{shard:02d}"
+
+
+def survey_sort_shard(response_id: str) -> int:
+    """The index partition of a response: stable across processes (unlike hash())."""
+    return zlib.crc32(response_id.encode()) % SURVEY_SORT_SHARDS
+
+
+def survey_sort_pk(answered: bool, shard: int) -> str:
+    """A partition of a column's sort index (each column has an index of its own, so the column is implied).
+    Every response carries eleven of these: short, as an item's size is what a save costs."""
+    return f"{'a' if answered else 'u'}{shard}"
 
 
 # --- moving averages --------------------------------------------------------

@@ -18,11 +18,36 @@ RANKING_INDEX = "ranking"
 RANKING_PARTITION_KEY = "rank_pk"
 RANKING_SORT_KEY = "rank_score"
 
+# One index per sortable survey column (chalicelib/survey/sorting.py), keys only: an entry is rewritten only
+# when its own column's sort key changes, and a page's rows are read from the table by key. Every response
+# carries these 22 key attributes, so their names are short codes (an item's size counts names too).
+SURVEY_SORT_CODES: dict[str, str] = {
+    "name": "nm", "email": "em", "age": "ag", "about": "ab", "address": "ad", "gender": "ge", "book": "bk",
+    "colours": "co", "completed": "cp", "step": "st", "updated_at": "up",
+}  # fmt: skip
+SURVEY_SORT_COLUMNS: tuple[str, ...] = tuple(SURVEY_SORT_CODES)
+
+
+def survey_sort_index(column: str) -> str:
+    return f"survey_{column}"
+
+
+def survey_sort_attributes(column: str) -> tuple[str, str]:
+    """The (partition key, sort key) attributes of a column's index: e.g. `nmP`, `nmS` for name."""
+    code = SURVEY_SORT_CODES[column]
+    return f"{code}P", f"{code}S"
+
+
 ATTRIBUTE_DEFINITIONS: list[dict[str, str]] = [
     {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
     {"AttributeName": SORT_KEY, "AttributeType": "S"},
     {"AttributeName": RANKING_PARTITION_KEY, "AttributeType": "S"},
     {"AttributeName": RANKING_SORT_KEY, "AttributeType": "N"},
+    *(
+        {"AttributeName": name, "AttributeType": "S"}
+        for column in SURVEY_SORT_COLUMNS
+        for name in survey_sort_attributes(column)
+    ),
 ]
 KEY_SCHEMA: list[dict[str, str]] = [
     {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
@@ -36,7 +61,18 @@ GLOBAL_SECONDARY_INDEXES: list[dict[str, Any]] = [
             {"AttributeName": RANKING_SORT_KEY, "KeyType": "RANGE"},
         ],
         "Projection": {"ProjectionType": "ALL"},
-    }
+    },
+    *(
+        {
+            "IndexName": survey_sort_index(column),
+            "KeySchema": [
+                {"AttributeName": survey_sort_attributes(column)[0], "KeyType": "HASH"},
+                {"AttributeName": survey_sort_attributes(column)[1], "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+        for column in SURVEY_SORT_COLUMNS
+    ),
 ]
 
 

@@ -1,40 +1,44 @@
 """Data access for the survey. Every DynamoDB expression of the feature lives here.
 
-A response is one item (keys.survey_response_sk); the summary is one item of
-integer counters (rules.COUNTERS) plus `version` and `updated_at`. Every write
-to a response is ONE TransactWriteItems: the response item, conditioned on the
-version it was read at (two tabs never lose each other's answers; a lost race
-is re-read and retried), and an UpdateItem that ADDs the counters' deltas and 1
-to the summary's version. So the summary always equals the sum of the stored
-responses' contributions, and its version changes with every answer change:
-the dashboard's ETag.
+A response is one item (keys.survey_response_sk), which also carries its key in each sortable column's
+keys-only index (chalicelib/survey/sorting.py). The summary is SURVEY_SUMMARY_SHARDS items of integer counters
+(rules.COUNTERS) plus `version`, `updated_at` and `epoch`, in one partition; the survey's summary is their sum.
+Every write to a response is ONE TransactWriteItems: the response item, conditioned on the version it was read
+at (two tabs never lose each other's answers; a lost race is re-read and retried), and an UpdateItem that ADDs
+the counters' deltas and 1 to the version of one summary shard, chosen at random (concurrent saves rarely
+touch the same shard, so they rarely conflict). So the summed counters always equal the sum of the stored
+responses' contributions, and the summed version grows with every answer change: the dashboard's ETag.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import keys
 from chalicelib.dynamo import (
     ITEM_IS_NEW,
+    batch_get,
     conflicted,
     item_key,
     num,
+    query_items,
     query_pages,
     read_int,
     read_str,
     retry,
-    sort_key_prefix,
+    sort_key_of,
     string,
 )
 from chalicelib.errors import NotFound
-from chalicelib.survey import rules
+from chalicelib.survey import rules, sorting
+from chalicelib.table import PARTITION_KEY, SORT_KEY, survey_sort_attributes, survey_sort_index
 
-QUERY_PAGE = 1000  # items per Query call while reading responses for the dashboard
-_SUMMARY_KEY = item_key(keys.SURVEY_SUMMARY_PK, keys.SURVEY_SUMMARY_SK)
+_BATCH_GET_MAX = 100  # keys per BatchGetItem
 _BUSY_RESPONSE = "this response is being changed by many requests at once; retry"
 
 # The response item's attributes besides the answers (which are stored under their field names).
@@ -75,6 +79,20 @@ class SummaryItem:
 
 
 @dataclass(frozen=True)
+class Position:
+    """Where a page of a listing ended: the index segment (answered or not) and the last key in it."""
+
+    answered: bool
+    key: str
+
+
+@dataclass(frozen=True)
+class ListedPage:
+    rows: list[Listed]
+    next: Position | None  # None: this is the last page
+
+
+@dataclass(frozen=True)
 class Change:
     """What an update turns a response into."""
 
@@ -96,16 +114,119 @@ class SurveyStore:
         return None if item is None else self._from_item(item)
 
     def summary(self) -> SummaryItem:
-        response = self.client.get_item(TableName=self.table, Key=_SUMMARY_KEY, ConsistentRead=True)
-        item = response.get("Item", {})
-        counters = {name: read_int(item.get(name)) for name in rules.COUNTERS}
-        updated = item.get("updated_at")
+        """The sum of the summary's shards, read with one Query (they share a partition and fit in 4 KB)."""
+        shards = query_items(
+            self.client,
+            {
+                "TableName": self.table,
+                "KeyConditionExpression": f"{PARTITION_KEY} = :pk",
+                "ExpressionAttributeValues": {":pk": string(keys.SURVEY_SUMMARY_PK)},
+                "ConsistentRead": True,
+            },
+        )
+        counters = {name: sum(read_int(item.get(name)) for item in shards) for name in rules.COUNTERS}
+        updated = [read_int(item["updated_at"]) for item in shards if "updated_at" in item]
+        # Each shard's epoch is random and set when the shard is created: together they name this summary's life,
+        # and with the summed version (which only grows) the pair never repeats.
+        epochs = sorted(f"{sort_key_of(item)}={read_str(item.get('epoch')) or ''}" for item in shards)
+        epoch = hashlib.sha256("|".join(epochs).encode()).hexdigest()[:12] if shards else ""
         return SummaryItem(
             counters,
-            read_int(item.get("version")),
-            None if updated is None else read_int(updated),
-            read_str(item.get("epoch")) or "",
+            sum(read_int(item.get("version")) for item in shards),
+            max(updated, default=None),
+            epoch,
         )
+
+    def page(self, column: str, descending: bool, after: Position | None, skip: int, size: int) -> ListedPage:
+        """Up to `size` responses in the dashboard's order by `column`, after `after` and `skip` more. No tokens.
+
+        The keys come from the column's index (eventually consistent, keys only), merged over its shards; the rows
+        are then read from the table (strongly consistent), so what a row shows is current. Read cost follows
+        the page (and `skip`), not the number of responses.
+        """
+        wanted = skip + size + 1
+        if column == "created_at":
+            entries = self._by_creation(descending, after, sorting.chunk(1, wanted))
+        else:
+            entries = self._by_index(column, descending, after, sorting.chunk(keys.SURVEY_SORT_SHARDS, wanted))
+        window, more = sorting.take(entries, skip, size)
+        found = self._rows([sorting.response_id_of(key) for _, key, item in window if item is None])
+        rows = []
+        for _, key, item in window:
+            rid = sorting.response_id_of(key)
+            listed = self._listed(item) if item is not None else found.get(rid)
+            if listed is not None:  # None: deleted since the index was read
+                rows.append(listed)
+        last = window[-1] if window else None
+        return ListedPage(rows, Position(last[0], last[1]) if more and last else None)
+
+    def _by_creation(
+        self, descending: bool, after: Position | None, limit: int
+    ) -> Iterator[tuple[bool, str, dict[str, Any] | None]]:
+        """The table's own order: ids start with the creation time. Items come whole (no second read)."""
+        prefix = keys.SURVEY_RESPONSE_PREFIX
+        bound = prefix + (after.key if after else ("~" if descending else ""))
+        request = {
+            "TableName": self.table,
+            # The partition holds responses only, so one bound selects them.
+            "KeyConditionExpression": f"{PARTITION_KEY} = :pk AND {SORT_KEY} {'<' if descending else '>'} :bound",
+            "ExpressionAttributeValues": {":pk": string(keys.SURVEY_RESPONSES_PK), ":bound": string(bound)},
+            "ScanIndexForward": not descending,
+            "ConsistentRead": True,
+        }
+        for response in query_pages(self.client, request, page_size=limit):
+            for item in response.get("Items", []):
+                yield True, item["id"]["S"], item
+
+    def _by_index(
+        self, column: str, descending: bool, after: Position | None, limit: int
+    ) -> Iterator[tuple[bool, str, dict[str, Any] | None]]:
+        """Answered values in the order asked for, then the unanswered ones newest first; each merged over the
+        index's shards."""
+        segments = [(True, descending), (False, True)]
+        for answered, order in segments:
+            if after is not None and after.answered and not answered:
+                start = None
+            elif after is not None:
+                if after.answered != answered:
+                    continue
+                start = after.key
+            else:
+                start = None
+            fetch = self._index_fetch(column, answered)
+            for key in sorting.merged(keys.SURVEY_SORT_SHARDS, fetch, start, order, limit):
+                yield answered, key, None
+
+    def _index_fetch(self, column: str, answered: bool) -> sorting.Fetch:
+        pk_name, sk_name = survey_sort_attributes(column)
+
+        def fetch(shard: int, after: str | None, descending: bool, limit: int) -> Iterator[str]:
+            condition = "#pk = :pk" if after is None else f"#pk = :pk AND #sk {'<' if descending else '>'} :after"
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": survey_sort_index(column),
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeNames": {"#pk": pk_name, "#sk": sk_name},
+                "ExpressionAttributeValues": {
+                    ":pk": string(keys.survey_sort_pk(answered, shard)),
+                    **({} if after is None else {":after": string(after)}),
+                },
+                "ProjectionExpression": "#sk",
+                "ScanIndexForward": not descending,
+            }
+            for response in query_pages(self.client, request, page_size=limit):
+                for item in response.get("Items", []):
+                    yield item[sk_name]["S"]
+
+        return fetch
+
+    def _rows(self, ids: list[str]) -> dict[str, Listed]:
+        found: dict[str, Listed] = {}
+        for i in range(0, len(ids), _BATCH_GET_MAX):
+            request_keys = [self._key(rid) for rid in ids[i : i + _BATCH_GET_MAX]]
+            for item in batch_get(self.client, self.table, request_keys, consistent=True):
+                found[item["id"]["S"]] = self._listed(item)
+        return found
 
     def list_newest(self, limit: int) -> tuple[list[Listed], bool]:
         """Up to `limit` responses, newest first, and whether older ones were left out. No token hashes."""
@@ -199,6 +320,7 @@ class SurveyStore:
     # --- transactions -------------------------------------------------------
 
     def _summary_update(self, deltas: Mapping[str, int], now_ms: int) -> dict[str, Any]:
+        """ADD the deltas (and 1 to the version) to one summary shard, chosen at random."""
         names = {"#version": "version", "#updated": "updated_at", "#epoch": "epoch"}
         values: dict[str, Any] = {":one": num(1), ":now": num(now_ms), ":epoch": string(secrets.token_hex(6))}
         adds = ["#version :one"]
@@ -209,7 +331,9 @@ class SurveyStore:
         return {
             "Update": {
                 "TableName": self.table,
-                "Key": _SUMMARY_KEY,
+                "Key": item_key(
+                    keys.SURVEY_SUMMARY_PK, keys.survey_summary_sk(random.randrange(keys.SURVEY_SUMMARY_SHARDS))
+                ),
                 "UpdateExpression": "ADD "
                 + ", ".join(adds)
                 + " SET #updated = :now, #epoch = if_not_exists(#epoch, :epoch)",
@@ -219,7 +343,7 @@ class SurveyStore:
         }
 
     def _transact(self, write: dict[str, Any], deltas: Mapping[str, int], now_ms: int) -> None:
-        """The write and the summary's deltas, in one transaction."""
+        """The write and the summary's deltas, in one transaction (a new shard is chosen on every attempt)."""
         self.client.transact_write_items(TransactItems=[write, self._summary_update(deltas, now_ms)])
 
     # --- item shapes --------------------------------------------------------
@@ -241,6 +365,7 @@ class SurveyStore:
         }
         if response.completed_at is not None:
             item["completed_at"] = num(response.completed_at)
+        item.update(self._sort_keys(response))
         for name, value in response.answers.items():
             if name == "age":
                 item[name] = num(int(value))
@@ -249,6 +374,19 @@ class SurveyStore:
             else:
                 item[name] = string(value)
         return item
+
+    @staticmethod
+    def _sort_keys(response: StoredResponse) -> dict[str, Any]:
+        """The response's key in each column's index: answered values and unanswered ones in separate partitions."""
+        state = {"completed": response.completed, "step": response.step, "updated_at": response.updated_at}
+        shard = keys.survey_sort_shard(response.id)
+        attributes: dict[str, Any] = {}
+        for column in sorting.INDEXED:
+            value = sorting.column_value(column, response.answers, state)
+            pk_name, sk_name = survey_sort_attributes(column)
+            attributes[pk_name] = string(keys.survey_sort_pk(value is not None, shard))
+            attributes[sk_name] = string(sorting.sort_key(column, value, response.id))
+        return attributes
 
     @staticmethod
     def _answers(item: Mapping[str, Any]) -> dict[str, Any]:
