@@ -83,12 +83,14 @@ class Meter:
     under test: it asks DynamoDB to report the capacity of every call that can report it, and reads each answer.
     Also a context manager, which stops metering on exit."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, capacity: str = "TOTAL") -> None:
         self._lock = threading.Lock()
         self._events = client.meta.events
+        self._capacity = capacity  # INDEXES also reports the units of each index (counted in `index_units`)
         self.calls: Counter[str] = Counter()
         self.read_units = 0.0
         self.write_units = 0.0
+        self.index_units = 0.0
         self._handlers = {
             "before-parameter-build.dynamodb": self._ask_for_capacity,
             "before-call.dynamodb": self._before,
@@ -107,16 +109,15 @@ class Meter:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
-            self.read_units = self.write_units = 0.0
+            self.read_units = self.write_units = self.index_units = 0.0
 
     @property
     def round_trips(self) -> int:
         return sum(self.calls.values())
 
-    @staticmethod
-    def _ask_for_capacity(params: dict[str, Any], model: Any, **_: Any) -> None:
+    def _ask_for_capacity(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         if "ReturnConsumedCapacity" in model.input_shape.members:
-            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+            params.setdefault("ReturnConsumedCapacity", self._capacity)
 
     def _before(self, model: Any, **_: Any) -> None:
         with self._lock:
@@ -126,7 +127,9 @@ class Meter:
         consumed = parsed.get("ConsumedCapacity")
         entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
         units = sum(float(entry.get("CapacityUnits", 0)) for entry in entries)
+        indexes = [index for entry in entries for index in entry.get("GlobalSecondaryIndexes", {}).values()]
         with self._lock:
+            self.index_units += sum(float(index.get("CapacityUnits", 0)) for index in indexes)
             if model.name in READ_OPERATIONS:
                 self.read_units += units
             else:
