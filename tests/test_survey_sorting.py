@@ -16,7 +16,7 @@ from chalicelib.survey.store import Change, Position, StoredResponse, SurveyStor
 from tests.conftest import TABLE
 
 ids = st.from_regex(r"[0-9a-f]{28}", fullmatch=True)
-texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=80)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)
 
 
 def values_of(column: str) -> st.SearchStrategy[Any]:
@@ -165,7 +165,11 @@ def test_index_entries_follow_changes_and_deletes(store: SurveyStore) -> None:
             answers.pop("name", None)  # answered -> unanswered: the entry moves to the other partition
         else:
             answers.update(name=f"Renamed {i}", age=40 + i)
-        store.update(current, lambda c, a=answers: Change(a, c.step, not c.completed), 1_900_000_000_000 + i)
+
+        def change(c: StoredResponse, a: dict[str, Any] = answers) -> Change:
+            return Change(a, c.step, not c.completed)
+
+        store.update(current, change, 1_900_000_000_000 + i)
     for response in created[8:10]:
         store.delete(response.id, 1_900_000_000_100)
     remaining = set(store_ids(store))

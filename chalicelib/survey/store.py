@@ -228,22 +228,6 @@ class SurveyStore:
                 found[item["id"]["S"]] = self._listed(item)
         return found
 
-    def list_newest(self, limit: int) -> tuple[list[Listed], bool]:
-        """Up to `limit` responses, newest first, and whether older ones were left out. No token hashes."""
-        names = {f"#a{i}": name for i, name in enumerate((*_META, *rules.FIELDS))}
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            **sort_key_prefix(keys.SURVEY_RESPONSES_PK, keys.SURVEY_RESPONSE_PREFIX),
-            "ProjectionExpression": ", ".join(names),
-            "ExpressionAttributeNames": names,
-            "ScanIndexForward": False,
-            "ConsistentRead": True,
-        }
-        # One more than `limit`: whether it exists says if older responses were left out.
-        pages = query_pages(self.client, request, max_items=limit + 1, page_size=QUERY_PAGE)
-        found = [self._listed(item) for page in pages for item in page.get("Items", [])]
-        return found[:limit], len(found) > limit
-
     # --- writes -------------------------------------------------------------
 
     def create(
