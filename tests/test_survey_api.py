@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib import clock, keys
-from chalicelib.survey import admin, rules
-from chalicelib.survey import api as survey_api
+from chalicelib.survey import admin, listing, rules
 from tests.conftest import TABLE, Api, Environment, assert_error
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
@@ -287,7 +286,7 @@ def test_sorting_and_paging(survey: Api) -> None:
 def test_beyond_the_window_the_table_is_the_newest_responses_and_the_summary_counts_all(
     survey: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(survey_api, "WINDOW", 3)
+    monkeypatch.setattr(listing, "WINDOW", 3)
     for i in range(5):
         clock.set_source(fixed_clock(1_800_000_000.0 + i))
         start(survey, {"name": f"P{i}", "age": 10 + i})
