@@ -396,3 +396,9 @@ def test_pages_and_assets(survey: Api, path: str, kind: str) -> None:
 def test_only_whitelisted_assets(survey: Api) -> None:
     for name in ("__init__.py", "streams.html", "..%2F..%2Fapp.py", "survey.html"):
         assert_error(survey.get(f"/assets/{name}"), 404)
+
+
+def test_empty_sort_and_order_are_the_defaults(survey: Api) -> None:
+    data = dashboard(survey, "?sort=&order=&size=5")
+    assert (data["sort"], data["order"], data["size"]) == ("updated_at", "desc", 5)
+    assert assert_error(survey.get("/dashboard/data?size=", headers=ADMIN), 400)["field"] == "size"
