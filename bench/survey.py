@@ -21,7 +21,7 @@ from bench.common import Meter, fresh_table, load_items, local_gateway, median, 
 from chalicelib import keys
 from chalicelib.dynamo import num, string
 from chalicelib.survey import rules
-from chalicelib.survey.api import WINDOW, forget_cached_rows
+from chalicelib.survey.listing import WINDOW, forget_cached_rows
 from chalicelib.survey.store import StoredResponse, SurveyStore
 
 SIZES = (100, 1_000, 2_000, 5_000)

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib import clock, keys
-from chalicelib.survey import admin, rules
-from chalicelib.survey import api as survey_api
+from chalicelib.survey import admin, listing, rules
 from tests.conftest import TABLE, Api, Environment, assert_error
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
@@ -287,7 +286,7 @@ def test_sorting_and_paging(survey: Api) -> None:
 def test_beyond_the_window_the_table_is_the_newest_responses_and_the_summary_counts_all(
     survey: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(survey_api, "WINDOW", 3)
+    monkeypatch.setattr(listing, "WINDOW", 3)
     for i in range(5):
         clock.set_source(fixed_clock(1_800_000_000.0 + i))
         start(survey, {"name": f"P{i}", "age": 10 + i})
@@ -397,3 +396,9 @@ def test_pages_and_assets(survey: Api, path: str, kind: str) -> None:
 def test_only_whitelisted_assets(survey: Api) -> None:
     for name in ("__init__.py", "streams.html", "..%2F..%2Fapp.py", "survey.html"):
         assert_error(survey.get(f"/assets/{name}"), 404)
+
+
+def test_empty_sort_and_order_are_the_defaults(survey: Api) -> None:
+    data = dashboard(survey, "?sort=&order=&size=5")
+    assert (data["sort"], data["order"], data["size"]) == ("updated_at", "desc", 5)
+    assert assert_error(survey.get("/dashboard/data?size=", headers=ADMIN), 400)["field"] == "size"
