@@ -4,13 +4,16 @@ A view declares its operation with `@contract.operation(...)` under its route de
 declares a policy): the summary, the pydantic models of its path parameters, query parameters, body and
 responses, and the error statuses it can answer. `document(app)` reads those marks, the views' auth policies
 and the service-wide behaviour (error shape, 405, 503, bodies, idempotency) and builds the document.
-`parse_body` validates a body through its model, so the document and the check are the same thing.
+The declaration is also the check: before the view runs, its path parameters, query parameters and body are
+validated by the declared models (one translation of a failure: `invalid_input`, a 400 naming the field), and
+the view gets the path parameters' validated values by name and the query and body as `query=` and `body=`.
 
 Regenerate the committed copy with `make openapi` (`python -m chalicelib.contract > openapi.json`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -19,9 +22,9 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from chalice import Chalice
 from chalice.app import Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from chalicelib import auth, web
+from chalicelib import auth, request_context, web
 from chalicelib.errors import InvalidInput
 
 OPENAPI_VERSION = "3.1.0"
@@ -88,6 +91,22 @@ KeyName = Annotated[
 ]
 
 
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, str):  # a path or query parameter: plain digits only (no sign, spaces, `_` or `.0`)
+        if not _DIGITS.fullmatch(value):
+            raise ValueError("must be a whole number")
+        return int(value)
+    return value
+
+
+# An integer path or query parameter (they arrive as text), after its Field: `Annotated[int, Field(...), PARAM_INT]`
+# (the bounds stay in the schema).
+PARAM_INT = BeforeValidator(_whole_number)
+
+
 class KeyPath(Strict):
     key: KeyName
 
@@ -131,10 +150,30 @@ def operation(
     )
 
     def mark(view: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(view, _OPERATION, declared)
-        return view
+        checked = _validating(view, declared) if declared.path or declared.query or declared.body else view
+        setattr(checked, _OPERATION, declared)
+        return checked
 
     return mark
+
+
+def _validating(view: Callable[..., Any], declared: Operation) -> Callable[..., Any]:
+    """The view, called with its declared inputs validated: path parameters by name, `query=`, `body=`."""
+
+    @functools.wraps(view)
+    def validated(**_: str) -> Any:
+        request = request_context.current_request()
+        inputs: dict[str, Any] = {}
+        if declared.path is not None:
+            # From the request: Chalice passes no argument for a greedy `{path+}`.
+            inputs.update(parse_path(declared.path, request.uri_params or {}))
+        if declared.query is not None:
+            inputs["query"] = parse_query(request, declared.query)
+        if declared.body is not None:
+            inputs["body"] = parse_body(request, declared.body, required=declared.body_required)
+        return view(**inputs)
+
+    return validated
 
 
 def operation_of(view: Callable[..., Any]) -> Operation | None:
@@ -199,25 +238,49 @@ def _field(loc: tuple[int | str, ...]) -> str | None:
     return name or None
 
 
+class Sentence(ValueError):
+    """A validator's whole message, written for people (the survey page shows it): the 400 carries it as it is."""
+
+
 def invalid_input(error: ValidationError) -> InvalidInput:
     """The one translation of a model's validation error into the service's 400: its first error, named."""
     first = error.errors(include_url=False)[0]
     name = _field(tuple(first["loc"]))
     ctx = first.get("ctx") or {}
+    if isinstance(ctx.get("error"), Sentence):
+        return InvalidInput(str(ctx["error"]), field=name)
     if isinstance(ctx.get("error"), ValueError):
-        message = str(ctx["error"])  # a validator's own sentence
+        message = str(ctx["error"])  # a validator's own words, after the field's name
     else:
         message = first["msg"][:1].lower() + first["msg"][1:]
     return InvalidInput(f"{name}: {message}" if name else message, field=name)
 
 
-def parse_body(request: Request, model: type[M], *, required: bool = True) -> M:
-    """The request's JSON object body (parsed by `web.json_body`, the one JSON parser), validated by `model`."""
-    body = web.json_body(request, required=required)
+def _validate(model: type[M], data: Mapping[str, Any]) -> M:
     try:
-        return model.model_validate(body)
+        return model.model_validate(data)
     except ValidationError as error:
         raise invalid_input(error) from None
+
+
+def parse_body(request: Request, model: type[M], *, required: bool = True) -> M:
+    """The request's JSON object body (parsed by `web.json_body`, the one JSON parser), validated by `model`."""
+    return _validate(model, web.json_body(request, required=required))
+
+
+def parse_path(model: type[M], params: Mapping[str, str]) -> M:
+    """The route's path parameters, validated by `model`."""
+    return _validate(model, params)
+
+
+def parse_query(request: Request, model: type[M]) -> M:
+    """The query parameters `model` declares, validated by it.
+
+    A repeated name counts with its last value (as API Gateway's single-value parameters do); an empty value
+    is given to the model as it is (""); names the model does not declare are ignored, as they always were.
+    """
+    params: Mapping[str, str] = request.query_params or {}
+    return _validate(model, {name: params[name] for name in model.model_fields if name in params})
 
 
 # --- the document ---------------------------------------------------------------------------------------

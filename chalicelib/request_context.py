@@ -29,6 +29,7 @@ from chalicelib.observability import logger
 REQUEST_ID_HEADER = "X-Request-Id"
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
+_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar("request", default=None)
 _cold_start = True
 
 
@@ -49,6 +50,14 @@ def budget(seconds: float) -> Iterator[None]:
         yield
     finally:
         _deadline.reset(token)
+
+
+def current_request() -> Request:
+    """The HTTP request this context serves (for code that no view hands it to, e.g. `contract.operation`)."""
+    request = _request.get()
+    if request is None:
+        raise RuntimeError("no HTTP request in this context")
+    return request
 
 
 def remaining() -> float | None:
@@ -78,6 +87,8 @@ def request_scope(event: Any, get_response: Callable[[Any], Any]) -> Any:
 
 def _run_in_scope(event: Any, get_response: Callable[[Any], Any]) -> Any:
     is_http = isinstance(event, Request)
+    if is_http:
+        _request.set(event)
     lambda_context = event.lambda_context if is_http else getattr(event, "context", None)
     # API Gateway's id in AWS; the local gateway gives none, so make one.
     request_id = (event.context or {}).get("requestId") if is_http else None

@@ -148,34 +148,8 @@ VALUE_MAX_MAGNITUDE = 1e50
 VALUE_MIN_MAGNITUDE = 1e-50
 
 
-def name(value: str, field: str, pattern: re.Pattern[str], description: str) -> str:
-    """A path parameter that names something, e.g. a stream."""
-    if not pattern.fullmatch(value):
-        raise InvalidInput(f"{field} must be {description}", field=field)
-    return value
-
-
 # Keys of last-hour sums and moving-average windows.
 KEY_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-
-
-def key_name(raw: str) -> str:
-    """A `{key}` path parameter of /metric or /averages."""
-    return name(raw, "key", KEY_NAME, "1 to 128 characters of A-Z a-z 0-9 _ . : -")
-
-
-def query_param(request: Request, key: str) -> str | None:
-    params: Mapping[str, str] = request.query_params or {}
-    return params.get(key)
-
-
-def query_int(request: Request, key: str, *, default: int, low: int, high: int) -> int:
-    raw = query_param(request, key)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
-        raise InvalidInput(f"{key} must be an integer from {low} to {high}", field=key)
-    return int(raw)
 
 
 # Page cursors: base64url(JSON position) "." base64url(MAC), the MAC an HMAC-SHA256 (truncated to 128 bits)
@@ -248,7 +222,8 @@ def encode_cursor(request: Request, position: dict[str, Any] | None, *, query: t
 def decode_cursor(request: Request, fields: dict[str, type], *, query: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The position of the request's `cursor`, one `encode_cursor` issued for this listing; `fields` are its
     keys and their types. Anything else is a 400 invalid_cursor."""
-    raw = query_param(request, "cursor")
+    params: Mapping[str, str] = request.query_params or {}
+    raw = params.get("cursor")
     if raw is None or raw == "":
         return None
     position: Any = None

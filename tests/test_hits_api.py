@@ -207,7 +207,7 @@ def test_load_test_can_continue_with_a_pool(api: Api) -> None:
         (("POST", "/test/99999999999999999999/"), "n"),
         (("POST", "/test/5/", {"pool": ["a", "b"]}), "pool"),
         (("POST", "/test/5/", {"pool": ["a", "a", "b"]}), "pool"),
-        (("POST", "/test/5/", {"pool": ["a", "b", "c/d"]}), "pool"),
+        (("POST", "/test/5/", {"pool": ["a", "b", "c/d"]}), "pool[2]"),
         (("GET", "/stats/?day=2026-13-01"), "day"),
         (("GET", "/stats/?day=2026-2-01"), "day"),
         (("GET", "/stats/?day=yesterday"), "day"),

@@ -188,3 +188,16 @@ def test_a_post_is_two_round_trips(api: Api, dynamodb: Any) -> None:
     calls.clear()
     api.get("/streams/cheap")
     assert calls == ["BatchGetItem"]
+
+
+def test_query_parameters_repeated_empty_and_unknown(api: Api) -> None:
+    for v in (1, 2, 3):
+        api.post("/streams/q/values", {"value": v})
+    # A repeated name counts with its last value; names no operation declares are ignored.
+    assert len(body(api.get("/streams/q/values?limit=1&limit=2"))["values"]) == 2
+    assert len(body(api.get("/streams/q/values?limit=2&colour=red"))["values"]) == 2
+    # An empty integer is not a number; an empty cursor is the first page.
+    assert assert_error(api.get("/streams/q/values?limit="), 400, "invalid_input")["field"] == "limit"
+    assert len(body(api.get("/streams/q/values?cursor="))["values"]) == 3
+    for padded in ("%202", "+2", "2.0", "2_0"):
+        assert assert_error(api.get(f"/streams/q/values?limit={padded}"), 400)["field"] == "limit"

@@ -11,7 +11,6 @@ import pytest
 
 from chalicelib import clock, keys
 from chalicelib.survey import admin, rules
-from chalicelib.survey import api as survey_api
 from tests.conftest import TABLE, Api, Environment, assert_error
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
@@ -268,8 +267,8 @@ def test_sorting_and_paging(survey: Api) -> None:
 
     assert names(dashboard(survey, "?sort=name&order=asc")) == ["Alice", "bob", "carol", "dave", "Eve"]
     assert names(dashboard(survey, "?sort=name&order=desc")) == ["Eve", "dave", "carol", "bob", "Alice"]
-    # Unanswered last either way; ties newest first.
-    assert names(dashboard(survey, "?sort=age&order=asc")) == ["dave", "Alice", "Eve", "bob", "carol"]
+    # Unanswered last either way; ties by id (creation) in the order asked for.
+    assert names(dashboard(survey, "?sort=age&order=asc")) == ["dave", "Alice", "bob", "Eve", "carol"]
     assert names(dashboard(survey, "?sort=age&order=desc")) == ["Eve", "bob", "Alice", "dave", "carol"]
     assert names(dashboard(survey)) == ["Eve", "dave", "carol", "Alice", "bob"]  # default: updated_at desc
     pages = [dashboard(survey, f"?sort=name&order=asc&size=2&page={p}") for p in (1, 2, 3, 4)]
@@ -284,17 +283,30 @@ def test_sorting_and_paging(survey: Api) -> None:
         assert assert_error(survey.get("/dashboard/data" + query, headers=ADMIN), 400)["field"] == field
 
 
-def test_beyond_the_window_the_table_is_the_newest_responses_and_the_summary_counts_all(
-    survey: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(survey_api, "WINDOW", 3)
-    for i in range(5):
+def test_every_response_is_listed_and_cursors_page_through_them(survey: Api) -> None:
+    for i in range(7):
         clock.set_source(fixed_clock(1_800_000_000.0 + i))
-        start(survey, {"name": f"P{i}", "age": 10 + i})
-    data = dashboard(survey, "?sort=name&order=asc")
-    assert [r["name"] for r in data["responses"]] == ["P2", "P3", "P4"]
-    assert data["truncated"] is True and data["total"] == 3 and data["window"] == 3
-    assert data["summary"]["responses"] == 5 and data["summary"]["average_age"] == 12.0
+        start(survey, {"name": f"P{i}", "age": 10 + i % 3} if i % 4 else {})
+    for sort in ("name", "age", "created_at", "updated_at"):
+        for order in ("asc", "desc"):
+            whole = dashboard(survey, f"?sort={sort}&order={order}&size=200")
+            assert whole["total"] == whole["window"] == 7 and whole["truncated"] is False
+            assert whole["cursor"] is None
+            seen: list[str] = []
+            query = f"?sort={sort}&order={order}&size=3"
+            data = dashboard(survey, query)
+            while True:
+                seen += [r["id"] for r in data["responses"]]
+                if data["cursor"] is None:
+                    break
+                data = dashboard(survey, f"{query}&cursor={data['cursor']}")
+            assert seen == [r["id"] for r in whole["responses"]]
+    first = dashboard(survey, "?sort=name&order=asc&size=3")
+    # A cursor pages the order it was issued for, and nothing else.
+    for query in ("?sort=name&order=desc", "?sort=age&order=asc", "?sort=name&order=asc&cursor=x.y"):
+        cursor = "" if "cursor" in query else f"&cursor={first['cursor']}"
+        error = assert_error(survey.get(f"/dashboard/data{query}{cursor}", headers=ADMIN), 400, "invalid_cursor")
+        assert error["field"] == "cursor"
 
 
 def test_every_column_sorts(survey: Api) -> None:
@@ -397,3 +409,9 @@ def test_pages_and_assets(survey: Api, path: str, kind: str) -> None:
 def test_only_whitelisted_assets(survey: Api) -> None:
     for name in ("__init__.py", "streams.html", "..%2F..%2Fapp.py", "survey.html"):
         assert_error(survey.get(f"/assets/{name}"), 404)
+
+
+def test_empty_sort_and_order_are_the_defaults(survey: Api) -> None:
+    data = dashboard(survey, "?sort=&order=&size=5")
+    assert (data["sort"], data["order"], data["size"]) == ("updated_at", "desc", 5)
+    assert assert_error(survey.get("/dashboard/data?size=", headers=ADMIN), 400)["field"] == "size"

@@ -1,4 +1,4 @@
-"""The survey's pure rules: validation, completion, summary deltas (no database)."""
+"""The survey's pure rules (completion, summary deltas) and its answers' validation by the models (no database)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,28 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from chalicelib import contract
 from chalicelib.survey import rules
-from chalicelib.survey.rules import AnswerError, clean_answer
+from chalicelib.survey.models import AnswerBody, Answers
+from chalicelib.survey.rules import AnswerError
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
 
 
+def clean_answer(field: str, value: Any) -> Any:
+    """The value the survey's model keeps for `field` (None: cleared)."""
+    return getattr(AnswerBody.model_validate({field: value}), field)
+
+
 def rejects(field: str, value: Any) -> str:
-    with pytest.raises(AnswerError) as info:
-        clean_answer(field, value)
-    assert info.value.field == field
-    return info.value.message
+    """The 400's message for people, naming `field`."""
+    with pytest.raises(ValidationError) as info:
+        AnswerBody.model_validate({field: value})
+    error = contract.invalid_input(info.value)
+    assert error.field == field
+    return error.message
 
 
 def test_four_steps_of_two_fields() -> None:
@@ -110,6 +120,36 @@ def test_colours_are_a_subset_of_the_palette_without_repeats() -> None:
 
 def test_unknown_field() -> None:
     rejects("favourite_food", "pie")
+    with pytest.raises(ValidationError):
+        Answers.model_validate({"complete": True})  # only an answer may submit
+
+
+def test_messages_are_for_people() -> None:
+    assert rejects("name", 5) == "Name must be text."
+    assert rejects("about", "a" * 2001) == "About me must be at most 2,000 characters."
+    assert rejects("name", "Ann\nLee") == "Name must not hold control characters."
+    assert rejects("email", "ann@example") == "Enter a valid email address, like name@example.com."
+    assert rejects("age", 2) == "Age must be a whole number from 3 to 125."
+    assert rejects("colours", ["cyan"]) == "'cyan' is not one of the colours offered."
+    assert rejects("step", 5) == "step must be an integer from 1 to 4."
+    assert rejects("complete", "yes") == "complete must be true or false."
+
+
+def test_step_and_complete() -> None:
+    assert clean_answer("step", 4) == 4 and clean_answer("step", None) is None
+    for bad in (0, 5, True, 2.0, "2"):
+        rejects("step", bad)
+    assert clean_answer("complete", True) is True
+    rejects("complete", 1)
+
+
+def test_changes_are_the_fields_sent_and_none_clears() -> None:
+    body = AnswerBody.model_validate({"name": " Ann ", "email": "", "age": None, "step": 2})
+    assert body.changes() == {"name": "Ann", "email": None, "age": None}
+    assert rules.apply_changes({"email": "a@b.co", "age": 30, "book": "Emma"}, body.changes()) == {
+        "name": "Ann",
+        "book": "Emma",
+    }
 
 
 def test_completion_needs_steps_1_and_2_and_the_last_step() -> None:
@@ -221,8 +261,9 @@ def test_any_json_value_is_cleaned_or_rejected_with_its_field(case: tuple[str, A
     field, value = case
     try:
         cleaned = clean_answer(field, value)
-    except AnswerError as error:
-        assert error.field == field and error.message
+    except ValidationError as error:
+        invalid = contract.invalid_input(error)
+        assert invalid.field == field and invalid.message
         return
     if cleaned is not None:
         assert clean_answer(field, cleaned) == cleaned

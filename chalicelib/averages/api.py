@@ -38,10 +38,8 @@ def state_body(window: MovingAverageInterface) -> dict[str, Any]:
     body=SizeBody,
     responses={200: WindowState},
 )
-def set_size(key: str) -> Response:
-    name = web.key_name(key)
-    size = contract.parse_body(bp.current_request, SizeBody).size
-    window, created = _store().set_size(name, size)
+def set_size(key: str, body: SizeBody) -> Response:
+    window, created = _store().set_size(key, body.size)
     count("AverageWindowsCreated" if created else "AverageWindowsResized")
     return web.json_response(state_body(window))
 
@@ -56,11 +54,9 @@ def set_size(key: str) -> Response:
     errors=(404,),
     description="404 `window_not_found` for a key never created with PUT.",
 )
-def append(key: str) -> Response:
-    name = web.key_name(key)
+def append(key: str, body: ValueBody) -> Response:
     # Values are stored one by one as DynamoDB numbers; the sum is never stored.
-    value = contract.parse_body(bp.current_request, ValueBody).value
-    window = _store().append(name, value)
+    window = _store().append(key, body.value)
     count("AverageElementsAdded")
     return web.json_response({"average": window.get_moving_average(), "count": len(window), "size": window.size})
 
@@ -74,7 +70,7 @@ def append(key: str) -> Response:
     errors=(404,),
 )
 def state(key: str) -> Response:
-    window = _store().get(web.key_name(key))
+    window = _store().get(key)
     if window is None:
         raise NotFound("no moving-average window with this key; create it with PUT", code="window_not_found")
     return web.json_response(state_body(window))

@@ -15,9 +15,6 @@ from chalicelib import auth, aws, clock, contract, keys, pages, request_context,
 from chalicelib.errors import Forbidden, InvalidInput, ServiceError
 from chalicelib.hits import paths, ranking
 from chalicelib.hits.models import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    MAX_TEST_HITS,
     CountedPath,
     Hit,
     LoadTest,
@@ -34,8 +31,6 @@ bp: Blueprint = Blueprint(__name__)
 TEST_WORKERS = 16  # concurrent hits of one /test/{n}/ run
 TEST_BATCH = 500  # hits submitted at a time: bounds queued work and lets a run stop at its deadline
 TEST_RESERVE_S = 3.0  # stop submitting batches when less than this is left of the request budget
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_POOL_STRING = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _SCORE = re.compile(r"[0-9]{1,38}")
 
 
@@ -92,31 +87,17 @@ def count_api_root() -> Response:
     errors=(414,),
     description=_HIT_NOTE,
 )
-def count_api_path() -> Response:
-    return _count_hit((bp.current_request.uri_params or {})["path"])
-
-
-def _day_param(request: Any) -> str | None:
-    raw = web.query_param(request, "day")
-    if raw is None:
-        return None
-    try:
-        if not _DAY.fullmatch(raw):
-            raise ValueError(raw)
-        datetime.strptime(raw, "%Y-%m-%d")
-    except ValueError:
-        raise InvalidInput("day must be a date YYYY-MM-DD", field="day") from None
-    return raw
+def count_api_path(path: str) -> Response:
+    return _count_hit(path)
 
 
 @bp.route("/stats", methods=["GET"])
 @contract.operation(
     "The paths ranked by count (all time, or one UTC day)", tags=("hits",), query=StatsQuery, responses={200: Ranking}
 )
-def hit_stats() -> Response:
+def hit_stats(query: StatsQuery) -> Response:
     request = bp.current_request
-    limit = web.query_int(request, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
-    day = _day_param(request)
+    day = query.day
     scope = day or keys.HIT_ALL
     # A cursor is bound to the ranking it pages (the day, or all time).
     position = web.decode_cursor(request, {"score": str, "path": str}, query=("day",))
@@ -126,7 +107,7 @@ def hit_stats() -> Response:
             raise InvalidInput("cursor is not one this service issued", code="invalid_cursor", field="cursor")
         after = ranking.Entry(position["path"], int(position["score"]))
     store = _store()
-    page = store.ranking(scope, limit, after)
+    page = store.ranking(scope, query.limit, after)
     totals = store.totals(scope)
     cursor = None
     if page.next_after is not None:
@@ -140,23 +121,6 @@ def hit_stats() -> Response:
             "cursor": web.encode_cursor(request, cursor, query=("day",)),
         }
     )
-
-
-def _pool(body: dict[str, Any]) -> list[str] | None:
-    """An optional pool from the body, to continue a run in several requests (the page does)."""
-    pool = body.get("pool")
-    if pool is None:
-        return None
-    if (
-        not isinstance(pool, list)
-        or len(pool) != paths.POOL_SIZE
-        or not all(isinstance(s, str) and _POOL_STRING.fullmatch(s) for s in pool)
-        or len(set(pool)) != len(pool)
-    ):
-        raise InvalidInput(
-            f"pool must be {paths.POOL_SIZE} distinct strings of 1 to 32 characters A-Z a-z 0-9 _ -", field="pool"
-        )
-    return pool
 
 
 def run_load_test(store: HitStore, generated: list[str], day: str, expires_at: int) -> int:
@@ -211,21 +175,18 @@ def load_test_access(request: Request) -> auth.Principal:
     responses={200: LoadTest},
     errors=(403,),
 )
-def hit_load_test(n: str) -> Response:
-    if not re.fullmatch(r"[0-9]{1,6}", n) or not 1 <= int(n) <= MAX_TEST_HITS:
-        raise InvalidInput(f"n must be an integer from 1 to {MAX_TEST_HITS}", field="n")
-    requested = int(n)
-    body = web.json_body(bp.current_request, required=False)
+def hit_load_test(n: int, body: LoadTestBody) -> Response:
     rng = random.Random()
-    pool = _pool(body) or paths.make_pool(rng)
-    generated = paths.generate_paths(requested, pool, rng)
+    # A pool from the body continues a run in several requests (the page does).
+    pool = body.pool or paths.make_pool(rng)
+    generated = paths.generate_paths(n, pool, rng)
     day, expires_at = _today()
     started = time.monotonic()
     counted = run_load_test(_store(), generated, day, expires_at)
     count("HitsCounted", counted)
     return web.json_response(
         {
-            "requested": requested,
+            "requested": n,
             "counted": counted,
             "distinct_paths": len(set(generated)),
             "pool": pool,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from chalicelib.contract import Reply, Strict
+from chalicelib.contract import PARAM_INT, Reply, Strict
 from chalicelib.hits import paths
 
 MAX_TEST_HITS = 10_000
@@ -29,13 +30,21 @@ class Hit(Reply):
     count: int
 
 
+def _calendar_day(day: str) -> str:
+    try:
+        datetime.strptime(day, "%Y-%m-%d")
+    except ValueError:
+        raise ValueError("must be a date YYYY-MM-DD") from None
+    return day
+
+
+Day = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), AfterValidator(_calendar_day)]
+
+
 class StatsQuery(Strict):
-    limit: Annotated[int, Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)]
+    limit: Annotated[int, Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT), PARAM_INT]
     cursor: Annotated[str | None, Field(default=None, description="opaque: the `cursor` of the previous page")]
-    day: Annotated[
-        str | None,
-        Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="one UTC day; all time without it"),
-    ]
+    day: Annotated[Day | None, Field(default=None, description="one UTC day; all time without it")]
 
 
 class PathCount(Reply):
@@ -52,22 +61,27 @@ class Ranking(Reply):
 
 
 class LoadTestPath(Strict):
-    n: Annotated[int, Field(ge=1, le=MAX_TEST_HITS, description="how many hits to generate")]
+    n: Annotated[int, Field(ge=1, le=MAX_TEST_HITS, description="how many hits to generate"), PARAM_INT]
 
 
 PoolString = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 
 
+def _distinct(pool: list[str]) -> list[str]:
+    if len(set(pool)) != len(pool):
+        raise ValueError("must not repeat a string")
+    return pool
+
+
 class LoadTestBody(Strict):
-    pool: Annotated[
-        list[PoolString] | None,
-        Field(
-            default=None,
-            min_length=paths.POOL_SIZE,
-            max_length=paths.POOL_SIZE,
-            description="distinct strings, to continue a run (the answer's `pool`)",
-        ),
-    ]
+    pool: (
+        Annotated[
+            list[PoolString],
+            Field(min_length=paths.POOL_SIZE, max_length=paths.POOL_SIZE),
+            AfterValidator(_distinct),
+        ]
+        | None
+    ) = Field(default=None, description="distinct strings, to continue a run (the answer's `pool`)")
 
 
 class LoadTest(Reply):

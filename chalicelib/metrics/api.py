@@ -20,13 +20,6 @@ def _store() -> SumStore:
     return SumStore(aws.dynamodb(), aws.table_name())
 
 
-def _window_ms() -> int:
-    seconds = web.query_int(
-        bp.current_request, "window", default=window.DEFAULT_WINDOW_S, low=1, high=window.MAX_WINDOW_S
-    )
-    return seconds * window.SECOND_MS
-
-
 @bp.route("/metric/{key}", methods=["POST"])
 @contract.operation(
     "Post a value (rounded half away from zero)",
@@ -35,16 +28,15 @@ def _window_ms() -> int:
     body=ValueBody,
     responses={200: contract.Empty},
 )
-def post_value(key: str) -> Response:
-    name = web.key_name(key)
+def post_value(key: str, body: ValueBody) -> Response:
     # Integers are taken exactly (no float detour).
-    value = window.round_half_away(contract.parse_body(bp.current_request, ValueBody).value)
+    value = window.round_half_away(body.value)
     at_ms = clock.now_ms()
-    _store().post(name, value, at_ms, uuid.uuid4().hex[:16])
+    _store().post(key, value, at_ms, uuid.uuid4().hex[:16])
     late = clock.now_ms() - at_ms
     if late > window.SEAL_LAG_MS // 2:
         # The minute is sealed SEAL_LAG_MS after it ends; a write this slow is close to missing it.
-        logger.warning("slow sum post", extra={"key": name, "elapsed_ms": late})
+        logger.warning("slow sum post", extra={"key": key, "elapsed_ms": late})
         count("SumPostsSlow")
     count("SumValuesPosted")
     return web.json_response({})
@@ -58,11 +50,8 @@ def post_value(key: str) -> Response:
     query=WindowQuery,
     responses={200: Sum},
 )
-def get_sum(key: str) -> Response:
-    name = web.key_name(key)
-    window_ms = _window_ms()
-    store = _store()
-    value = store.sum(name, clock.now_ms(), window_ms)
+def get_sum(key: str, query: WindowQuery) -> Response:
+    value = _store().sum(key, clock.now_ms(), query.window * window.SECOND_MS)
     return web.json_response({"value": value})
 
 
@@ -74,10 +63,8 @@ def get_sum(key: str) -> Response:
     query=WindowQuery,
     responses={200: Minutes},
 )
-def get_minutes(key: str) -> Response:
-    name = web.key_name(key)
-    window_ms = _window_ms()
-    series = _store().minutes(name, clock.now_ms(), window_ms)
+def get_minutes(key: str, query: WindowQuery) -> Response:
+    series = _store().minutes(key, clock.now_ms(), query.window * window.SECOND_MS)
     return web.json_response({"minutes": [{"minute": clock.iso(m * window.MINUTE_MS), "value": v} for m, v in series]})
 
 

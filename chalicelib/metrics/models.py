@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from chalicelib.contract import Reply, Strict, Timestamp
+from chalicelib.contract import PARAM_INT, Reply, Strict, Timestamp
 from chalicelib.metrics import window
 
 
@@ -25,6 +25,7 @@ class WindowQuery(Strict):
     window: Annotated[
         int,
         Field(default=window.DEFAULT_WINDOW_S, ge=1, le=window.MAX_WINDOW_S, description="seconds back from now"),
+        PARAM_INT,
     ]
 
 

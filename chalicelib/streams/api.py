@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -16,15 +15,9 @@ from chalicelib.streams.store import AuditEntry, SessionFigures, StreamStore
 
 bp: Blueprint = Blueprint(__name__)
 
-STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-
 
 def _store() -> StreamStore:
     return StreamStore(aws.dynamodb(), aws.table_name())
-
-
-def _stream(stream: str) -> str:
-    return web.name(stream, "stream", STREAM_NAME, "1 to 128 characters of A-Z a-z 0-9 _ . -")
 
 
 def parse_values(body: ValuesBody) -> list[float]:
@@ -73,13 +66,10 @@ def audit_body(entry: AuditEntry) -> dict[str, Any]:
     body=ValuesBody,
     responses={200: Snapshot},
 )
-def add_values(stream: str) -> Response:
-    name = _stream(stream)
-    body = contract.parse_body(bp.current_request, ValuesBody)
+def add_values(stream: str, body: ValuesBody) -> Response:
     values = parse_values(body)
-    user = body.user
     now_ms = clock.now_ms()
-    figures = _store().add_values(name, values, user, uuid.uuid4().hex[:16], now_ms, clock.iso(now_ms))
+    figures = _store().add_values(stream, values, body.user, uuid.uuid4().hex[:16], now_ms, clock.iso(now_ms))
     count("ValuesIngested", len(values))
     return web.json_response(figures_body(figures))
 
@@ -87,7 +77,7 @@ def add_values(stream: str) -> Response:
 @bp.route("/streams/{stream}", methods=["GET"])
 @contract.operation("The active session's figures", tags=("streams",), path=StreamPath, responses={200: Snapshot})
 def snapshot(stream: str) -> Response:
-    return web.json_response(figures_body(_store().snapshot(_stream(stream))))
+    return web.json_response(figures_body(_store().snapshot(stream)))
 
 
 @bp.route("/streams/{stream}/reset", methods=["POST"])
@@ -100,10 +90,8 @@ def snapshot(stream: str) -> Response:
     responses={200: Snapshot},
     description="409 `no_active_session` when the active session holds no values.",
 )
-def reset(stream: str) -> Response:
-    name = _stream(stream)
-    user = contract.parse_body(bp.current_request, ResetBody, required=False).user
-    closed = _store().reset(name, user, clock.now_ms())
+def reset(stream: str, body: ResetBody) -> Response:
+    closed = _store().reset(stream, body.user, clock.now_ms())
     count("SessionsClosed")
     return web.json_response(figures_body(closed))
 
@@ -112,11 +100,9 @@ def reset(stream: str) -> Response:
 @contract.operation(
     "Closed sessions, newest first", tags=("streams",), path=StreamPath, query=PageQuery, responses={200: Sessions}
 )
-def sessions(stream: str) -> Response:
-    name = _stream(stream)
+def sessions(stream: str, query: PageQuery) -> Response:
     request = bp.current_request
-    limit = web.query_int(request, "limit", default=20, low=1, high=100)
-    page = _store().list_sessions(name, limit, web.decode_cursor(request, {"session": int}))
+    page = _store().list_sessions(stream, query.limit, web.decode_cursor(request, {"session": int}))
     return web.json_response(
         {"sessions": [figures_body(s) for s in page.items], "cursor": web.encode_cursor(request, page.next_position)}
     )
@@ -130,11 +116,9 @@ def sessions(stream: str) -> Response:
     query=PageQuery,
     responses={200: AuditPage},
 )
-def audit(stream: str) -> Response:
-    name = _stream(stream)
+def audit(stream: str, query: PageQuery) -> Response:
     request = bp.current_request
-    limit = web.query_int(request, "limit", default=20, low=1, high=100)
-    page = _store().list_values(name, limit, web.decode_cursor(request, {"sk": str, "offset": int}))
+    page = _store().list_values(stream, query.limit, web.decode_cursor(request, {"sk": str, "offset": int}))
     return web.json_response(
         {"values": [audit_body(e) for e in page.items], "cursor": web.encode_cursor(request, page.next_position)}
     )

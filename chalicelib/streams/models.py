@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, ConfigDict, Field
 
 from chalicelib import textcheck
-from chalicelib.contract import Reply, StatisticValue, Strict, Timestamp
+from chalicelib.contract import PARAM_INT, Reply, StatisticValue, Strict, Timestamp
 
 MAX_BATCH = 100
 USER_MAX = 64
@@ -24,7 +24,7 @@ User = Annotated[
     Field(min_length=1, max_length=USER_MAX, description="who sent it; no control characters"),
     AfterValidator(_one_line),
 ]
-Limit = Annotated[int, Field(default=20, ge=1, le=100)]
+Limit = Annotated[int, Field(default=20, ge=1, le=100), PARAM_INT]
 Cursor = Annotated[str | None, Field(default=None, description="opaque: the `cursor` of the previous page")]
 
 

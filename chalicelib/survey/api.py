@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import secrets
 from typing import Any
@@ -29,7 +28,7 @@ from chalicelib import auth, aws, clock, contract, pages, web
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
-from chalicelib.survey import admin, rules
+from chalicelib.survey import admin, listing, rules
 from chalicelib.survey.models import (
     AnswerBody,
     DashboardPage,
@@ -40,24 +39,14 @@ from chalicelib.survey.models import (
     Started,
     SurveyResponse,
 )
-from chalicelib.survey.store import Change, Listed, StoredResponse, SummaryItem, SurveyStore
+from chalicelib.survey.store import Change, Listed, StoredResponse, SurveyStore
 
 bp: Blueprint = Blueprint(__name__)
 
-RESPONSE_ID = re.compile(r"[0-9a-f]{28}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{20,128}")
 # A token a client generates for itself: at least 32 base64url characters (192 bits when random).
 CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,128}")
 CLIENT_TOKEN_DESCRIPTION = "32 to 128 characters of A-Z a-z 0-9 _ - (e.g. 32 random bytes, base64url)"
-
-# The dashboard sorts in memory over the newest WINDOW responses (one Query, paginated):
-# exact for every survey up to WINDOW responses; beyond, the table covers the newest WINDOW
-# and says so ("truncated"), while the summary always covers every response. Measured
-# (bench/survey.py): a changed poll at 2,000 responses stays well inside the 2 s freshness goal.
-WINDOW = 2000
-SORTABLE = (*rules.FIELDS, "completed", "step", "created_at", "updated_at")
-PAGE_SIZE_MAX = 200
-ETAG_FORMAT = "s1"  # change when the body's shape changes, so cached copies are not reused
 
 
 def _store() -> SurveyStore:
@@ -92,12 +81,6 @@ def dashboard_page() -> Response:
 # --- respondent API -----------------------------------------------------------
 
 
-def _response_id(raw: str) -> str:
-    if not RESPONSE_ID.fullmatch(raw):
-        raise NotFound("no such survey response")
-    return raw
-
-
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -113,7 +96,10 @@ def _presented_token(request: Request) -> str | None:
 )
 def respondent(request: Request) -> auth.Principal:
     """The response's own token: the principal is that response, which the check had to read anyway."""
-    rid = _response_id((request.uri_params or {})["response_id"])
+    try:
+        rid = contract.parse_path(ResponsePath, request.uri_params or {}).response_id
+    except InvalidInput:
+        raise NotFound("no such survey response") from None  # the same answer as an unknown id
     token = _presented_token(request)
     if not token:
         raise Unauthorized("send the response's token in X-Response-Token (or Authorization: Bearer)")
@@ -167,29 +153,6 @@ def response_body(response: StoredResponse) -> dict[str, Any]:
     }
 
 
-def _parse_changes(body: dict[str, Any], *, allow_complete: bool) -> tuple[dict[str, Any], int | None, bool]:
-    """(validated answers to apply, step or None, complete?) — a 400 naming the first bad key."""
-    changes: dict[str, Any] = {}
-    step: int | None = None
-    complete = False
-    for key, value in body.items():
-        try:
-            if key in rules.LABELS:
-                rules.clean_answer(key, value)  # validate now: nothing is stored when any answer is bad
-                changes[key] = value
-            elif key == "step":
-                step = rules.clean_step(value)
-            elif key == "complete" and allow_complete:
-                if not isinstance(value, bool):
-                    raise rules.AnswerError("complete", "complete must be true or false.")
-                complete = value
-            else:
-                raise rules.AnswerError(key, f"{key} is not a survey field.")
-        except rules.AnswerError as error:
-            raise _invalid(error) from None
-    return changes, step, complete
-
-
 @bp.route("/survey/responses", methods=["POST"])
 @auth.requires(creator)
 @contract.operation(
@@ -200,20 +163,18 @@ def _parse_changes(body: dict[str, Any], *, allow_complete: bool) -> tuple[dict[
     responses={201: Started},
     headers={"X-Response-Token": f"the client's own token for this response ({CLIENT_TOKEN_DESCRIPTION})"},
 )
-def start() -> Response:
+def start(body: StartBody) -> Response:
     request = bp.current_request
-    body = web.json_body(request, required=False)
-    changes, step, _ = _parse_changes(body, allow_complete=False)
     own_token = auth.principal(request).resource
     token = own_token or secrets.token_urlsafe(32)
     now_ms = clock.now_ms()
     response_id = f"{now_ms:012x}{secrets.token_hex(8)}"  # sorts by creation time (newest first on the dashboard)
     created = _store().create(
-        response_id, _token_hash(token), rules.apply_changes({}, changes), step or rules.FIRST_STEP, now_ms
+        response_id, _token_hash(token), rules.apply_changes({}, body.changes()), body.step or rules.FIRST_STEP, now_ms
     )
     count("SurveyResponsesStarted")
-    body = response_body(created) if own_token else {**response_body(created), "token": token}
-    return web.json_response(body, status=201)
+    started = response_body(created) if own_token else {**response_body(created), "token": token}
+    return web.json_response(started, status=201)
 
 
 @bp.route("/survey/responses/{response_id}", methods=["GET"])
@@ -240,10 +201,9 @@ def read(response_id: str) -> Response:
     errors=(404,),
     description='409 `already_submitted` ("Survey already submitted.") once completed; nothing is stored on a 400.',
 )
-def answer(response_id: str) -> Response:
-    request = bp.current_request
-    checked: StoredResponse = auth.principal(request).resource
-    changes, step, complete = _parse_changes(web.json_body(request), allow_complete=True)
+def answer(response_id: str, body: AnswerBody) -> Response:
+    checked: StoredResponse = auth.principal(bp.current_request).resource
+    changes, step, complete = body.changes(), body.step, body.complete is True
 
     def decide(current: StoredResponse) -> Change:
         if current.token_hash != checked.token_hash:
@@ -294,69 +254,6 @@ def row_body(listed: Listed) -> dict[str, Any]:
     }
 
 
-def sort_rows(rows: list[Listed], column: str, descending: bool) -> list[Listed]:
-    """Sorted by `column`; unanswered values last in either order; ties newest first."""
-
-    def value(row: Listed) -> Any:
-        if column in rules.FIELDS:
-            v = row.answers.get(column)
-            if isinstance(v, str):
-                return (v.casefold(), v)
-            if isinstance(v, list):
-                return [rules.PALETTE.index(c) for c in v]
-            return v
-        return getattr(row, column)
-
-    newest_first = sorted(rows, key=lambda r: r.id, reverse=True)
-    present = [r for r in newest_first if value(r) is not None]
-    absent = [r for r in newest_first if value(r) is None]
-    return sorted(present, key=value, reverse=descending) + absent
-
-
-def _query(request: Any) -> dict[str, Any]:
-    sort = web.query_param(request, "sort") or "updated_at"
-    if sort not in SORTABLE:
-        raise InvalidInput("sort must be one of: " + ", ".join(SORTABLE), field="sort")
-    order = web.query_param(request, "order") or "desc"
-    if order not in ("asc", "desc"):
-        raise InvalidInput("order must be asc or desc", field="order")
-    size = web.query_int(request, "size", default=25, low=1, high=PAGE_SIZE_MAX)
-    page = web.query_int(request, "page", default=1, low=1, high=WINDOW)
-    return {"sort": sort, "order": order, "size": size, "page": page}
-
-
-def _etag(epoch: str, version: int, query: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:16]
-    return f'"{ETAG_FORMAT}-{epoch}-{version}-{digest}"'
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    candidates = [c.strip().removeprefix("W/") for c in if_none_match.split(",")]
-    return etag in candidates or "*" in candidates
-
-
-# The rows last read, per table and summary state: sorting or paging while nothing changes reads nothing
-# more. Reads are strongly consistent and follow the summary's read, so rows cached for (epoch, version)
-# are at least as new as that version.
-_rows_cache: dict[str, tuple[tuple[str, int], list[Listed], bool]] = {}
-
-
-def forget_cached_rows() -> None:
-    _rows_cache.clear()
-
-
-def _rows(store: SurveyStore, summary: SummaryItem) -> tuple[list[Listed], bool]:
-    state = (summary.epoch, summary.version)
-    cached = _rows_cache.get(store.table)
-    if cached is not None and cached[0] == state and summary.epoch:
-        return cached[1], cached[2]
-    listed, truncated = store.list_newest(WINDOW)
-    _rows_cache[store.table] = (state, listed, truncated)
-    return listed, truncated
-
-
 @bp.route("/dashboard/data", methods=["GET"])
 @auth.requires(auth.admin)
 @contract.operation(
@@ -366,28 +263,28 @@ def _rows(store: SurveyStore, summary: SummaryItem) -> tuple[list[Listed], bool]
     responses={200: DashboardPage, 304: None},
     headers={"If-None-Match": "the ETag of an earlier answer: 304 with an empty body while nothing changed"},
 )
-def dashboard_data() -> Response:
+def dashboard_data(query: DashboardQuery) -> Response:
     request = bp.current_request
-    query = _query(request)
+    selected = query.model_dump()
     store = _store()
     # The summary first: its version names a state no newer than the responses read after it.
     summary = store.summary()
-    etag = _etag(summary.epoch, summary.version, query)
+    etag = listing.etag(summary.epoch, summary.version, selected)
     headers: dict[str, str | list[str]] = {"ETag": etag, "Cache-Control": "no-cache, private"}
-    if _matches(request.headers.get("if-none-match"), etag):
+    if listing.matches(request.headers.get("if-none-match"), etag):
         return Response(body="", status_code=304, headers=headers)
-    listed, truncated = _rows(store, summary)
-    ordered = sort_rows(listed, query["sort"], query["order"] == "desc")
-    size, page = query["size"], query["page"]
-    start = (page - 1) * size
+    after = listing.position(web.decode_cursor(request, listing.CURSOR_FIELDS, query=listing.CURSOR_QUERY))
+    page = listing.read_page(store, query.sort, query.order, query.size, query.page, after)
+    total = summary.counters[rules.RESPONSES]
     body = {
         "summary": summary_body(summary.counters, summary.version, summary.updated_at),
-        "responses": [row_body(r) for r in ordered[start : start + size]],
-        **query,
-        "pages": max(1, -(-len(ordered) // size)),
-        "total": len(ordered),
-        "truncated": truncated,
-        "window": WINDOW,
+        "responses": [row_body(r) for r in page.rows],
+        **selected,
+        "cursor": web.encode_cursor(request, listing.cursor_fields(page.next), query=listing.CURSOR_QUERY),
+        "pages": max(1, -(-total // query.size)),
+        "total": total,
+        "truncated": False,
+        "window": total,
     }
     return web.json_response(body, headers=headers)
 
@@ -402,7 +299,6 @@ def dashboard_data() -> Response:
     errors=(404,),
 )
 def delete_response(response_id: str) -> Response:
-    rid = _response_id(response_id)
-    _store().delete(rid, clock.now_ms())
+    _store().delete(response_id, clock.now_ms())
     count("SurveyResponsesDeleted")
-    return web.json_response({"id": rid, "deleted": True})
+    return web.json_response({"id": response_id, "deleted": True})

@@ -1,45 +1,151 @@
 """What the survey and dashboard routes take and answer (the contract: chalicelib/contract.py).
 
-The answers' rules (and their messages) are in chalicelib/survey/rules.py; these models describe them.
+The answers' shape is checked here, with messages for people (the survey page shows them next to the field);
+what is not about shape (completion, clearing, the summary) is in chalicelib/survey/rules.py.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
-from chalicelib.contract import Reply, Strict, Timestamp
-from chalicelib.survey import rules
+from chalicelib import textcheck
+from chalicelib.contract import PARAM_INT, Reply, Sentence, Strict, Timestamp
+from chalicelib.survey import listing, rules
+from chalicelib.survey.rules import LABELS
 
 Gender = Literal["female", "male", "non-binary", "prefer not to say"]
 Colour = Literal["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white"]
-Step = Annotated[int, Field(ge=rules.FIRST_STEP, le=rules.LAST_STEP)]
 Clear = Literal[""]  # "" or null clears an answer
+
+# Syntactically valid for a survey: dot-atom local part, a domain of DNS labels with at least one dot.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@" + _LABEL + r"(?:\." + _LABEL + r")+"
+)
+# The free-text fields and their lengths (email's is checked with its syntax).
+_TEXT_MAX = {"name": rules.NAME_MAX, "about": rules.ABOUT_MAX, "address": rules.ADDRESS_MAX, "book": rules.BOOK_MAX}
+
+
+def _text(field: str) -> BeforeValidator:
+    """A text answer: null, blank or whitespace only clears it (None); name and email are trimmed."""
+
+    def check(raw: Any) -> str | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, str):
+            raise Sentence(f"{LABELS[field]} must be text.")
+        # Surrounding whitespace (a pasted tab or newline) in a name or email is trimmed, not refused.
+        value = raw.strip() if field in ("name", "email") else raw
+        if textcheck.control_character(value, multiline=field in rules.MULTILINE):
+            allowed = " other than line breaks and tabs" if field in rules.MULTILINE else ""
+            raise Sentence(f"{LABELS[field]} must not hold control characters{allowed}.")
+        if value.strip() == "":
+            return None
+        if field == "email":
+            local = value.rsplit("@", 1)[0]
+            if len(value) > rules.EMAIL_MAX or len(local) > rules.EMAIL_LOCAL_MAX or not _EMAIL.fullmatch(value):
+                raise Sentence("Enter a valid email address, like name@example.com.")
+        elif len(value) > _TEXT_MAX[field]:
+            raise Sentence(f"{LABELS[field]} must be at most {_TEXT_MAX[field]:,} characters.")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _age(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not rules.AGE_MIN <= value <= rules.AGE_MAX:
+        raise Sentence(f"Age must be a whole number from {rules.AGE_MIN} to {rules.AGE_MAX}.")
+    return value
+
+
+def _gender(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Sentence("Gender must be text.")
+    if value not in rules.GENDERS:
+        raise Sentence("Gender must be one of: " + ", ".join(rules.GENDERS) + ".")
+    return value
+
+
+def _colours(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise Sentence("Favourite colours must be a list of colour names.")
+    unknown = [c for c in value if c not in rules.PALETTE]
+    if unknown:
+        raise Sentence(f"{unknown[0]!r} is not one of the colours offered.")
+    if len(set(value)) != len(value):
+        raise Sentence("Favourite colours must not repeat a colour.")
+    return [c for c in rules.PALETTE if c in value] or None  # palette order: one canonical form; [] clears
+
+
+def _step(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not rules.FIRST_STEP <= value <= rules.LAST_STEP:
+        raise Sentence(f"step must be an integer from {rules.FIRST_STEP} to {rules.LAST_STEP}.")
+    return value
+
+
+def _complete(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise Sentence("complete must be true or false.")
+    return value
+
+
+# Each answer's schema is what it accepts; its validator gives the message a person reads. None means cleared.
+Name = Annotated[
+    str | None, Field(max_length=rules.NAME_MAX, description="1 to 100 characters (trimmed)"), _text("name")
+]
+Email = Annotated[
+    str | None, Field(max_length=rules.EMAIL_MAX, description="a syntactically valid address (trimmed)"), _text("email")
+]
+Age = Annotated[Annotated[int, Field(ge=rules.AGE_MIN, le=rules.AGE_MAX)] | Clear | None, BeforeValidator(_age)]
+About = Annotated[
+    str | None, Field(max_length=rules.ABOUT_MAX, description="tab and line breaks allowed"), _text("about")
+]
+Address = Annotated[
+    str | None, Field(max_length=rules.ADDRESS_MAX, description="tab and line breaks allowed"), _text("address")
+]
+Book = Annotated[str | None, Field(max_length=rules.BOOK_MAX), _text("book")]
+Colours = Annotated[
+    Annotated[list[Colour], Field(max_length=len(rules.PALETTE), description="distinct; [] clears")] | None,
+    BeforeValidator(_colours),
+]
+Step = Annotated[Annotated[int, Field(ge=rules.FIRST_STEP, le=rules.LAST_STEP)] | None, BeforeValidator(_step)]
 
 
 class Answers(Strict):
-    """Any subset of the 8 fields; null or "" clears one."""
+    """Any subset of the 8 fields; null or "" clears one (and [] the colours). Unknown fields are refused."""
 
-    name: Annotated[str, Field(max_length=rules.NAME_MAX, description="1 to 100 characters (trimmed)")] | None = None
-    email: Annotated[str, Field(max_length=rules.EMAIL_MAX, description="a syntactically valid address")] | None = None
-    age: Annotated[int, Field(ge=rules.AGE_MIN, le=rules.AGE_MAX)] | Clear | None = None
-    about: Annotated[str, Field(max_length=rules.ABOUT_MAX, description="tab and line breaks allowed")] | None = None
-    address: Annotated[str, Field(max_length=rules.ADDRESS_MAX, description="tab and line breaks allowed")] | None = (
-        None
-    )
-    gender: Gender | Clear | None = None
-    book: Annotated[str, Field(max_length=rules.BOOK_MAX)] | None = None
-    colours: Annotated[list[Colour], Field(max_length=len(rules.PALETTE), description="distinct")] | Clear | None = None
+    name: Name = None
+    email: Email = None
+    age: Age = None
+    about: About = None
+    address: Address = None
+    gender: Annotated[Gender | Clear | None, BeforeValidator(_gender)] = None
+    book: Book = None
+    colours: Colours = None
+
+    def changes(self) -> dict[str, Any]:
+        """The answers the client sent, validated: field -> value, None to clear it."""
+        return {field: getattr(self, field) for field in rules.FIELDS if field in self.model_fields_set}
 
 
 class StartBody(Answers):
-    step: Step | None = None
+    step: Step = None
 
 
 class AnswerBody(Answers):
-    step: Step | None = None
-    complete: bool | None = Field(
+    step: Step = None
+    complete: Annotated[bool | None, BeforeValidator(_complete)] = Field(
         default=None, description="true submits: needs step 4 and name, email, age and about; then nothing changes"
     )
 
@@ -81,11 +187,30 @@ Sortable = Literal[
 ]  # fmt: skip
 
 
+def _blank_is_default(default: str) -> BeforeValidator:
+    return BeforeValidator(lambda value: default if value == "" else value)
+
+
 class DashboardQuery(Strict):
-    sort: Sortable = "updated_at"
-    order: Literal["asc", "desc"] = "desc"
-    size: Annotated[int, Field(default=25, ge=1, le=200)]
-    page: Annotated[int, Field(default=1, ge=1, le=2000)]
+    # An empty `sort` or `order` (`?sort=`) is the default, as it always was.
+    sort: Annotated[Sortable, _blank_is_default("updated_at")] = "updated_at"
+    order: Annotated[Literal["asc", "desc"], _blank_is_default("desc")] = "desc"
+    size: Annotated[int, Field(default=25, ge=1, le=listing.PAGE_SIZE_MAX), PARAM_INT]
+    page: Annotated[
+        int,
+        Field(
+            default=1,
+            ge=1,
+            le=listing.PAGE_MAX,
+            description="without a cursor, the page to read (deeper pages read the keys before them first); "
+            "with one, only its number as the client counts",
+        ),
+        PARAM_INT,
+    ]
+    cursor: Annotated[
+        str | None,
+        Field(default=None, description="opaque: the `cursor` of the previous answer, for the page after it"),
+    ]
 
 
 class ColourCount(Reply):
@@ -124,8 +249,9 @@ class DashboardPage(Reply):
     page: int
     pages: int
     total: int
-    truncated: bool = Field(description="the table covers only the newest `window` responses")
-    window: int
+    cursor: str | None = Field(description="the next page's cursor (`&cursor=`); null on the last page")
+    truncated: bool = Field(description="always false: every response is listed (kept for older clients)")
+    window: int = Field(description="the number of responses the table covers: all of them (kept for older clients)")
 
 
 class Deleted(Reply):

@@ -1,4 +1,6 @@
-"""The survey's rules: steps, fields, validation, completion and the summary's counters.
+"""The survey's rules: steps, fields, their bounds, changes, completion and the summary's counters.
+
+The answers' shape (types, lengths, syntax) is checked by the models in chalicelib/survey/models.py.
 
 Pure: no AWS, no Chalice. The store applies what these functions compute.
 
@@ -12,14 +14,11 @@ the stored counters (the tests check exactly that).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-
-from chalicelib import textcheck
 
 STEPS: tuple[tuple[str, str], ...] = (
     ("name", "email"),
@@ -54,12 +53,6 @@ LABELS = {
     "colours": "Favourite colours",
 }
 
-# Syntactically valid for a survey: dot-atom local part, a domain of DNS labels with at least one dot.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_EMAIL = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@" + _LABEL + r"(?:\." + _LABEL + r")+"
-)
-
 
 class AnswerError(ValueError):
     """An answer that breaks a rule; `field` names it."""
@@ -70,103 +63,14 @@ class AnswerError(ValueError):
         self.message = message
 
 
-# --- validation ---------------------------------------------------------------
-
-
-def _string(field: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise AnswerError(field, f"{LABELS[field]} must be text.")
-    return value
-
-
-def _bounded(field: str, value: str, maximum: int) -> str:
-    if len(value) > maximum:
-        raise AnswerError(field, f"{LABELS[field]} must be at most {maximum:,} characters.")
-    return value
-
-
-def clean_answer(field: str, value: Any) -> Any:
-    """The value to store for `field`, or None to clear it. Raises AnswerError when a rule is broken.
-
-    None and "" (for text, also whitespace only) clear an answer, and an empty colour list
-    clears the colours: requiredness is checked when the survey is completed, not while typing.
-    """
-    if field not in LABELS:
-        raise AnswerError(field, f"{field} is not a survey field.")
-    if value is None:
-        return None
-    if field == "age":
-        return _clean_age(value)
-    if field == "colours":
-        return _clean_colours(value)
-    text = _string(field, value)
-    if field == "gender":
-        return _clean_gender(text)
-    return _clean_text(field, text)
-
-
-def _clean_age(value: Any) -> int | None:
-    if isinstance(value, str) and value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not AGE_MIN <= value <= AGE_MAX:
-        raise AnswerError("age", f"Age must be a whole number from {AGE_MIN} to {AGE_MAX}.")
-    return value
-
-
-def _clean_colours(value: Any) -> list[str] | None:
-    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-        raise AnswerError("colours", "Favourite colours must be a list of colour names.")
-    unknown = [c for c in value if c not in PALETTE]
-    if unknown:
-        raise AnswerError("colours", f"{unknown[0]!r} is not one of the colours offered.")
-    if len(set(value)) != len(value):
-        raise AnswerError("colours", "Favourite colours must not repeat a colour.")
-    return [c for c in PALETTE if c in value] or None  # palette order: one canonical form
-
-
-def _clean_gender(text: str) -> str | None:
-    if text == "":
-        return None
-    if text not in GENDERS:
-        raise AnswerError("gender", "Gender must be one of: " + ", ".join(GENDERS) + ".")
-    return text
-
-
-# The free-text fields other than email, and their lengths.
-_TEXT_MAX = {"name": NAME_MAX, "about": ABOUT_MAX, "address": ADDRESS_MAX, "book": BOOK_MAX}
-
-
-def _clean_text(field: str, text: str) -> str | None:
-    if field in ("name", "email"):
-        text = text.strip()  # surrounding whitespace (a pasted tab or newline) is trimmed, not refused
-    if textcheck.control_character(text, multiline=field in MULTILINE):
-        allowed = " other than line breaks and tabs" if field in MULTILINE else ""
-        raise AnswerError(field, f"{LABELS[field]} must not hold control characters{allowed}.")
-    if text.strip() == "":
-        return None
-    if field == "email":
-        return _clean_email(text)
-    return _bounded(field, text, _TEXT_MAX[field])
-
-
-def _clean_email(text: str) -> str:
-    local = text.rsplit("@", 1)[0]
-    if len(text) > EMAIL_MAX or len(local) > EMAIL_LOCAL_MAX or not _EMAIL.fullmatch(text):
-        raise AnswerError("email", "Enter a valid email address, like name@example.com.")
-    return text
-
-
-def clean_step(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not FIRST_STEP <= value <= LAST_STEP:
-        raise AnswerError("step", f"step must be an integer from {FIRST_STEP} to {LAST_STEP}.")
-    return value
+# --- changes and completion -------------------------------------------------
 
 
 def apply_changes(answers: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """`answers` with `changes` (raw client values) validated and applied; fields not named are kept."""
+    """`answers` with `changes` (validated values, see survey/models.py) applied: None clears a field; fields not
+    named are kept."""
     result = dict(answers)
-    for field, raw in changes.items():
-        value = clean_answer(field, raw)
+    for field, value in changes.items():
         if value is None:
             result.pop(field, None)
         else:
