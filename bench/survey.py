@@ -172,8 +172,9 @@ def run(endpoint_url: str) -> str:
     client = use_endpoint(endpoint_url)
     meter = Meter(client, capacity="INDEXES")
     rng = random.Random(5)
-    saved_env = {k: os.environ.get(k) for k in ("TABLE_NAME", "ADMIN_TOKEN")}
+    saved_env = {k: os.environ.get(k) for k in ("TABLE_NAME", "ADMIN_TOKEN", "CURSOR_SECRET")}
     set_env("ADMIN_TOKEN", ADMIN_TOKEN)
+    set_env("CURSOR_SECRET", "bench-cursor-secret")  # the dev stage would read it from SSM
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     tables: dict[int, str] = {}
     load_seconds: dict[int, float] = {}

@@ -34,6 +34,7 @@ INDEXED: tuple[str, ...] = (*ANSWER_COLUMNS, *STATE_COLUMNS)
 SORTABLE: tuple[str, ...] = (*INDEXED, "created_at")
 assert INDEXED == SURVEY_SORT_COLUMNS, "each indexed column needs its index in chalicelib/table.py"
 _TIMESTAMP_DIGITS = 15
+QUERY_LIMIT = 1000  # keys asked for in one Query at most
 
 
 def normalized_text(text: str) -> str:
@@ -95,7 +96,7 @@ def merged(shards: int, fetch: Fetch, after: str | None, descending: bool, limit
 def chunk(shards: int, wanted: int) -> int:
     """Keys to ask each shard for when `wanted` keys are needed from the merge: twice a fair share, and a little
     more, so a page rarely needs a second call to any shard (ids hash evenly over the shards)."""
-    return min(1000, 2 * -(-wanted // shards) + 4)
+    return min(QUERY_LIMIT, 2 * -(-wanted // shards) + 4)
 
 
 def take(keys: Iterator[Any], skip: int, size: int) -> tuple[list[Any], bool]:

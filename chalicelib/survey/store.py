@@ -146,7 +146,7 @@ class SurveyStore:
         """
         wanted = skip + size + 1
         if column == "created_at":
-            entries = self._by_creation(descending, after, sorting.chunk(1, wanted))
+            entries = self._by_creation(descending, after, min(wanted, sorting.QUERY_LIMIT))
         else:
             entries = self._by_index(column, descending, after, sorting.chunk(keys.SURVEY_SORT_SHARDS, wanted))
         window, more = sorting.take(entries, skip, size)
@@ -184,15 +184,10 @@ class SurveyStore:
         """Answered values in the order asked for, then the unanswered ones newest first; each merged over the
         index's shards."""
         segments = [(True, descending), (False, True)]
+        if after is not None and not after.answered:
+            segments = segments[1:]  # the answered ones were all listed before
         for answered, order in segments:
-            if after is not None and after.answered and not answered:
-                start = None
-            elif after is not None:
-                if after.answered != answered:
-                    continue
-                start = after.key
-            else:
-                start = None
+            start = after.key if after is not None and after.answered == answered else None
             fetch = self._index_fetch(column, answered)
             for key in sorting.merged(keys.SURVEY_SORT_SHARDS, fetch, start, order, limit):
                 yield answered, key, None
