@@ -8,7 +8,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import aws, clock, contract, web
+from chalicelib import clock, contract, runtime, web
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
 from chalicelib.streams.models import AuditPage, PageQuery, ResetBody, Sessions, Snapshot, StreamPath, ValuesBody
@@ -20,7 +20,7 @@ STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def _store() -> StreamStore:
-    return StreamStore(aws.dynamodb(), aws.table_name())
+    return StreamStore(runtime.dynamodb(), runtime.table_name())
 
 
 def _stream(stream: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, aws, clock, contract, pages, web
+from chalicelib import auth, clock, contract, pages, runtime, web
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
@@ -61,7 +61,7 @@ ETAG_FORMAT = "s1"  # change when the body's shape changes, so cached copies are
 
 
 def _store() -> SurveyStore:
-    return SurveyStore(aws.dynamodb(), aws.table_name())
+    return SurveyStore(runtime.dynamodb(), runtime.table_name())
 
 
 def _iso(epoch_ms: int | None) -> str | None:
