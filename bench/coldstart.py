@@ -45,12 +45,12 @@ CASES = {
     "python (interpreter start only)": "pass",
     "bare Chalice app + one boto3 client": BASELINE,
     "`import app`": "import app",
-    "`import app` + its DynamoDB client": "import app; from chalicelib import aws; aws.dynamodb()",
+    "`import app` + its DynamoDB client": "import app; from chalicelib import runtime; runtime.dynamodb()",
 }
 # What `import app` leaves behind: does it create a boto3 client or import Flask on its own?
 PROBE = (
-    "import json, sys; import app; from chalicelib import aws; "
-    "print(json.dumps({'client': aws._client is not None or aws._ssm is not None, "
+    "import json, sys; import app; from chalicelib import runtime; "
+    "print(json.dumps({'client': runtime.has_clients(), "
     "'boto3': 'boto3' in sys.modules, 'flask': 'flask' in sys.modules}))"
 )
 
@@ -208,7 +208,7 @@ def _import_section(times: dict[str, list[float]], probe: dict[str, bool]) -> li
         table_md(["case", "ms", "vs baseline", "ms above interpreter start"], rows),
         "",
         f"`import app` {'creates' if probe['client'] else 'creates no'} boto3 client "
-        f"(chalicelib/aws.py makes them on first use) and {'imports' if probe['flask'] else 'does not import'} "
+        f"(chalicelib/runtime.py makes them on first use) and {'imports' if probe['flask'] else 'does not import'} "
         "Flask. So like for like is `import app` plus its DynamoDB client against the baseline: "
         f"**{app_client / baseline:.2f}x**, {verdict} the {BUDGET}x budget "
         f"(`import app` alone: {bare_app / baseline:.2f}x; the first request pays for the client).",

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import auth, aws, keys, table
+from chalicelib import auth, dynamo, keys, runtime, table
 from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceError, error_response
 from chalicelib.observability import count, logger
 
@@ -42,7 +42,7 @@ def error_shape(event: Request, get_response: GetResponse) -> Response:
     except ServiceError as exc:
         return _service_error_response(exc)
     except Exception as exc:
-        unavailable = aws.unavailable(exc)  # e.g. idempotency records meeting a stalled database
+        unavailable = dynamo.unavailable(exc)  # e.g. idempotency records meeting a stalled database
         if unavailable is not None:
             return _service_error_response(unavailable)
         # Chalice logs view errors itself; this catches failures in middleware.
@@ -91,7 +91,7 @@ class _IdempotentRunner:
             raise_on_no_idempotency_key=True,
         )
         persistence = DynamoDBPersistenceLayer(
-            table_name=aws.table_name(),
+            table_name=runtime.table_name(),
             key_attr=table.PARTITION_KEY,
             sort_key_attr=table.SORT_KEY,
             static_pk_value=keys.IDEMPOTENCY_PARTITION,
@@ -110,21 +110,8 @@ class _IdempotentRunner:
         self.apply = apply
 
 
-_runner: _IdempotentRunner | None = None
-
-
 def _idempotent_runner() -> _IdempotentRunner:
-    global _runner
-    client = aws.dynamodb()
-    if _runner is None or _runner.client is not client:
-        _runner = _IdempotentRunner(client)
-    return _runner
-
-
-def reset() -> None:
-    """Forget the idempotency runner (tests switch databases between cases)."""
-    global _runner
-    _runner = None
+    return runtime.cached("idempotency_runner", lambda: _IdempotentRunner(runtime.dynamodb()))
 
 
 def idempotency(event: Request, get_response: GetResponse) -> Response:

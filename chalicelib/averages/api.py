@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import aws, contract, web
+from chalicelib import contract, runtime, web
 from chalicelib.averages.models import Appended, SizeBody, ValueBody, WindowState
 from chalicelib.averages.moving_average import MovingAverageInterface
 from chalicelib.averages.store import AverageStore
@@ -17,7 +17,7 @@ bp: Blueprint = Blueprint(__name__)
 
 
 def _store() -> AverageStore:
-    return AverageStore(aws.dynamodb(), aws.table_name())
+    return AverageStore(runtime.dynamodb(), runtime.table_name())
 
 
 def state_body(window: MovingAverageInterface) -> dict[str, Any]:

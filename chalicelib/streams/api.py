@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import aws, clock, contract, web
+from chalicelib import clock, contract, runtime, web
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
 from chalicelib.streams.models import AuditPage, PageQuery, ResetBody, Sessions, Snapshot, StreamPath, ValuesBody
@@ -17,7 +17,7 @@ bp: Blueprint = Blueprint(__name__)
 
 
 def _store() -> StreamStore:
-    return StreamStore(aws.dynamodb(), aws.table_name())
+    return StreamStore(runtime.dynamodb(), runtime.table_name())
 
 
 def parse_values(body: ValuesBody) -> list[float]:

@@ -24,7 +24,7 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, aws, clock, contract, pages, web
+from chalicelib import auth, clock, contract, pages, runtime, web
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
@@ -50,7 +50,7 @@ CLIENT_TOKEN_DESCRIPTION = "32 to 128 characters of A-Z a-z 0-9 _ - (e.g. 32 ran
 
 
 def _store() -> SurveyStore:
-    return SurveyStore(aws.dynamodb(), aws.table_name())
+    return SurveyStore(runtime.dynamodb(), runtime.table_name())
 
 
 def _iso(epoch_ms: int | None) -> str | None:
