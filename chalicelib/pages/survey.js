@@ -132,7 +132,7 @@
       let response;
       try {
         if (!saved) {
-          if (!fields.length && step === 1 && !extra.complete) return { ok: true }; // nothing to keep yet
+          if (!fields.length && step === 1 && !extra.complete) { status(""); return { ok: true }; } // nothing to keep yet
           status("Saving…");
           response = await call("POST", "/survey/responses", body);
           if (response.status === 201) {
