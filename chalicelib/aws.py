@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
@@ -28,6 +28,12 @@ _lock = threading.Lock()
 _client: Any = None
 
 
+def _session() -> Any:
+    # botocore's own session, not boto3's: the app needs only low-level clients, and importing boto3 (with
+    # s3transfer) would add ~50 ms to every cold start. Credentials and region come from the same environment.
+    return botocore.session.get_session()
+
+
 def table_name() -> str:
     return settings.get().table_name
 
@@ -39,7 +45,7 @@ def dynamodb() -> Any:
         with _lock:
             if _client is None:
                 config = settings.get()
-                client = boto3.client(
+                client = _session().create_client(
                     "dynamodb",
                     endpoint_url=config.ddb_endpoint_url,
                     config=Config(
@@ -112,7 +118,7 @@ def ssm() -> Any:
     if _ssm is None:
         with _lock:
             if _ssm is None:
-                _ssm = boto3.client("ssm", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+                _ssm = _session().create_client("ssm", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
     return _ssm
 
 

@@ -40,13 +40,13 @@ M = TypeVar("M", bound=BaseModel)
 class Strict(BaseModel):
     """What a client sends: exact JSON types, no NaN or Infinity, no unknown keys."""
 
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid", defer_build=True)
 
 
 class Reply(BaseModel):
     """What the service answers (checked against real answers in tests/test_contract.py)."""
 
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid", defer_build=True)
 
 
 class ErrorDetail(Reply):
