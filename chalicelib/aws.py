@@ -28,10 +28,17 @@ _lock = threading.Lock()
 _client: Any = None
 
 
-def _session() -> Any:
-    # botocore's own session, not boto3's: the app needs only low-level clients, and importing boto3 (with
-    # s3transfer) would add ~50 ms to every cold start. Credentials and region come from the same environment.
-    return botocore.session.get_session()
+_session: Any = None
+
+
+def _botocore_session() -> Any:
+    """One botocore session for the clients (called under _lock). botocore's, not boto3's: the app needs only
+    low-level clients, and importing boto3 (with s3transfer) would add ~50 ms to every cold start. Credentials
+    and region come from the same environment."""
+    global _session
+    if _session is None:
+        _session = botocore.session.get_session()
+    return _session
 
 
 def table_name() -> str:
@@ -45,7 +52,7 @@ def dynamodb() -> Any:
         with _lock:
             if _client is None:
                 config = settings.get()
-                client = _session().create_client(
+                client = _botocore_session().create_client(
                     "dynamodb",
                     endpoint_url=config.ddb_endpoint_url,
                     config=Config(
@@ -118,14 +125,17 @@ def ssm() -> Any:
     if _ssm is None:
         with _lock:
             if _ssm is None:
-                _ssm = _session().create_client("ssm", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+                _ssm = _botocore_session().create_client(
+                    "ssm", config=Config(retries={"max_attempts": 3, "mode": "standard"})
+                )
     return _ssm
 
 
 def reset() -> None:
     """Forget the clients and the settings they were made with (tests change the environment)."""
-    global _client, _ssm
+    global _client, _ssm, _session
     settings.reset()
     with _lock:
         _client = None
         _ssm = None
+        _session = None
