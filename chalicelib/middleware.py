@@ -7,15 +7,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from chalice import Response
 from chalice.app import Request
 
@@ -83,6 +74,13 @@ class _IdempotentRunner:
     """Powertools Idempotency, built on first use (after moto or the endpoint is set)."""
 
     def __init__(self, client: Any) -> None:
+        # Imported on the first keyed request, not at start: Powertools Idempotency imports boto3 (~50 ms).
+        from aws_lambda_powertools.utilities.idempotency import (
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
         self.client = client
         self.config = IdempotencyConfig(
             event_key_jmespath="key",
@@ -121,6 +119,11 @@ def idempotency(event: Request, get_response: GetResponse) -> Response:
         return get_response(event)
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidInput("Idempotency-Key must be 1 to 255 visible ASCII characters", field=IDEMPOTENCY_HEADER)
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
     runner = _idempotent_runner()
     if event.lambda_context is not None:
         runner.config.register_lambda_context(event.lambda_context)

@@ -37,6 +37,10 @@ def state_body(window: MovingAverageInterface) -> dict[str, Any]:
     path=contract.KeyPath,
     body=SizeBody,
     responses={200: WindowState},
+    links={
+        "append": contract.Link("append", {"key": "$request.path.key"}, "Add a value to this window"),
+        "state": contract.Link("state", {"key": "$request.path.key"}, "This window's values and average"),
+    },
 )
 def set_size(key: str, body: SizeBody) -> Response:
     window, created = _store().set_size(key, body.size)

@@ -27,6 +27,10 @@ def _store() -> SumStore:
     path=contract.KeyPath,
     body=ValueBody,
     responses={200: contract.Empty},
+    links={
+        "sum": contract.Link("get_sum", {"key": "$request.path.key"}, "The key's sum over the last hour"),
+        "minutes": contract.Link("get_minutes", {"key": "$request.path.key"}, "The key's sums per minute"),
+    },
 )
 def post_value(key: str, body: ValueBody) -> Response:
     # Integers are taken exactly (no float detour).

@@ -65,6 +65,11 @@ def audit_body(entry: AuditEntry) -> dict[str, Any]:
     path=StreamPath,
     body=ValuesBody,
     responses={200: Snapshot},
+    links={
+        "snapshot": contract.Link("snapshot", {"stream": "$request.path.stream"}, "The stream's figures"),
+        "sessions": contract.Link("sessions", {"stream": "$request.path.stream"}, "The stream's closed sessions"),
+        "values": contract.Link("audit", {"stream": "$request.path.stream"}, "The stream's values, newest first"),
+    },
 )
 def add_values(stream: str, body: ValuesBody) -> Response:
     values = parse_values(body)

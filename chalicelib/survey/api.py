@@ -153,6 +153,10 @@ def response_body(response: StoredResponse) -> dict[str, Any]:
     }
 
 
+# The new response's id, and the token that answers for it (the answer has one unless the client sent its own).
+_RESPONDENT_LINK = {"response_id": "$response.body#/id", "header.X-Response-Token": "$response.body#/token"}
+
+
 @bp.route("/survey/responses", methods=["POST"])
 @auth.requires(creator)
 @contract.operation(
@@ -162,6 +166,11 @@ def response_body(response: StoredResponse) -> dict[str, Any]:
     body_required=False,
     responses={201: Started},
     headers={"X-Response-Token": f"the client's own token for this response ({CLIENT_TOKEN_DESCRIPTION})"},
+    links={
+        "read": contract.Link("read", _RESPONDENT_LINK, "Read the new response"),
+        "answer": contract.Link("answer", _RESPONDENT_LINK, "Save answers to the new response"),
+        "delete": contract.Link("delete_response", {"response_id": "$response.body#/id"}, "Delete it (admin)"),
+    },
 )
 def start(body: StartBody) -> Response:
     request = bp.current_request
