@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from chalicelib import aws, settings
+from chalicelib import runtime, settings
 from chalicelib.dynamo import LostRace, retry
 from chalicelib.table import ensure_table
 from devtools.ddblocal import local_aws_env
@@ -26,8 +26,8 @@ def use_endpoint(endpoint_url: str) -> Any:
     for name, value in local_aws_env().items():
         os.environ.setdefault(name, value)
     os.environ["DDB_ENDPOINT_URL"] = endpoint_url
-    aws.reset()
-    return aws.dynamodb()
+    runtime.reset()
+    return runtime.dynamodb()
 
 
 def set_env(name: str, value: str | None) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
 from chalicelib import clock, keys
 from chalicelib.dynamo import query_items
-from chalicelib.metrics import window
+from chalicelib.metrics import compaction, window
 from chalicelib.metrics.store import SumStore
 
 SIZES = {"small": 100, "large": 100_000}
@@ -90,7 +90,7 @@ def run(endpoint_url: str) -> str:
     for name, count in SIZES.items():
         _load(store, name, count, now_ms, rng)
     load_s = time.perf_counter() - started
-    report = store.compact(now_ms, lookback=70)
+    report = compaction.compact(store, now_ms, lookback=70)
     truth = {name: _expected(store, name, now_ms) for name in SIZES}
     clock.set_source(lambda: now_ms / 1000)
     gateway = local_gateway()

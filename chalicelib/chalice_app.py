@@ -7,7 +7,7 @@ another's body. Keeping both per thread costs nothing in Lambda.
 
 Chalice turns any exception a view raises (other than a ChaliceUnhandledError) into a 500 with a
 traceback before middleware sees it. A database that is unreachable or stalled is not a bug: each view
-is wrapped so that such a failure leaves as the 503 aws.unavailable makes of it.
+is wrapped so that such a failure leaves as the 503 dynamo.unavailable makes of it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from chalice import Chalice
 
-from chalicelib import aws
+from chalicelib import dynamo
 from chalicelib.errors import ServiceError
 
 
@@ -54,7 +54,7 @@ def _database_failures_as_503(view: Callable[..., Any]) -> Callable[..., Any]:
         except ServiceError:
             raise  # already the client's answer
         except Exception as exc:
-            error = aws.unavailable(exc)
+            error = dynamo.unavailable(exc)
             if error is None:
                 raise
             raise error from exc

@@ -43,13 +43,13 @@ M = TypeVar("M", bound=BaseModel)
 class Strict(BaseModel):
     """What a client sends: exact JSON types, no NaN or Infinity, no unknown keys."""
 
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid", defer_build=True)
 
 
 class Reply(BaseModel):
     """What the service answers (checked against real answers in tests/test_contract.py)."""
 
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid", defer_build=True)
 
 
 class ErrorDetail(Reply):
@@ -115,6 +115,17 @@ class KeyPath(Strict):
 
 
 @dataclass(frozen=True)
+class Link:
+    """An operation a client can go on to with what this one's request or answer supplies (an OpenAPI link on the
+    success answer): `parameters` maps the target's parameter (`name`, or `header.Name`) to a runtime expression
+    such as `$request.path.stream` or `$response.body#/id`."""
+
+    operation_id: str
+    parameters: Mapping[str, str]
+    description: str
+
+
+@dataclass(frozen=True)
 class Operation:
     summary: str
     responses: Mapping[int, type[BaseModel] | str | tuple[str, ...] | None]
@@ -126,6 +137,7 @@ class Operation:
     description: str | None = None
     tags: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)  # request headers it reads: name -> description
+    links: Mapping[str, Link] = field(default_factory=dict)
 
 
 _OPERATION = "contract_operation"
@@ -143,10 +155,21 @@ def operation(
     description: str | None = None,
     tags: tuple[str, ...] = (),
     headers: Mapping[str, str] | None = None,
+    links: Mapping[str, Link] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare the view's operation (under @bp.route, so the route registers the marked function)."""
     declared = Operation(
-        summary, responses, errors, path, query, body, body_required, description, tags, dict(headers or {})
+        summary,
+        responses,
+        errors,
+        path,
+        query,
+        body,
+        body_required,
+        description,
+        tags,
+        dict(headers or {}),
+        dict(links or {}),
     )
 
     def mark(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -483,10 +506,31 @@ def _operation(path: str, method: str, view: Callable[..., Any], schemas: dict[s
     responses = {
         str(status): _success_response(status, model, schemas) for status, model in sorted(declared.responses.items())
     }
+    if declared.links:
+        success = min(status for status in declared.responses if 200 <= status < 300)
+        responses[str(success)]["links"] = {
+            name: {
+                "operationId": link.operation_id,
+                "parameters": dict(link.parameters),
+                "description": link.description,
+            }
+            for name, link in declared.links.items()
+        }
     for status in _error_statuses(method, declared, bool(requirements)):
         responses[str(status)] = {"$ref": ERROR_RESPONSE.format(status=status)}
     result["responses"] = responses
     return result
+
+
+def _check_links(paths: dict[str, dict[str, Any]]) -> None:
+    """Every link names an operation of the document."""
+    operation_ids = {operation["operationId"] for item in paths.values() for operation in item.values()}
+    for item in paths.values():
+        for operation in item.values():
+            for response in operation["responses"].values():
+                for name, link in response.get("links", {}).items():
+                    if link["operationId"] not in operation_ids:
+                        raise TypeError(f"{operation['operationId']}: link {name} names no operation")
 
 
 def document(app: Chalice) -> dict[str, Any]:
@@ -496,6 +540,7 @@ def document(app: Chalice) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for (path, method), view in sorted(documented_routes(app).items()):
         paths.setdefault(openapi_path(path), {})[method.lower()] = _operation(path, method, view, schemas)
+    _check_links(paths)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": TITLE, "version": VERSION, "description": SERVICE_WIDE},

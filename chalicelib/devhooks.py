@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 
-from chalicelib import settings
+from chalicelib import runtime
 
 
 def on_devserver_start() -> list[str]:
@@ -24,7 +24,7 @@ def on_devserver_start() -> list[str]:
     # Locally the load generator stays open to anyone, as the hit counter's brief asks; a deployed stage
     # needs the admin token for it, or switches it off.
     os.environ.setdefault("LOAD_TEST_ACCESS", "open")
-    settings.reset()
+    runtime.reset()
     port = os.environ.get("PORT", "8000")
     return [
         f"Admin token: {token}",

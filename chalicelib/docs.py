@@ -1,14 +1,14 @@
 """The contract, served: GET /openapi.json (built from the app's routes, chalicelib/contract.py) and GET /docs,
-an interactive reference (Swagger UI, shipped with the function by the flask-swagger-ui package: no CDN)."""
+an interactive reference (Swagger UI, shipped with the function: no CDN)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import aws_lambda_powertools
 from chalice import Blueprint, Chalice, Response
 from pydantic import ConfigDict, Field
 
@@ -17,12 +17,15 @@ from chalicelib.errors import NotFound
 
 bp: Blueprint = Blueprint(__name__)
 
-# Swagger UI 5 (OpenAPI 3.1), as the flask-swagger-ui package ships it; only its files are used, not Flask.
-# Found without importing the package (that would import Flask).
-_SPEC = importlib.util.find_spec("flask_swagger_ui")
-assert _SPEC is not None and _SPEC.submodule_search_locations, "flask-swagger-ui is in requirements.txt"
-SWAGGER_UI_DIR = Path(next(iter(_SPEC.submodule_search_locations))) / "dist"
-SWAGGER_UI_ASSETS = {"swagger-ui-bundle.js": "application/javascript", "swagger-ui.css": "text/css"}
+# Swagger UI 5 (it reads OpenAPI 3.1), as Powertools ships it for its own event handler's docs: the files are in
+# the function's package already (Powertools is a dependency), so /docs adds nothing to it. Found without
+# importing the event handler.
+SWAGGER_UI_DIR = Path(aws_lambda_powertools.__file__).parent / "event_handler" / "openapi" / "swagger_ui"
+# The names /docs/assets/{name} serves: their media type and the file.
+SWAGGER_UI_ASSETS = {
+    "swagger-ui-bundle.js": ("application/javascript", "swagger-ui-bundle.min.js"),
+    "swagger-ui.css": ("text/css", "swagger-ui.min.css"),
+}
 
 
 @cache
@@ -31,8 +34,8 @@ def _document(app: Chalice) -> str:
 
 
 @cache
-def _swagger_ui_asset(name: str) -> str:
-    return (SWAGGER_UI_DIR / name).read_text(encoding="utf-8")
+def _swagger_ui_asset(file: str) -> str:
+    return (SWAGGER_UI_DIR / file).read_text(encoding="utf-8")
 
 
 class SwaggerAssetPath(contract.Strict):
@@ -73,11 +76,11 @@ def docs_page() -> Response:
     errors=(404,),
 )
 def swagger_ui_asset(name: str) -> Response:
-    media_type = SWAGGER_UI_ASSETS.get(name)
-    if media_type is None:
+    if name not in SWAGGER_UI_ASSETS:
         raise NotFound("no such asset")
+    media_type, file = SWAGGER_UI_ASSETS[name]
     return Response(
-        body=_swagger_ui_asset(name),
+        body=_swagger_ui_asset(file),
         status_code=200,
         headers={"Content-Type": media_type, "Cache-Control": "public, max-age=86400", **pages.SECURITY_HEADERS},
     )

@@ -1,5 +1,6 @@
 """The DynamoDB toolkit every data-access module shares: attribute values, keys and key conditions, one
-paginator, one classifier of errors, and one retry loop for lost races."""
+paginator, one classifier of errors (lost races, and a database that is not answering), and one retry loop for
+lost races."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from chalicelib.errors import Busy
+from chalicelib import runtime
+from chalicelib.errors import Busy, DatabaseUnavailable
+from chalicelib.observability import logger
+from chalicelib.request_context import BudgetSpent
 from chalicelib.table import PARTITION_KEY, SORT_KEY
 
 T = TypeVar("T")
@@ -165,6 +170,51 @@ def conflicted(exc: Exception) -> bool:
     """A transaction cancelled only by a concurrent transaction: none of its conditions failed."""
     codes = cancellation_codes(exc)
     return "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
+
+
+# Seconds a client should wait before retrying after a 503 database_unavailable.
+RETRY_AFTER_S = 5
+# Throttling that outlasted botocore's retries, and DynamoDB's own transient failures.
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def unavailable_cause(exc: BaseException) -> BaseException | None:
+    """The failure in exc's chain that says the database is unreachable, stalled or overloaded, if any.
+
+    Connection errors, timeouts, the spent request budget and throttling after retries, also when wrapped
+    (e.g. by Powertools Idempotency).
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, (BotocoreConnectionError, HTTPClientError, BudgetSpent)) or (
+            isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in _UNAVAILABLE_CODES
+        ):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The client's 503 (with Retry-After) for such a failure, its cause logged at warning; None otherwise."""
+    cause = unavailable_cause(exc)
+    if cause is None:
+        return None
+    endpoint = getattr(cause, "kwargs", {}).get("endpoint_url") or runtime.dynamodb_endpoint()
+    logger.warning(
+        "database unavailable",
+        extra={"cause": type(cause).__name__, "detail": str(cause), "endpoint": endpoint},
+    )
+    return DatabaseUnavailable(
+        "The database is not answering; retry later.", headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 # --- retrying lost races -------------------------------------------------------------

@@ -85,7 +85,7 @@ class Busy(ServiceError):
 
 
 class DatabaseUnavailable(ServiceError):
-    """The database did not answer in time, or at all (aws.unavailable says when); the client may retry later."""
+    """The database did not answer in time, or at all (dynamo.unavailable says when); the client may retry later."""
 
     status = 503
     code = "database_unavailable"

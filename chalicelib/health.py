@@ -9,7 +9,7 @@ from typing import Literal
 
 from chalice import Blueprint, Response
 
-from chalicelib import aws, contract, web
+from chalicelib import contract, dynamo, runtime, web
 from chalicelib.errors import DatabaseUnavailable
 
 bp: Blueprint = Blueprint(__name__)
@@ -29,14 +29,14 @@ class Health(contract.Reply):
     responses={200: Health},
 )
 def health() -> Response:
-    client = aws.dynamodb()
-    name = aws.table_name()
+    client = runtime.dynamodb()
+    name = runtime.table_name()
     try:
         status = client.describe_table(TableName=name)["Table"]["TableStatus"]
     except client.exceptions.ResourceNotFoundException:
         raise DatabaseUnavailable(f"table {name} does not exist", headers=NO_STORE) from None
     except Exception as exc:
-        error = aws.unavailable(exc)
+        error = dynamo.unavailable(exc)
         if error is None:
             raise
         error.headers.update(NO_STORE)

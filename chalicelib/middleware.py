@@ -7,19 +7,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import auth, aws, keys, table
+from chalicelib import auth, dynamo, keys, runtime, table
 from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceError, error_response
 from chalicelib.observability import count, logger
 
@@ -42,7 +33,7 @@ def error_shape(event: Request, get_response: GetResponse) -> Response:
     except ServiceError as exc:
         return _service_error_response(exc)
     except Exception as exc:
-        unavailable = aws.unavailable(exc)  # e.g. idempotency records meeting a stalled database
+        unavailable = dynamo.unavailable(exc)  # e.g. idempotency records meeting a stalled database
         if unavailable is not None:
             return _service_error_response(unavailable)
         # Chalice logs view errors itself; this catches failures in middleware.
@@ -83,6 +74,13 @@ class _IdempotentRunner:
     """Powertools Idempotency, built on first use (after moto or the endpoint is set)."""
 
     def __init__(self, client: Any) -> None:
+        # Imported on the first keyed request, not at start: Powertools Idempotency imports boto3 (~50 ms).
+        from aws_lambda_powertools.utilities.idempotency import (
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
         self.client = client
         self.config = IdempotencyConfig(
             event_key_jmespath="key",
@@ -91,7 +89,7 @@ class _IdempotentRunner:
             raise_on_no_idempotency_key=True,
         )
         persistence = DynamoDBPersistenceLayer(
-            table_name=aws.table_name(),
+            table_name=runtime.table_name(),
             key_attr=table.PARTITION_KEY,
             sort_key_attr=table.SORT_KEY,
             static_pk_value=keys.IDEMPOTENCY_PARTITION,
@@ -110,21 +108,8 @@ class _IdempotentRunner:
         self.apply = apply
 
 
-_runner: _IdempotentRunner | None = None
-
-
 def _idempotent_runner() -> _IdempotentRunner:
-    global _runner
-    client = aws.dynamodb()
-    if _runner is None or _runner.client is not client:
-        _runner = _IdempotentRunner(client)
-    return _runner
-
-
-def reset() -> None:
-    """Forget the idempotency runner (tests switch databases between cases)."""
-    global _runner
-    _runner = None
+    return runtime.cached("idempotency_runner", lambda: _IdempotentRunner(runtime.dynamodb()))
 
 
 def idempotency(event: Request, get_response: GetResponse) -> Response:
@@ -134,6 +119,11 @@ def idempotency(event: Request, get_response: GetResponse) -> Response:
         return get_response(event)
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidInput("Idempotency-Key must be 1 to 255 visible ASCII characters", field=IDEMPOTENCY_HEADER)
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
     runner = _idempotent_runner()
     if event.lambda_context is not None:
         runner.config.register_lambda_context(event.lambda_context)

@@ -8,21 +8,17 @@ that time without a redeploy.
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from chalicelib import aws
+from chalicelib import runtime
 from chalicelib.observability import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 CACHE_SECONDS = 300
-
-_lock = threading.Lock()
-_provider: SSMProvider | None = None
 
 
 class SecretUnavailable(Exception):
@@ -33,12 +29,8 @@ def _ssm_provider() -> SSMProvider:
     # Imported on the first secret read, not at start: the parameters utility costs a cold start ~25 ms.
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
-    global _provider
-    client: Any = aws.ssm()
-    with _lock:
-        if _provider is None or _provider.client is not client:
-            _provider = SSMProvider(boto3_client=client)
-        return _provider
+    # The provider caches the values it read; runtime.reset() forgets it with the client.
+    return runtime.cached("ssm_provider", lambda: SSMProvider(boto3_client=runtime.ssm()))
 
 
 def value(direct: SecretStr | None, parameter: str | None) -> str | None:
@@ -52,10 +44,3 @@ def value(direct: SecretStr | None, parameter: str | None) -> str | None:
     except Exception as exc:
         logger.exception("cannot read a secret parameter", extra={"parameter": parameter})
         raise SecretUnavailable(parameter) from exc
-
-
-def reset() -> None:
-    """Forget cached values (tests change parameters and clients between cases)."""
-    global _provider
-    with _lock:
-        _provider = None

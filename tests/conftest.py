@@ -129,7 +129,7 @@ def secrets_env(env: Environment) -> Iterator[Environment]:
     Each secret variable is set, then unset, through `env`, so whatever a test writes to it (e.g. `make run`'s
     hook) is undone afterwards.
     """
-    from chalicelib import aws, stage_secrets
+    from chalicelib import runtime
 
     for name in ("ADMIN_TOKEN", "ADMIN_TOKEN_PARAMETER", "CURSOR_SECRET", "CURSOR_SECRET_PARAMETER"):
         env.set(name, "placeholder")
@@ -137,24 +137,22 @@ def secrets_env(env: Environment) -> Iterator[Environment]:
     env.set("AWS_ACCESS_KEY_ID", "local")
     env.set("AWS_SECRET_ACCESS_KEY", "local")
     env.set("AWS_DEFAULT_REGION", "us-east-1")
-    stage_secrets.reset()
-    aws.reset()
+    runtime.reset()
     yield env
-    stage_secrets.reset()
-    aws.reset()
+    runtime.reset()
 
 
 @pytest.fixture
 def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A DynamoDB client on an empty table named TABLE, with the app's clients pointed at it."""
-    from chalicelib import aws, clock, middleware
+    from chalicelib import clock, runtime
     from chalicelib.table import ensure_table
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("TABLE_NAME", TABLE)
-    aws.reset()
+    runtime.reset()
     clock.set_source(None)
     try:
         if backend == "moto":
@@ -163,22 +161,21 @@ def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.Mo
             monkeypatch.delenv("DDB_ENDPOINT_URL", raising=False)
             _serialize_moto(monkeypatch)
             with mock_aws():
-                client = aws.dynamodb()
+                client = runtime.dynamodb()
                 ensure_table(client, TABLE)
                 yield client
         else:
             monkeypatch.setenv("DDB_ENDPOINT_URL", str(ddblocal_endpoint))
             # Any other AWS client (e.g. SSM) fails fast on a closed loopback port instead of reaching AWS.
             monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-            client = aws.dynamodb()
+            client = runtime.dynamodb()
             with contextlib.suppress(client.exceptions.ResourceNotFoundException):
                 client.delete_table(TableName=TABLE)
             ensure_table(client, TABLE)
             yield client
     finally:
-        aws.reset()
+        runtime.reset()
         clock.set_source(None)
-        middleware.reset()
 
 
 @pytest.fixture(scope="session")

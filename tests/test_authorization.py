@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app import app
-from chalicelib import auth, aws, keys
+from chalicelib import auth, keys, runtime
 from chalicelib.hits import api as hits_api
 from chalicelib.survey import api as survey_api
 from tests.conftest import Api, Environment, assert_error
@@ -177,7 +177,7 @@ def test_an_admin_replay_needs_the_current_admin_token(service: Api, env: Enviro
 
 def idempotency_records(dynamodb: Any) -> str:
     items = dynamodb.query(
-        TableName=aws.table_name(),
+        TableName=runtime.table_name(),
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": keys.IDEMPOTENCY_PARTITION}},
     )["Items"]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bench.common import Meter
-from chalicelib import aws, keys
+from chalicelib import keys, runtime
 from chalicelib.averages.moving_average import MAX_SIZE
 from chalicelib.averages.store import AverageStore, capacity
 from tests.conftest import TABLE, Api
@@ -121,7 +121,7 @@ def test_full_window_of_worst_case_numbers_fits_and_slides(api: Api, dynamodb: A
 
     # At the cap, the next append rewrites the list as exactly the window.
     extra = worst_case_numbers(3, rng)
-    store = AverageStore(aws.dynamodb(), aws.table_name())
+    store = AverageStore(runtime.dynamodb(), runtime.table_name())
     window = store.append(key, extra[0])
     assert window.get_elements() == [*values, extra[0]][-MAX_SIZE:]
     assert len(window_item(dynamodb, key)["elements"]["L"]) == MAX_SIZE

@@ -94,6 +94,34 @@ def test_path_parameters_match_the_templates(document: dict[str, Any]) -> None:
         assert declared == re.findall(r"\{([^}]+)\}", path), path
 
 
+def test_links_name_real_operations_parameters_and_answer_fields(document: dict[str, Any]) -> None:
+    """Each link (for clients and the stateful schemathesis test) reaches its target's parameters from a field the
+    source's answer has, or from the source's own path parameter."""
+    by_id = {operation["operationId"]: operation for _, _, operation in operations(document)}
+    links = 0
+    for path, _, operation in operations(document):
+        for response in operation["responses"].values():
+            properties = resolve(document, response.get("content", {}).get("application/json", {}).get("schema", {}))
+            for link in response.get("links", {}).values():
+                links += 1
+                target = by_id[link["operationId"]]
+                target_path = {p["name"] for p in target.get("parameters", ()) if p["in"] == "path"}
+                assert {name for name in link["parameters"] if not name.startswith("header.")} == target_path, link
+                for expression in link["parameters"].values():
+                    if expression.startswith("$response.body#/"):
+                        assert expression.removeprefix("$response.body#/") in properties["properties"], expression
+                    else:
+                        assert expression.removeprefix("$request.path.") in re.findall(r"\{(\w+)\}", path), expression
+    assert links == 10
+
+
+def test_a_link_to_no_operation_is_refused() -> None:
+    with pytest.raises(TypeError, match="names no operation"):
+        contract._check_links(
+            {"/a": {"post": {"operationId": "a", "responses": {"200": {"links": {"b": {"operationId": "b"}}}}}}}
+        )
+
+
 def test_every_error_answer_is_the_error_shape(document: dict[str, Any]) -> None:
     error_ref = {"$ref": "#/components/schemas/Error"}
     for path, method, operation in operations(document):

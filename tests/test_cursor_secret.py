@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import aws, devhooks, observability, stage_secrets, web
+from chalicelib import devhooks, observability, runtime, web
 from chalicelib.errors import InvalidInput
 from tests.conftest import Environment
 
@@ -45,7 +45,7 @@ def test_the_secret_from_an_ssm_secure_string_is_read_and_cached(secrets_env: En
     from moto import mock_aws
 
     with mock_aws():
-        ssm = aws.ssm()
+        ssm = runtime.ssm()
         ssm.put_parameter(Name=PARAMETER, Value="from-ssm", Type="SecureString")
         secrets_env.set("CURSOR_SECRET_PARAMETER", PARAMETER)
         cursor = web.encode_cursor(listing(), POSITION)
@@ -57,12 +57,12 @@ def test_the_secret_from_an_ssm_secure_string_is_read_and_cached(secrets_env: En
         # Cached: a rotated parameter is read again only when the cache expires (or in a new container).
         ssm.put_parameter(Name=PARAMETER, Value="rotated", Type="SecureString", Overwrite=True)
         assert round_trip(cursor) == POSITION
-        stage_secrets.reset()
+        runtime.reset()
         with pytest.raises(InvalidInput):
             round_trip(cursor)
         # An unreadable parameter: a 503 the client may retry, never an unsigned cursor.
         ssm.delete_parameter(Name=PARAMETER)
-        stage_secrets.reset()
+        runtime.reset()
         with pytest.raises(web.CursorKeyUnavailable):
             web.encode_cursor(listing(), POSITION)
 

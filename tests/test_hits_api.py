@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock, keys
+from chalicelib import clock, keys, runtime
 from chalicelib.hits import paths
 from chalicelib.hits.store import HitStore
 from tests.conftest import Api, Environment, assert_error
@@ -267,14 +267,14 @@ def test_a_throttled_path_overflows_and_is_folded_exactly(api: Api, client: Any)
     clock.set_source(lambda: DAY1)
     hit(api, "/api/cold")
     hit(api, "/api/hot")  # counted normally first
-    hot = HitStore(ThrottledCounter(aws.dynamodb(), "/api/hot/"), aws.table_name(), random.Random(1))
+    hot = HitStore(ThrottledCounter(runtime.dynamodb(), "/api/hot/"), runtime.table_name(), random.Random(1))
     counts = [hot.record("/api/hot/", "2026-11-18", 0) for _ in range(40)]
     assert counts == list(range(2, 42))  # exact while overflowing: counter + deltas
     before = body(api.get("/stats/?day=2026-11-18"))
     assert before["total_hits"] == 42
     assert before["paths"][0] == {"path": "/api/cold/", "count": 1}  # the ranking lags until the fold
     # A path seen only through overflow becomes distinct when folded.
-    fresh = HitStore(ThrottledCounter(aws.dynamodb(), "/api/new/"), aws.table_name(), random.Random(2))
+    fresh = HitStore(ThrottledCounter(runtime.dynamodb(), "/api/new/"), runtime.table_name(), random.Random(2))
     for _ in range(3):
         fresh.record("/api/new/", "2026-11-18", 0)
     assert body(api.get("/stats/"))["distinct_paths"] == 2

@@ -68,11 +68,11 @@ def test_bad_idempotency_key_is_400(api: Api) -> None:
 
 
 def test_idempotency_records_expire_through_the_table_ttl(api: Api, dynamodb: Any) -> None:
-    from chalicelib import aws, clock, keys, table
+    from chalicelib import clock, keys, runtime, table
 
     api.post("/streams/t/values", {"value": 1}, headers={"Idempotency-Key": "ttl"})
     items = dynamodb.query(
-        TableName=aws.table_name(),
+        TableName=runtime.table_name(),
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": keys.IDEMPOTENCY_PARTITION}},
     )["Items"]

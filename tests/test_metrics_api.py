@@ -12,8 +12,9 @@ import pytest
 
 from chalicelib import clock, keys
 from chalicelib.errors import Busy
+from chalicelib.metrics import compaction
 from chalicelib.metrics import window as w
-from chalicelib.metrics.store import POST_ATTEMPTS, SumStore, runs
+from chalicelib.metrics.store import POST_ATTEMPTS, SumStore
 from tests.conftest import TABLE, Api, assert_error
 
 T0_MS = 1_700_000_000_000 + 12_345  # mid-minute, mid-second
@@ -206,14 +207,14 @@ def test_sum_is_the_same_before_and_after_compaction_run_once_or_twice(
     events = scenario(store)
     truth = [expected(events, now, window) for now, window in QUERIES]
     assert all_sums(api) == truth  # compaction never ran: sub-totals and raw edge seconds only
-    first = store.compact(NOW, lookback=LOOKBACK)
+    first = compaction.compact(store, NOW, lookback=LOOKBACK)
     assert first.written > 40 and first.existing == 0  # it did compact (so the next line can fail)
     assert all_sums(api) == truth
-    second = store.compact(NOW, lookback=LOOKBACK)
+    second = compaction.compact(store, NOW, lookback=LOOKBACK)
     assert (second.written, second.existing, second.minutes) == (0, 0, [])  # every minute is done
     assert all_sums(api) == truth
     # A later run seals the minutes that finished meanwhile; sums at the earlier instants do not move.
-    later = store.compact(NOW + 10 * w.MINUTE_MS, lookback=LOOKBACK)
+    later = compaction.compact(store, NOW + 10 * w.MINUTE_MS, lookback=LOOKBACK)
     assert later.minutes and all_sums(api) == truth
 
 
@@ -241,10 +242,10 @@ def test_sum_is_the_same_after_a_compaction_that_crashed_halfway(api: Api, store
     truth = [expected(events, now, window) for now, window in QUERIES]
     crashing = SumStore(CrashingClient(dynamodb, limit=23), TABLE)
     with pytest.raises(ConnectionError):
-        crashing.compact(NOW, lookback=LOOKBACK)
+        compaction.compact(crashing, NOW, lookback=LOOKBACK)
     assert len(buckets(dynamodb)) == 23
     assert all_sums(api) == truth
-    resumed = store.compact(NOW, lookback=LOOKBACK)
+    resumed = compaction.compact(store, NOW, lookback=LOOKBACK)
     assert resumed.written > 0 and resumed.existing == 0  # the crashed minute was redone; its bucket kept
     assert all_sums(api) == truth
 
@@ -269,7 +270,7 @@ def test_two_overlapping_compactions(api: Api, store: SumStore, dynamodb: Any) -
     reports: list[Any] = []
 
     def run() -> None:
-        reports.append(SumStore(RendezvousClient(dynamodb, barrier), TABLE).compact(NOW, lookback=LOOKBACK))
+        reports.append(compaction.compact(SumStore(RendezvousClient(dynamodb, barrier), TABLE), NOW, lookback=LOOKBACK))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
@@ -289,8 +290,8 @@ def test_sum_is_the_same_with_expired_items_present_or_deleted(api: Api, store: 
     recent = [(later - k * 7_001, k) for k in range(20)]
     for t, v in recent:
         store.post("hot", v, t)
-    store.compact(NOW, lookback=LOOKBACK)
-    store.compact(later, lookback=30)
+    compaction.compact(store, NOW, lookback=LOOKBACK)
+    compaction.compact(store, later, lookback=30)
     queries = [(later, window) for window in (1, 60, 3600, 86_400)] + [(later + 2 * w.MINUTE_MS, 86_400)]
 
     def sums() -> list[int]:
@@ -384,15 +385,6 @@ def test_conflicting_posts_are_retried_then_busy(api: Api, dynamodb: Any) -> Non
         SumStore(hopeless, TABLE).post("busy", 100, T0_MS)
     assert len(hopeless.shards) == POST_ATTEMPTS
     assert SumStore(dynamodb, TABLE).sum("busy", T0_MS, 60_000) == 4  # nothing of the failed post was stored
-
-
-def test_sub_totals_are_read_in_few_runs() -> None:
-    assert runs([]) == []
-    assert runs([5, 1, 2, 3, 7, 20, 21]) == [(1, 7), (20, 21)]  # gaps up to RUN_GAP joined
-    many = runs(range(0, 1000, 10))  # at most MAX_RUNS Queries, covering every minute asked for
-    assert len(many) == 4 and many[0][0] == 0 and many[-1][1] == 990
-    assert all(any(a <= m <= b for a, b in many) for m in range(0, 1000, 10))
-    assert runs([0, 100, 101, 500], most=2) == [(0, 101), (500, 500)]  # the closest runs merged first
 
 
 def test_a_day_of_uncompacted_minutes_costs_a_few_queries(store: SumStore, dynamodb: Any) -> None:

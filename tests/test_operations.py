@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import aws, request_context, settings
+from chalicelib import request_context, runtime, settings
 from chalicelib.observability import logger
 from tests.conftest import TABLE, Api, Environment, assert_error
 
@@ -170,7 +170,7 @@ def test_health_checks_the_table_and_is_never_cached(api: Api, dynamodb: Any) ->
 
 def test_health_says_when_the_database_is_unreachable(api: Api, env: Environment) -> None:
     env.set("DDB_ENDPOINT_URL", CLOSED_PORT)
-    aws.reset()
+    runtime.reset()
     response = api.get("/health")
     assert_error(response, 503, "database_unavailable")
     assert response.headers["Cache-Control"] == "no-store" and int(response.headers["Retry-After"]) > 0
@@ -184,7 +184,7 @@ def test_a_dead_database_is_a_503_logged_at_warning_with_its_cause(
 ) -> None:
     # An explicit endpoint is not one moto intercepts: on both backends this reaches a closed port.
     env.set("DDB_ENDPOINT_URL", CLOSED_PORT)
-    aws.reset()
+    runtime.reset()
     for response in (api.post("/streams/dead/values", {"value": 1}), api.get("/streams/dead")):
         assert_error(response, 503, "database_unavailable")
         assert int(response.headers["Retry-After"]) > 0
@@ -251,7 +251,7 @@ def test_a_stalled_database_answers_503_in_time_and_leaves_nothing_partial(
         ensure_table(client, TABLE)
         env.set("DDB_ENDPOINT_URL", database.endpoint_url)
         env.set("ADMIN_TOKEN", "stall-test-admin-token-0123456789")
-        aws.reset()
+        runtime.reset()
         for value in (1, 2, 3):
             assert api.post("/streams/stall/values", {"value": value}).status_code == 200
         assert api.post("/metric/stall", {"value": 5}).status_code == 200
@@ -262,7 +262,7 @@ def test_a_stalled_database_answers_503_in_time_and_leaves_nothing_partial(
         env.set("DB_CONNECT_TIMEOUT_S", "0.5")
         env.set("DB_READ_TIMEOUT_S", "0.5")
         env.set("DB_MAX_ATTEMPTS", "2")
-        aws.reset()
+        runtime.reset()
         os.killpg(database._proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
         try:
             stalled = [
@@ -292,7 +292,7 @@ def test_a_stalled_database_answers_503_in_time_and_leaves_nothing_partial(
             return snapshot["count"], len(audit), total, sorted(int(i["v"]["N"]) for i in events)
 
         env.set("REQUEST_BUDGET_S", "15")
-        aws.reset()
+        runtime.reset()
         previous = None
         for _ in range(20):  # until what the woken database had queued has landed
             current = state()

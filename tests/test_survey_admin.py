@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from chalicelib import aws, devhooks
+from chalicelib import devhooks, runtime
 from chalicelib.errors import Unauthorized
 from chalicelib.survey import admin
 from devtools import devserver
@@ -36,7 +36,7 @@ def test_token_from_an_ssm_secure_string_read_once(secrets_env: Environment) -> 
     from moto import mock_aws
 
     with mock_aws():
-        ssm = aws.ssm()
+        ssm = runtime.ssm()
         ssm.put_parameter(Name=PARAMETER, Value="from-ssm-token", Type="SecureString")
         secrets_env.set("ADMIN_TOKEN_PARAMETER", PARAMETER)
         admin.require_admin("Bearer from-ssm-token")
@@ -45,7 +45,7 @@ def test_token_from_an_ssm_secure_string_read_once(secrets_env: Environment) -> 
         # Cached: a deleted parameter does not matter until the cache expires (or a new container starts).
         ssm.delete_parameter(Name=PARAMETER)
         admin.require_admin("Bearer from-ssm-token")
-        admin.reset()
+        runtime.reset()  # forgets the SSM client, its provider and the value it cached
         with pytest.raises(Unauthorized):  # unreadable parameter: closed
             admin.require_admin("Bearer from-ssm-token")
         # The environment's own token wins (local runs).

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib import clock, keys
-from chalicelib.survey import admin, rules
+from chalicelib.survey import rules
 from tests.conftest import TABLE, Api, Environment, assert_error
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
@@ -21,7 +21,6 @@ FULL = {"name": "Ann Lee", "email": "ann@example.com", "age": 34, "about": "I li
 @pytest.fixture
 def survey(api: Api, env: Environment) -> Api:
     env.set("ADMIN_TOKEN", ADMIN_TOKEN)
-    admin.reset()
     return api
 
 

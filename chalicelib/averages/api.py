@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import aws, contract, web
+from chalicelib import contract, runtime, web
 from chalicelib.averages.models import Appended, SizeBody, ValueBody, WindowState
 from chalicelib.averages.moving_average import MovingAverageInterface
 from chalicelib.averages.store import AverageStore
@@ -17,7 +17,7 @@ bp: Blueprint = Blueprint(__name__)
 
 
 def _store() -> AverageStore:
-    return AverageStore(aws.dynamodb(), aws.table_name())
+    return AverageStore(runtime.dynamodb(), runtime.table_name())
 
 
 def state_body(window: MovingAverageInterface) -> dict[str, Any]:
@@ -37,6 +37,10 @@ def state_body(window: MovingAverageInterface) -> dict[str, Any]:
     path=contract.KeyPath,
     body=SizeBody,
     responses={200: WindowState},
+    links={
+        "append": contract.Link("append", {"key": "$request.path.key"}, "Add a value to this window"),
+        "state": contract.Link("state", {"key": "$request.path.key"}, "This window's values and average"),
+    },
 )
 def set_size(key: str, body: SizeBody) -> Response:
     window, created = _store().set_size(key, body.size)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import random
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from chalice import Blueprint, Rate, Response
 from chalice.app import Request
 
-from chalicelib import auth, aws, clock, contract, keys, pages, request_context, routing, settings, web
+from chalicelib import auth, clock, contract, pages, routing, runtime, settings, web
 from chalicelib.errors import Forbidden, InvalidInput, ServiceError
-from chalicelib.hits import paths, ranking
+from chalicelib.hits import days, load_test, paths, ranking
 from chalicelib.hits.models import (
     CountedPath,
     Hit,
@@ -23,14 +22,11 @@ from chalicelib.hits.models import (
     Ranking,
     StatsQuery,
 )
-from chalicelib.hits.store import DAY_RETENTION_SECONDS, HitStore
-from chalicelib.observability import count, logger
+from chalicelib.hits.store import HitStore
+from chalicelib.observability import count
 
 bp: Blueprint = Blueprint(__name__)
 
-TEST_WORKERS = 16  # concurrent hits of one /test/{n}/ run
-TEST_BATCH = 500  # hits submitted at a time: bounds queued work and lets a run stop at its deadline
-TEST_RESERVE_S = 3.0  # stop submitting batches when less than this is left of the request budget
 _SCORE = re.compile(r"[0-9]{1,38}")
 
 
@@ -40,22 +36,14 @@ class PathTooLong(ServiceError):
 
 
 def _store() -> HitStore:
-    return HitStore(aws.dynamodb(), aws.table_name())
-
-
-def _today() -> tuple[str, int]:
-    """The current UTC day and the TTL of its counters."""
-    now = clock.now()
-    day = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d")
-    day_start = int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
-    return day, day_start + 86400 + DAY_RETENTION_SECONDS
+    return HitStore(runtime.dynamodb(), runtime.table_name())
 
 
 def _count_hit(rest: str) -> Response:
     path = paths.normalise(rest)
     if paths.too_long(path):
         raise PathTooLong(f"the path is longer than {paths.MAX_PATH_BYTES} bytes", field="path")
-    day, expires_at = _today()
+    day, expires_at = days.counting_day(clock.now())
     hits = _store().record(path, day, expires_at)
     count("HitsCounted")
     return web.json_response({"path": path, "count": hits})
@@ -98,7 +86,7 @@ def count_api_path(path: str) -> Response:
 def hit_stats(query: StatsQuery) -> Response:
     request = bp.current_request
     day = query.day
-    scope = day or keys.HIT_ALL
+    scope = days.scope(day)
     # A cursor is bound to the ranking it pages (the day, or all time).
     position = web.decode_cursor(request, {"score": str, "path": str}, query=("day",))
     after = None
@@ -121,32 +109,6 @@ def hit_stats(query: StatsQuery) -> Response:
             "cursor": web.encode_cursor(request, cursor, query=("day",)),
         }
     )
-
-
-def run_load_test(store: HitStore, generated: list[str], day: str, expires_at: int) -> int:
-    """Count each generated path through the same code as a real hit, concurrently in bounded batches."""
-    counted = 0
-    with request_context.ContextThreadPool(max_workers=TEST_WORKERS, thread_name_prefix="hits-test") as pool:
-        for start in range(0, len(generated), TEST_BATCH):
-            left = request_context.remaining()
-            if left is not None and left < TEST_RESERVE_S:
-                logger.warning("load test stopped at its deadline", extra={"counted": counted})
-                break
-            batch = generated[start : start + TEST_BATCH]
-            for ok in pool.map(lambda p: _try_record(store, p, day, expires_at), batch):
-                counted += ok
-    return counted
-
-
-def _try_record(store: HitStore, path: str, day: str, expires_at: int) -> bool:
-    try:
-        store.record(path, day, expires_at)
-    except Exception as exc:
-        if aws.unavailable_cause(exc) is not None:
-            raise  # the database is gone: the whole run answers 503
-        logger.exception("load test hit failed", extra={"path": path})
-        return False
-    return True
 
 
 @contract.security(
@@ -180,9 +142,9 @@ def hit_load_test(n: int, body: LoadTestBody) -> Response:
     # A pool from the body continues a run in several requests (the page does).
     pool = body.pool or paths.make_pool(rng)
     generated = paths.generate_paths(n, pool, rng)
-    day, expires_at = _today()
+    day, expires_at = days.counting_day(clock.now())
     started = time.monotonic()
-    counted = run_load_test(_store(), generated, day, expires_at)
+    counted = load_test.run_load_test(_store(), generated, day, expires_at)
     count("HitsCounted", counted)
     return web.json_response(
         {

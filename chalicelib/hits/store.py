@@ -32,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import keys, table
+from chalicelib import keys, runtime, table
 from chalicelib.dynamo import (
     ITEM_EXISTS,
     ITEM_IS_NEW,
@@ -49,23 +49,17 @@ from chalicelib.dynamo import (
 from chalicelib.errors import Busy
 from chalicelib.hits import ranking
 from chalicelib.hits.ranking import Entry
-from chalicelib.request_context import ContextThreadPool
 
 # Errors that mean "this item is too hot right now": overflow into the delta shards instead.
 HOT_ERRORS = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "TransactionConflictException"}
 )
-# Day counters expire (TTL) this long after their day; all-time counters never do.
-DAY_RETENTION_SECONDS = 400 * 86400
 FOLD_ATTEMPTS = 5
 
 
 def _fold_lost(exc: ClientError) -> bool:
     """A fold transaction cancelled (the delta or the counter changed under it) or throttled: read again."""
     return error_code(exc) in ("TransactionCanceledException", *HOT_ERRORS)
-
-
-_query_pool = ContextThreadPool(max_workers=keys.HIT_RANK_SHARDS, thread_name_prefix="hits-rank")
 
 
 @dataclass(frozen=True)
@@ -353,7 +347,7 @@ class HitStore:
         fetch = self._fetch(scope)
 
         def first_round(shards: Iterable[int], bound: int | None, limit: int) -> list[tuple[list[Entry], bool]]:
-            return list(_query_pool.map(lambda shard: fetch(shard, bound, True, limit), shards))
+            return runtime.fan_out(lambda shard: fetch(shard, bound, True, limit), shards)
 
         def group(shard: int, score_value: int) -> list[Entry]:
             entries, _ = self._query_rank(scope, shard, " AND #score = :s", {":s": num(score_value)}, None)

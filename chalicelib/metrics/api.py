@@ -7,8 +7,8 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import aws, clock, contract, pages, web
-from chalicelib.metrics import window
+from chalicelib import clock, contract, pages, runtime, web
+from chalicelib.metrics import compaction, window
 from chalicelib.metrics.models import Minutes, Sum, ValueBody, WindowQuery
 from chalicelib.metrics.store import SumStore
 from chalicelib.observability import count, logger
@@ -17,7 +17,7 @@ bp: Blueprint = Blueprint(__name__)
 
 
 def _store() -> SumStore:
-    return SumStore(aws.dynamodb(), aws.table_name())
+    return SumStore(runtime.dynamodb(), runtime.table_name())
 
 
 @bp.route("/metric/{key}", methods=["POST"])
@@ -27,6 +27,10 @@ def _store() -> SumStore:
     path=contract.KeyPath,
     body=ValueBody,
     responses={200: contract.Empty},
+    links={
+        "sum": contract.Link("get_sum", {"key": "$request.path.key"}, "The key's sum over the last hour"),
+        "minutes": contract.Link("get_minutes", {"key": "$request.path.key"}, "The key's sums per minute"),
+    },
 )
 def post_value(key: str, body: ValueBody) -> Response:
     # Integers are taken exactly (no float detour).
@@ -77,7 +81,7 @@ def metrics_page() -> Response:
 @bp.schedule(Rate(1, unit=Rate.MINUTES))
 def compact_sums(event: Any) -> dict[str, Any]:
     """Every minute: seal the finished minutes' sub-totals into one bucket per key and minute."""
-    report = _store().compact(clock.now_ms())
+    report = compaction.compact(_store(), clock.now_ms())
     count("SumBucketsWritten", report.written)
     logger.info(
         "sum compaction", extra={"minutes": report.minutes, "written": report.written, "existing": report.existing}

@@ -13,10 +13,10 @@ Writes:
      POST_ATTEMPTS.
 Sub-totals of a key live in one partition, sorted by minute then shard, so one Query reads every shard of a
 whole range of minutes.
-Compaction (every minute, for minutes that ended SEAL_LAG_MS ago): for each key listed,
-the sum of its sub-totals is written once (`attribute_not_exists`) as a bucket item;
-when every key of the minute is done, a SUMDONE marker says so.
-Reads (see window.plan): buckets for whole compacted minutes, sub-totals for whole
+Compaction (chalicelib/metrics/compaction.py, every minute, for minutes that ended SEAL_LAG_MS ago): for each
+key listed, the sum of its sub-totals is written once as a bucket item; when every key of the minute is done, a
+SUMDONE marker says so.
+Reads (see window.plan and window.minute_reads): buckets for whole compacted minutes, sub-totals for whole
 minutes not compacted yet and for the per-second sums of the two edge minutes (one Query per
 run of such minutes, not per minute), raw events only for the two edge *seconds*. A bucket equals
 the sum of the sub-totals it was made from, so the answer does not depend on how far compaction got.
@@ -30,10 +30,11 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from typing import Any
 
-from chalicelib import keys, table
+from chalicelib import keys, runtime, table
 from chalicelib.dynamo import (
     ITEM_IS_NEW,
     cancellation_codes,
@@ -46,72 +47,36 @@ from chalicelib.dynamo import (
     sort_key_of,
 )
 from chalicelib.metrics import window
-from chalicelib.request_context import ContextThreadPool
+from chalicelib.metrics.window import MinuteParts, SubTotal, Totals
 
-# Lookback of the compactor: minutes older than this that were never compacted
-# (the schedule was off) stay readable from their sub-totals, only slower.
-LOOKBACK_MINUTES = 15
 # Transaction attempts per post under contention (each on a freshly drawn shard) before answering Busy.
 POST_ATTEMPTS = 8
-# Sub-totals are read one Query per run of wanted minutes; runs this close are read as one (a few extra items
-# beat a round trip), and at most MAX_RUNS Queries are made (closest runs merged first).
-RUN_GAP = 4
-MAX_RUNS = 4
-
-_pool_lock = threading.Lock()
-_pool: ContextThreadPool | None = None
-_POOL_PREFIX = "sums-pool"
 
 # Per client (one per process in Lambda): the (table, key, minute) whose SUMDIRTY marker it wrote. Bounded,
 # forgotten wholesale; a new client (tests, another database) starts empty.
 _marked: weakref.WeakKeyDictionary[Any, set[tuple[str, str, int]]] = weakref.WeakKeyDictionary()
 _MARKED_MAX = 100_000
-
-
-def _executor() -> ContextThreadPool:
-    """Shared by every request in the process: a sum issues its independent reads in parallel."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ContextThreadPool(max_workers=32, thread_name_prefix=_POOL_PREFIX)
-        return _pool
-
-
-def _map(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-    """fn over items, in parallel on the shared pool; inline for one item or inside a pool thread
-    (a task waiting on tasks queued behind it in the same bounded pool could deadlock)."""
-    items = list(items)
-    if len(items) <= 1 or threading.current_thread().name.startswith(_POOL_PREFIX):
-        return [fn(item) for item in items]
-    return list(_executor().map(fn, items))
+_marked_lock = threading.Lock()
 
 
 def second_attr(second: int) -> str:
     return f"s{second:02d}"
 
 
-@dataclass
-class MinuteParts:
-    """A key's sub-totals of one minute, merged over its shards."""
-
-    total: int = 0
-    count: int = 0
-    seconds: dict[int, int] = field(default_factory=dict)
-
-    def add_item(self, item: dict[str, Any]) -> None:
-        self.total += read_int(item.get("total"))
-        self.count += read_int(item.get("n"))
-        for s in range(window.SECONDS_PER_MINUTE):
-            attr = item.get(second_attr(s))
-            if attr is not None:
-                self.seconds[s] = self.seconds.get(s, 0) + read_int(attr)
+def sub_total_of(item: dict[str, Any]) -> SubTotal:
+    """A sub-total item as read (the per-second sums it was read with)."""
+    seconds = {}
+    for s in range(window.SECONDS_PER_MINUTE):
+        attr = item.get(second_attr(s))
+        if attr is not None:
+            seconds[s] = read_int(attr)
+    return SubTotal(
+        keys.sum_sub_minute(sort_key_of(item)), read_int(item.get("total")), read_int(item.get("n")), seconds
+    )
 
 
-@dataclass(frozen=True)
-class Compaction:
-    minutes: list[int]  # minutes this run finished (wrote their SUMDONE marker)
-    written: int  # bucket items this run wrote
-    existing: int  # bucket items another run had already written
+def _call(read: Callable[[], Any]) -> Any:
+    return read()
 
 
 class SumStore:
@@ -199,7 +164,7 @@ class SumStore:
         event_id = event_id or uuid.uuid4().hex[:16]
         minute = window.minute_of(at_ms)
         marker = (self.table, key, minute)
-        with _pool_lock:
+        with _marked_lock:
             marked = _marked.setdefault(self.client, set())
         if marker not in marked:
             self.client.put_item(TableName=self.table, Item=self.dirty_item(key, minute))
@@ -249,45 +214,34 @@ class SumStore:
         now_ms: int,
         also: Mapping[int, Sequence[int]] | None = None,
         raw_ranges: Sequence[tuple[int, int]] = (),
-    ) -> _Totals:
+    ) -> Totals:
         """Totals of the minutes in `whole` (bucket, or sub-totals if not compacted), sub-totals of the minutes
         `also` maps to the seconds wanted of them, and the raw sum over `raw_ranges`, in at most two rounds of
-        parallel requests."""
+        parallel requests (window.minute_reads decides which)."""
         also = also or {}
-        pool = _executor()
-        sealed_through = window.sealable_through(now_ms)
+        reads = window.minute_reads(whole, now_ms, also)
         # Round 1, in parallel: buckets and done markers of the whole minutes, the sub-totals of the
         # minutes that cannot be compacted yet (and of the edge minutes), the raw edge seconds.
-        fresh = sorted({*(m for m in whole if m > sealed_through), *also})
-        futures = []
-        if len(whole):
-            futures.append(pool.submit(self._buckets, key, whole[0], whole[-1]))
-            futures.append(pool.submit(self._done, whole[0], whole[-1]))
-        run_futures = [
-            pool.submit(
-                self._sub_total_run, key, run, {s for m, ss in also.items() if run[0] <= m <= run[1] for s in ss}
-            )
-            for run in runs(fresh)
+        marker_reads: list[Callable[[], Any]] = (
+            [partial(self._buckets, key, whole[0], whole[-1]), partial(self.done_minutes, whole[0], whole[-1])]
+            if len(whole)
+            else []
+        )
+        run_reads: list[Callable[[], Any]] = [
+            partial(self._sub_total_run, key, run, seconds) for run, seconds in reads.sub_total_runs
         ]
-        raw_futures = [pool.submit(self._raw, key, lo, hi) for lo, hi in raw_ranges]
-        buckets: dict[int, int] = futures[0].result() if futures else {}
-        done: set[int] = futures[1].result() if futures else set()
-        parts = _merge_sub_totals([f.result() for f in run_futures], set(fresh))
-        raw = sum(f.result() for f in raw_futures)
-        # Round 2 (only if compaction is behind or crashed): sub-totals of whole minutes neither bucketed nor done.
-        missing = [m for m in whole if m <= sealed_through and m not in buckets and m not in done]
+        raw_reads: list[Callable[[], Any]] = [partial(self._raw, key, lo, hi) for lo, hi in raw_ranges]
+        results = iter(runtime.fan_out(_call, [*marker_reads, *run_reads, *raw_reads]))
+        buckets: dict[int, int] = next(results) if marker_reads else {}
+        done: set[int] = next(results) if marker_reads else set()
+        sub_totals = [sub_total_of(item) for items in islice(results, len(run_reads)) for item in items]
+        parts = window.merge_sub_totals(sub_totals, set(reads.fresh))
+        raw = sum(results)
+        # Round 2 (only if compaction is behind or crashed).
+        missing = reads.missing(buckets, done)
         if missing:
-            parts.update(self._sub_totals(key, missing))
-        totals = _Totals(raw=raw)
-        for m in whole:
-            if m in buckets:
-                totals[m] = MinuteParts(total=buckets[m])
-            elif m in parts:
-                totals[m] = parts[m]
-        for m in also:
-            if m in parts:
-                totals[m] = parts[m]
-        return totals
+            parts.update(self.sub_totals(key, missing))
+        return window.minute_totals(whole, also, buckets, parts, raw)
 
     def _buckets(self, key: str, first: int, last: int) -> dict[int, int]:
         items = query_items(
@@ -300,7 +254,8 @@ class SumStore:
         )
         return {int(sort_key_of(item)): read_int(item["total"]) for item in items}
 
-    def _done(self, first: int, last: int) -> set[int]:
+    def done_minutes(self, first: int, last: int) -> set[int]:
+        """The minutes first..last that compaction finished (their SUMDONE markers)."""
         items = query_items(
             self.client,
             {
@@ -312,11 +267,12 @@ class SumStore:
         )
         return {int(sort_key_of(item)) for item in items}
 
-    def _sub_totals(self, key: str, minutes: Iterable[int]) -> dict[int, MinuteParts]:
+    def sub_totals(self, key: str, minutes: Iterable[int]) -> dict[int, MinuteParts]:
         """Sub-totals of a key's minutes, merged over shards: one strongly consistent Query per run of minutes
-        (at most MAX_RUNS), whatever their number; minutes read but not asked for are dropped."""
+        (at most window.MAX_RUNS), whatever their number; minutes read but not asked for are dropped."""
         wanted = set(minutes)
-        return _merge_sub_totals(_map(lambda run: self._sub_total_run(key, run, ()), runs(wanted)), wanted)
+        pages = runtime.fan_out(lambda run: self._sub_total_run(key, run, ()), window.runs(wanted))
+        return window.merge_sub_totals((sub_total_of(item) for items in pages for item in items), wanted)
 
     def _sub_total_run(self, key: str, run: tuple[int, int], seconds: Iterable[int]) -> list[dict[str, Any]]:
         """Every shard's sub-total item of the minutes run[0]..run[1] (one Query), with total, n and only the
@@ -356,119 +312,4 @@ class SumStore:
             # The key condition already bounds t; filter anyway (never trust anything but the timestamp).
             return sum(read_int(item["v"]) for item in items if lo <= read_int(item["at"]) <= hi)
 
-        return sum(_map(one_shard, range(keys.SUM_EVENT_SHARDS)))
-
-    # --- compaction -----------------------------------------------------------
-
-    def compact(self, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> Compaction:
-        """Seal every finished minute of the last `lookback` that is not done yet. Idempotent; safe to overlap.
-
-        Each bucket is written once (`attribute_not_exists`) with the sum of the minute's sub-totals, which no
-        longer change (the minute ended SEAL_LAG_MS ago); the minute's SUMDONE marker goes last, so a run that
-        crashes halfway leaves some buckets and no marker, and the next run completes it. Reads per run: one
-        Query of done markers, one per dirty partition and one per listed key (over all its pending minutes),
-        whatever the lookback.
-        """
-        last = window.sealable_through(now_ms)
-        first = last - lookback + 1
-        done = self._done(first, last)
-        pending = [m for m in range(first, last + 1) if m not in done]
-        listed = self._listed(pending)
-        by_key = {
-            key: [m for m in pending if key in listed.get(m, ())] for key in {k for ks in listed.values() for k in ks}
-        }
-        parts = dict(zip(by_key, _map(lambda k: self._sub_totals(k, by_key[k]), by_key), strict=True))
-        finished: list[int] = []
-        written = existing = 0
-        for minute in pending:
-            for key in sorted(listed.get(minute, ())):
-                if self._put_bucket(key, minute, parts[key].get(minute, MinuteParts())):
-                    written += 1
-                else:
-                    existing += 1
-            self.client.put_item(
-                TableName=self.table,
-                Item={
-                    **item_key(keys.SUM_DONE_PK, keys.sum_minute_sk(minute)),
-                    "at": num(now_ms),
-                    table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
-                },
-            )
-            finished.append(minute)
-        return Compaction(finished, written, existing)
-
-    def _listed(self, minutes: Sequence[int]) -> dict[int, set[str]]:
-        """The keys listed under each of `minutes` (dirty markers): one Query per partition over their range."""
-        if not minutes:
-            return {}
-        lo, hi = keys.sum_dirty_sk_range(min(minutes), max(minutes))
-        wanted = set(minutes)
-
-        def one_partition(partition: int) -> list[tuple[int, str]]:
-            items = query_items(
-                self.client,
-                {
-                    "TableName": self.table,
-                    **sort_key_between(keys.sum_dirty_pk(partition), lo, hi),
-                    "ProjectionExpression": table.SORT_KEY,
-                    "ConsistentRead": True,
-                },
-            )
-            return [keys.sum_dirty_entry(sort_key_of(item)) for item in items]
-
-        listed: dict[int, set[str]] = {}
-        for entries in _map(one_partition, range(keys.SUM_DIRTY_PARTITIONS)):
-            for minute, key in entries:
-                if minute in wanted:
-                    listed.setdefault(minute, set()).add(key)
-        return listed
-
-    def _put_bucket(self, key: str, minute: int, parts: MinuteParts) -> bool:
-        """Write the bucket once. False if it exists (another run wrote the same figures)."""
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item={
-                    **item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
-                    "total": num(parts.total),
-                    "n": num(parts.count),
-                    table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
-                },
-                ConditionExpression=ITEM_IS_NEW,
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-
-def _merge_sub_totals(pages: Iterable[list[dict[str, Any]]], wanted: set[int]) -> dict[int, MinuteParts]:
-    results: dict[int, MinuteParts] = {}
-    for items in pages:
-        for item in items:
-            minute = keys.sum_sub_minute(sort_key_of(item))
-            if minute in wanted:
-                results.setdefault(minute, MinuteParts()).add_item(item)
-    return results
-
-
-def runs(minutes: Iterable[int], gap: int = RUN_GAP, most: int = MAX_RUNS) -> list[tuple[int, int]]:
-    """Inclusive (first, last) ranges covering `minutes`: runs less than `gap` minutes apart are joined, and
-    then the closest runs until at most `most` are left."""
-    result: list[list[int]] = []
-    for m in sorted(set(minutes)):
-        if result and m - result[-1][1] <= gap:
-            result[-1][1] = m
-        else:
-            result.append([m, m])
-    while len(result) > most:
-        i = min(range(len(result) - 1), key=lambda j: result[j + 1][0] - result[j][1])
-        result[i : i + 2] = [[result[i][0], result[i + 1][1]]]
-    return [(a, b) for a, b in result]
-
-
-class _Totals(dict[int, MinuteParts]):
-    """Minute -> parts, plus the raw edge-second sum."""
-
-    def __init__(self, raw: int = 0) -> None:
-        super().__init__()
-        self.raw = raw
+        return sum(runtime.fan_out(one_shard, range(keys.SUM_EVENT_SHARDS)))

@@ -8,12 +8,15 @@ millisecond range [now - W + 1, now]. `plan` splits that range into
   * at most two partial seconds, read as raw events at millisecond precision.
 So the number of raw events a sum reads is bounded by the events of two seconds,
 whatever the number of events in the window.
+
+`minute_reads` decides which items the store reads for those minutes (buckets, done markers, runs of sub-totals),
+and `minute_totals` puts what it read together; the store only runs the reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 SECOND_MS = 1_000
@@ -29,6 +32,13 @@ RETENTION_S = MAX_WINDOW_S + 3_600
 # A minute is sealed (compacted, immutable) only this long after it ends, so that
 # a post whose timestamp falls in it has finished writing (API Gateway gives up at 29 s).
 SEAL_LAG_MS = 30_000
+# Lookback of the compactor: minutes older than this that were never compacted
+# (the schedule was off) stay readable from their sub-totals, only slower.
+LOOKBACK_MINUTES = 15
+# Sub-totals are read one Query per run of wanted minutes; runs this close are read as one (a few extra items
+# beat a round trip), and at most MAX_RUNS Queries are made (closest runs merged first).
+RUN_GAP = 4
+MAX_RUNS = 4
 
 
 def round_half_away(x: int | float) -> int:
@@ -125,3 +135,125 @@ def combine(
 def minutes_overlapping(now_ms: int, window_ms: int) -> range:
     """Every minute that overlaps (now - window, now], oldest first (the per-minute series)."""
     return range(minute_of(now_ms - window_ms + 1), minute_of(now_ms) + 1)
+
+
+# --- which items to read ---------------------------------------------------------
+
+
+def runs(minutes: Iterable[int], gap: int = RUN_GAP, most: int = MAX_RUNS) -> list[tuple[int, int]]:
+    """Inclusive (first, last) ranges covering `minutes`: runs less than `gap` minutes apart are joined, and
+    then the closest runs until at most `most` are left."""
+    result: list[list[int]] = []
+    for m in sorted(set(minutes)):
+        if result and m - result[-1][1] <= gap:
+            result[-1][1] = m
+        else:
+            result.append([m, m])
+    while len(result) > most:
+        i = min(range(len(result) - 1), key=lambda j: result[j + 1][0] - result[j][1])
+        result[i : i + 2] = [[result[i][0], result[i + 1][1]]]
+    return [(a, b) for a, b in result]
+
+
+@dataclass(frozen=True)
+class SubTotal:
+    """One shard's sub-total item of a minute: total, count and the per-second sums that were read."""
+
+    minute: int
+    total: int
+    count: int
+    seconds: Mapping[int, int]
+
+
+@dataclass
+class MinuteParts:
+    """A key's sub-totals of one minute, merged over its shards."""
+
+    total: int = 0
+    count: int = 0
+    seconds: dict[int, int] = field(default_factory=dict)
+
+    def add(self, sub: SubTotal) -> None:
+        self.total += sub.total
+        self.count += sub.count
+        for s, v in sub.seconds.items():
+            self.seconds[s] = self.seconds.get(s, 0) + v
+
+
+def merge_sub_totals(subs: Iterable[SubTotal], wanted: set[int]) -> dict[int, MinuteParts]:
+    """The shards' sub-totals merged per minute; minutes read but not wanted are dropped."""
+    results: dict[int, MinuteParts] = {}
+    for sub in subs:
+        if sub.minute in wanted:
+            results.setdefault(sub.minute, MinuteParts()).add(sub)
+    return results
+
+
+class Totals(dict[int, MinuteParts]):
+    """Minute -> parts, plus the raw edge-second sum."""
+
+    def __init__(self, raw: int = 0) -> None:
+        super().__init__()
+        self.raw = raw
+
+
+@dataclass(frozen=True)
+class MinuteReads:
+    """The first round of reads for the minutes of `whole` and the edge minutes of `also`, all in parallel."""
+
+    whole: range  # buckets and done markers over whole[0]..whole[-1] (none if empty)
+    sub_total_runs: tuple[tuple[tuple[int, int], frozenset[int]], ...]  # (first, last) minutes, seconds wanted
+    fresh: frozenset[int]  # the minutes whose sub-totals the runs are for
+    sealed_through: int  # minutes up to this one may have a bucket
+
+    def missing(self, buckets: Iterable[int], done: Iterable[int]) -> list[int]:
+        """Second round, only if compaction is behind or crashed: whole minutes that may have been compacted but
+        have neither a bucket nor a done marker (their sub-totals are read)."""
+        have = {*buckets, *done}
+        return [m for m in self.whole if m <= self.sealed_through and m not in have]
+
+
+def minute_reads(whole: range, now_ms: int, also: Mapping[int, Sequence[int]]) -> MinuteReads:
+    """What to read for totals of the minutes in `whole` (bucket, or sub-totals while a minute cannot be
+    compacted yet) and sub-totals of the minutes `also` maps to the seconds wanted of them."""
+    sealed_through = sealable_through(now_ms)
+    fresh = sorted({*(m for m in whole if m > sealed_through), *also})
+    return MinuteReads(
+        whole=whole,
+        sub_total_runs=tuple(
+            (run, frozenset(s for m, ss in also.items() if run[0] <= m <= run[1] for s in ss)) for run in runs(fresh)
+        ),
+        fresh=frozenset(fresh),
+        sealed_through=sealed_through,
+    )
+
+
+def minute_totals(
+    whole: range,
+    also: Iterable[int],
+    buckets: Mapping[int, int],
+    parts: Mapping[int, MinuteParts],
+    raw: int,
+) -> Totals:
+    """Totals of the whole minutes (a bucket wins over sub-totals) and the parts of the `also` minutes."""
+    totals = Totals(raw=raw)
+    for m in whole:
+        if m in buckets:
+            totals[m] = MinuteParts(total=buckets[m])
+        elif m in parts:
+            totals[m] = parts[m]
+    for m in also:
+        if m in parts:
+            totals[m] = parts[m]
+    return totals
+
+
+def compaction_minutes(now_ms: int, lookback: int = LOOKBACK_MINUTES) -> range:
+    """The minutes a compaction at `now_ms` seals: the last `lookback` that ended SEAL_LAG_MS ago."""
+    last = sealable_through(now_ms)
+    return range(last - lookback + 1, last + 1)
+
+
+def pending_by_key(pending: Sequence[int], listed: Mapping[int, set[str]]) -> dict[str, list[int]]:
+    """Each key listed under a pending minute, with the pending minutes it is listed under (oldest first)."""
+    return {key: [m for m in pending if key in listed.get(m, ())] for key in {k for ks in listed.values() for k in ks}}

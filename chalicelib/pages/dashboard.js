@@ -20,7 +20,9 @@
     { key: "updated_at", label: "Last change" },
   ];
   const GENDER_COLOURS = { "female": "#d6457a", "male": "#3451b2", "non-binary": "#e0a526", "prefer not to say": "#8a94a8" };
+  // One label per value, used alike by the table, the legend, the tooltip and the top 3.
   const GENDER_LABELS = { "female": "Female", "male": "Male", "non-binary": "Non-binary", "prefer not to say": "Prefer not to say" };
+  const colourLabel = (colour) => colour[0].toUpperCase() + colour.slice(1);
 
   const $ = (id) => document.getElementById(id);
   let token = sessionStorage.getItem(TOKEN_KEY);
@@ -30,6 +32,7 @@
   let timer = null, busy = false, again = false;
   let selectedGender = null;
   let seen = new Map(); // id -> updated_at at the last render: changed rows flash
+  const opened = new Set(); // "id column" of the cells shown in full, kept across renders
 
   function readColumns() {
     try {
@@ -44,6 +47,7 @@
     $("board").hidden = true; $("login").hidden = false;
     $("login-error").textContent = message || "";
     $("token").focus();
+    $("token").select(); // a refused token stays in the field, ready to be corrected
   }
   function signOut(message) {
     token = null; sessionStorage.removeItem(TOKEN_KEY);
@@ -55,7 +59,6 @@
     token = $("token").value.trim();
     if (!token) return;
     sessionStorage.setItem(TOKEN_KEY, token);
-    $("token").value = "";
     $("login").hidden = true; $("board").hidden = false;
     kick();
   });
@@ -88,6 +91,7 @@
       return;
     }
     $("board-error").textContent = "";
+    $("token").value = ""; // accepted: nothing to correct, and no secret left in the form
     if (body.page > body.pages) { page = body.pages; again = true; return; } // e.g. after deletes
     etag = response.headers.get("ETag");
     data = body;
@@ -120,16 +124,30 @@
     responses.dataset.exact = String(s.responses);
     $("sum-completed").textContent = s.completed.toLocaleString();
     $("sum-age").textContent = s.average_age === null ? "—" : s.average_age.toFixed(1);
-    $("sum-colours").replaceChildren(...(s.top_colours.length ? s.top_colours.map(({ colour, count }) => {
-      const li = document.createElement("li");
-      const swatch = document.createElement("span"); swatch.className = "swatch"; swatch.style.background = colour;
-      li.append(swatch, `${colour} (${count})`);
-      return li;
-    }) : [Object.assign(document.createElement("li"), { textContent: "—" })]));
+    renderTopColours(s.top_colours);
     const updated = $("sum-updated");
     updated.textContent = s.updated_at ? new Date(s.updated_at).toLocaleString() : "—";
     updated.title = s.updated_at || "";
     renderPie(s.genders);
+  }
+
+  // Competition ranking: equal counts share a place (1, 1, 3). The service lists equal counts by name and stops
+  // at 3, so a full list says that a colour tied with the last one may be left out.
+  function renderTopColours(top) {
+    let place = 0;
+    $("sum-colours").replaceChildren(...top.map(({ colour, count }, i) => {
+      if (i === 0 || count !== top[i - 1].count) place = i + 1;
+      const li = document.createElement("li");
+      li.value = place;
+      li.dataset.colour = colour;
+      const swatch = document.createElement("span"); swatch.className = "swatch"; swatch.style.background = colour;
+      const label = document.createElement("span"); label.className = "label"; label.textContent = colourLabel(colour);
+      li.append(swatch, label, ` (${count})`);
+      return li;
+    }));
+    $("sum-colours").hidden = top.length === 0;
+    $("sum-colours-empty").hidden = top.length > 0;
+    $("sum-colours-note").hidden = top.length < 3;
   }
 
   const SVG = "http://www.w3.org/2000/svg";
@@ -173,7 +191,8 @@
       const li = document.createElement("li");
       li.dataset.gender = gender;
       const swatch = document.createElement("span"); swatch.className = "swatch"; swatch.style.background = GENDER_COLOURS[gender];
-      li.append(swatch, `${GENDER_LABELS[gender]} — ${pct(count, total)}`);
+      const label = document.createElement("span"); label.className = "label"; label.textContent = GENDER_LABELS[gender];
+      li.append(swatch, label, ` — ${pct(count, total)}`);
       li.addEventListener("mouseenter", () => hover(gender));
       li.addEventListener("mouseleave", () => hover(null));
       li.addEventListener("click", () => select(gender));
@@ -234,7 +253,8 @@
   function cellText(column, value) {
     if (value === null || value === undefined) return "—";
     if (column === "completed") return value ? "✓ yes" : "no";
-    if (column === "colours") return value.join(", ");
+    if (column === "gender") return GENDER_LABELS[value] || String(value);
+    if (column === "colours") return value.length ? value.map(colourLabel).join(", ") : "—";
     if (column === "created_at" || column === "updated_at") return new Date(value).toLocaleString();
     return String(value);
   }
@@ -250,9 +270,12 @@
         const td = document.createElement("td");
         td.dataset.column = c.key;
         if (c.long) td.className = "long";
+        const cell = document.createElement("div");
+        cell.className = opened.has(`${row.id} ${c.key}`) ? "cell open" : "cell";
         if (c.key === "email" && row.email) {
-          const a = document.createElement("a"); a.href = `mailto:${row.email}`; a.textContent = row.email; td.append(a);
-        } else td.textContent = cellText(c.key, row[c.key]);
+          const a = document.createElement("a"); a.href = `mailto:${row.email}`; a.textContent = row.email; cell.append(a);
+        } else cell.textContent = cellText(c.key, row[c.key]);
+        td.append(cell);
         tr.append(td);
       }
       const td = document.createElement("td");
@@ -263,10 +286,31 @@
       return tr;
     }));
     seen = fresh;
+    addToggles();
     if (!rows.length) {
       const tr = document.createElement("tr"), td = document.createElement("td");
       td.colSpan = visible.size + 1; td.textContent = "No responses yet."; tr.append(td);
       $("rows").append(tr);
+    }
+  }
+
+  // A cell taller than its cap gets "Show all"; an opened one keeps "Show less" (measured after layout).
+  function addToggles() {
+    for (const cell of $("rows").querySelectorAll(".cell")) {
+      const open = cell.classList.contains("open");
+      if (!open && cell.scrollHeight <= cell.clientHeight + 1) continue;
+      const td = cell.parentElement, key = `${td.parentElement.dataset.id} ${td.dataset.column}`;
+      const toggle = document.createElement("button");
+      toggle.type = "button"; toggle.className = "link toggle";
+      toggle.textContent = open ? "Show less" : "Show all";
+      toggle.setAttribute("aria-expanded", String(open));
+      toggle.addEventListener("click", () => {
+        const now = cell.classList.toggle("open");
+        if (now) opened.add(key); else opened.delete(key);
+        toggle.textContent = now ? "Show less" : "Show all";
+        toggle.setAttribute("aria-expanded", String(now));
+      });
+      td.append(toggle);
     }
   }
 

@@ -10,6 +10,11 @@
   const REQUIRED = ["name", "email", "age", "about"];
   const LABELS = { name: "Name", email: "Email", age: "Age", about: "About me" };
   const GENDERS = [["female", "Female"], ["male", "Male"], ["non-binary", "Non-binary"], ["prefer not to say", "Prefer not to say"]];
+  const EMAIL_TAKEN = "This email address has already answered the survey. Each email answers once: please use another address.";
+  // A 404 for the id and token this browser was given means the response is gone: an admin deleted it.
+  const REMOVED = "Your earlier response was removed by the survey's administrator, so this is a fresh start.";
+  const REMOVED_WHILE_OPEN = "Your earlier response was removed by the survey's administrator; "
+    + "the answers on this page were saved again as a new response.";
   const PALETTE = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white"];
 
   const $ = (id) => document.getElementById(id);
@@ -78,9 +83,11 @@
     if (box) { box.textContent = ""; box.parentElement.classList.remove("invalid"); }
   }
   function status(text) { $("save-status").textContent = text; }
+  function notice(text) { $("notice").textContent = text; $("notice").hidden = !text; }
 
   function show(section) {
     for (const id of ["loading", "survey", "thanks", "submitted"]) $(id).hidden = id !== section;
+    if (section === "thanks" || section === "submitted") notice("");
   }
   function showStep(n) {
     step = n;
@@ -90,6 +97,7 @@
     $("previous").disabled = n === 1;
     $("next").textContent = n === LAST ? "SUBMIT" : "NEXT";
     $("error-form").textContent = "";
+    if (document.body.dataset.ready) notice(""); // a notice is about arriving; moving on dismisses it
     document.body.dataset.step = String(n);
   }
   function updateCounter() { $("about-count").textContent = `${$("about").value.length} / 2000`; }
@@ -124,7 +132,7 @@
       let response;
       try {
         if (!saved) {
-          if (!fields.length && step === 1 && !extra.complete) return { ok: true }; // nothing to keep yet
+          if (!fields.length && step === 1 && !extra.complete) { status(""); return { ok: true }; } // nothing to keep yet
           status("Saving…");
           response = await call("POST", "/survey/responses", body);
           if (response.status === 201) {
@@ -141,23 +149,24 @@
             status(invalid.size ? "Saved, except the answer marked in red" : "Saved");
             return { ok: true, data: response.data };
           }
-          if (response.status === 409) { status(""); return { ok: false, submitted: true }; }
+          if (response.status === 409 && !emailTaken(response)) { status(""); return { ok: false, submitted: true }; }
           if (response.status === 404 || response.status === 401) {
-            // The response is gone (deleted by an admin) or the token lost: start a new one with everything shown.
-            forget(); fields = FIELDS.filter(hasValue); continue;
+            // The response is gone (deleted by an admin): start a new one with everything shown, and say so.
+            forget(); notice(REMOVED_WHILE_OPEN); fields = FIELDS.filter(hasValue); continue;
           }
         }
       } catch (e) {
         response = { status: 0, data: null };
       }
       const error = response.data && response.data.error;
-      if (response.status === 400 && error) {
+      if ((response.status === 400 && error) || emailTaken(response)) {
         const field = error.field;
-        invalid.set(field, error.message);
-        showError(field, error.message);
+        const message = emailTaken(response) ? EMAIL_TAKEN : error.message;
+        invalid.set(field, message);
+        showError(field, message);
         if (fields.includes(field) && !extra.complete) { fields = fields.filter((f) => f !== field); continue; } // save the rest
         status("");
-        return { ok: false, field, message: error.message };
+        return { ok: false, field, message };
       }
       // Network trouble or a server error: keep the changes and try again shortly.
       fields.forEach((f) => dirty.add(f));
@@ -167,6 +176,12 @@
     }
     status("");
     return { ok: false, message: "Could not save your answers." };
+  }
+
+  // One response per email: a start or change to an address already used is 409 email_taken on `email`.
+  function emailTaken(response) {
+    const error = response.data && response.data.error;
+    return response.status === 409 && !!error && error.code === "email_taken" && error.field === "email";
   }
 
   // --- navigation ---------------------------------------------------------------
@@ -229,9 +244,6 @@
     $("form").addEventListener("submit", (event) => event.preventDefault());
     $("next").addEventListener("click", next);
     $("previous").addEventListener("click", previous);
-    $("start-over").addEventListener("click", () => {
-      forget(); $("form").reset(); FIELDS.forEach(clearError); invalid.clear(); updateCounter(); showStep(1); show("survey");
-    });
     document.addEventListener("visibilitychange", () => { if (document.visibilityState === "hidden" && dirty.size) save(); });
 
     let resumeStep = 1;
@@ -243,8 +255,10 @@
           if (response.data.completed) { show("submitted"); return; }
           for (const f of FIELDS) setValue(f, response.data.answers[f]);
           resumeStep = response.data.step;
+          notice(`Welcome back: your answers were restored, and you are on step ${resumeStep} of ${LAST}.`);
         } else if (response.status === 404 || response.status === 401) {
           forget();
+          notice(REMOVED);
         } else {
           problem = "Could not load your saved answers; please try again later.";
         }

@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import aws, clock, contract, web
+from chalicelib import clock, contract, runtime, web
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
 from chalicelib.streams.models import AuditPage, PageQuery, ResetBody, Sessions, Snapshot, StreamPath, ValuesBody
@@ -17,7 +17,7 @@ bp: Blueprint = Blueprint(__name__)
 
 
 def _store() -> StreamStore:
-    return StreamStore(aws.dynamodb(), aws.table_name())
+    return StreamStore(runtime.dynamodb(), runtime.table_name())
 
 
 def parse_values(body: ValuesBody) -> list[float]:
@@ -65,6 +65,11 @@ def audit_body(entry: AuditEntry) -> dict[str, Any]:
     path=StreamPath,
     body=ValuesBody,
     responses={200: Snapshot},
+    links={
+        "snapshot": contract.Link("snapshot", {"stream": "$request.path.stream"}, "The stream's figures"),
+        "sessions": contract.Link("sessions", {"stream": "$request.path.stream"}, "The stream's closed sessions"),
+        "values": contract.Link("audit", {"stream": "$request.path.stream"}, "The stream's values, newest first"),
+    },
 )
 def add_values(stream: str, body: ValuesBody) -> Response:
     values = parse_values(body)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from chalicelib import keys
+from chalicelib import keys, runtime
 from chalicelib.dynamo import (
     ITEM_IS_NEW,
     LostRace,
@@ -35,15 +35,12 @@ from chalicelib.dynamo import (
     sort_key_prefix,
 )
 from chalicelib.errors import Conflict
-from chalicelib.request_context import ContextThreadPool
 from chalicelib.streams.welford import Moments, merge_all
 
 # Each writer (a Lambda container, or a dev-server thread) keeps writing to the
 # shard it last succeeded on, and moves to another only after losing a race:
 # with no more writers than shards, concurrent writers rarely meet.
 _affinity = threading.local()
-# The audit trail is read from every shard at once: one round trip's latency, not SHARDS'.
-_audit_pool = ContextThreadPool(max_workers=keys.SHARDS, thread_name_prefix="stream-audit")
 
 
 @dataclass(frozen=True)
@@ -163,7 +160,8 @@ class StreamStore:
             )
             return list(response.get("Items", []))
 
-        items = [item for shard_items in _audit_pool.map(newest_of_shard, range(self.shards)) for item in shard_items]
+        # Every shard at once: one round trip's latency, not SHARDS'.
+        items = [item for shard_items in runtime.fan_out(newest_of_shard, range(self.shards)) for item in shard_items]
         items.sort(key=sort_key_of, reverse=True)
         entries: list[AuditEntry] = []
         for item in items:

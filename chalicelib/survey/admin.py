@@ -17,10 +17,6 @@ from chalicelib.errors import Unauthorized
 MAX_TOKEN_LENGTH = 512
 
 
-def reset() -> None:
-    stage_secrets.reset()
-
-
 def expected_token() -> str | None:
     current = settings.get()
     try:

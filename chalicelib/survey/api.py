@@ -24,7 +24,7 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, aws, clock, contract, pages, web
+from chalicelib import auth, clock, contract, pages, runtime, web
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
@@ -50,7 +50,7 @@ CLIENT_TOKEN_DESCRIPTION = "32 to 128 characters of A-Z a-z 0-9 _ - (e.g. 32 ran
 
 
 def _store() -> SurveyStore:
-    return SurveyStore(aws.dynamodb(), aws.table_name())
+    return SurveyStore(runtime.dynamodb(), runtime.table_name())
 
 
 def _iso(epoch_ms: int | None) -> str | None:
@@ -153,6 +153,10 @@ def response_body(response: StoredResponse) -> dict[str, Any]:
     }
 
 
+# The new response's id, and the token that answers for it (the answer has one unless the client sent its own).
+_RESPONDENT_LINK = {"response_id": "$response.body#/id", "header.X-Response-Token": "$response.body#/token"}
+
+
 @bp.route("/survey/responses", methods=["POST"])
 @auth.requires(creator)
 @contract.operation(
@@ -162,6 +166,11 @@ def response_body(response: StoredResponse) -> dict[str, Any]:
     body_required=False,
     responses={201: Started},
     headers={"X-Response-Token": f"the client's own token for this response ({CLIENT_TOKEN_DESCRIPTION})"},
+    links={
+        "read": contract.Link("read", _RESPONDENT_LINK, "Read the new response"),
+        "answer": contract.Link("answer", _RESPONDENT_LINK, "Save answers to the new response"),
+        "delete": contract.Link("delete_response", {"response_id": "$response.body#/id"}, "Delete it (admin)"),
+    },
 )
 def start(body: StartBody) -> Response:
     request = bp.current_request

@@ -1,0 +1,28 @@
+"""Which UTC day a hit counts towards, how long that day's counters live, and which ranking a read names.
+
+Pure: no AWS, no clock (the caller passes the time).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from chalicelib import keys
+
+DAY_SECONDS = 86_400
+# A day's counters (and its ranking) are kept this long after the day ends, then expire (TTL); all-time
+# counters never do.
+DAY_RETENTION_SECONDS = 400 * DAY_SECONDS
+DAY_FORMAT = "%Y-%m-%d"
+
+
+def counting_day(now_s: float) -> tuple[str, int]:
+    """The UTC day (YYYY-MM-DD) of the epoch time `now_s`, and the TTL (epoch seconds) of its counters."""
+    day = datetime.fromtimestamp(now_s, tz=UTC).strftime(DAY_FORMAT)
+    day_start = int(datetime.strptime(day, DAY_FORMAT).replace(tzinfo=UTC).timestamp())
+    return day, day_start + DAY_SECONDS + DAY_RETENTION_SECONDS
+
+
+def scope(day: str | None) -> str:
+    """The ranking a read names: one UTC day's, or all time's."""
+    return day or keys.HIT_ALL

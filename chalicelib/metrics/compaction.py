@@ -1,0 +1,106 @@
+"""Compaction of last-hour sums: every minute, the finished minutes' sub-totals sealed into one bucket per key.
+
+Data access (its DynamoDB expressions live here): for each key listed under a minute (SUMDIRTY markers), the
+sum of its sub-totals is written once (`attribute_not_exists`) as a bucket item; when every key of the minute
+is done, a SUMDONE marker says so. The sub-totals and done markers are read through the SumStore, which owns
+their shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from chalicelib import keys, runtime, table
+from chalicelib.dynamo import ITEM_IS_NEW, item_key, num, query_items, sort_key_between, sort_key_of
+from chalicelib.metrics import window
+from chalicelib.metrics.store import SumStore
+from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
+
+
+@dataclass(frozen=True)
+class Compaction:
+    minutes: list[int]  # minutes this run finished (wrote their SUMDONE marker)
+    written: int  # bucket items this run wrote
+    existing: int  # bucket items another run had already written
+
+
+def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> Compaction:
+    """Seal every finished minute of the last `lookback` that is not done yet. Idempotent; safe to overlap.
+
+    Each bucket is written once (`attribute_not_exists`) with the sum of the minute's sub-totals, which no
+    longer change (the minute ended SEAL_LAG_MS ago); the minute's SUMDONE marker goes last, so a run that
+    crashes halfway leaves some buckets and no marker, and the next run completes it. Reads per run: one
+    Query of done markers, one per dirty partition and one per listed key (over all its pending minutes),
+    whatever the lookback.
+    """
+    span = window.compaction_minutes(now_ms, lookback)
+    done = store.done_minutes(span[0], span[-1]) if len(span) else set()
+    pending = [m for m in span if m not in done]
+    listed = _listed(store, pending)
+    by_key = window.pending_by_key(pending, listed)
+    parts = dict(zip(by_key, runtime.fan_out(lambda k: store.sub_totals(k, by_key[k]), by_key), strict=True))
+    finished: list[int] = []
+    written = existing = 0
+    for minute in pending:
+        for key in sorted(listed.get(minute, ())):
+            if _put_bucket(store, key, minute, parts[key].get(minute, MinuteParts())):
+                written += 1
+            else:
+                existing += 1
+        store.client.put_item(
+            TableName=store.table,
+            Item={
+                **item_key(keys.SUM_DONE_PK, keys.sum_minute_sk(minute)),
+                "at": num(now_ms),
+                table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+            },
+        )
+        finished.append(minute)
+    return Compaction(finished, written, existing)
+
+
+def _listed(store: SumStore, minutes: Sequence[int]) -> dict[int, set[str]]:
+    """The keys listed under each of `minutes` (dirty markers): one Query per partition over their range."""
+    if not minutes:
+        return {}
+    lo, hi = keys.sum_dirty_sk_range(min(minutes), max(minutes))
+    wanted = set(minutes)
+
+    def one_partition(partition: int) -> list[tuple[int, str]]:
+        items = query_items(
+            store.client,
+            {
+                "TableName": store.table,
+                **sort_key_between(keys.sum_dirty_pk(partition), lo, hi),
+                "ProjectionExpression": table.SORT_KEY,
+                "ConsistentRead": True,
+            },
+        )
+        return [keys.sum_dirty_entry(sort_key_of(item)) for item in items]
+
+    listed: dict[int, set[str]] = {}
+    for entries in runtime.fan_out(one_partition, range(keys.SUM_DIRTY_PARTITIONS)):
+        for minute, key in entries:
+            if minute in wanted:
+                listed.setdefault(minute, set()).add(key)
+    return listed
+
+
+def _put_bucket(store: SumStore, key: str, minute: int, parts: MinuteParts) -> bool:
+    """Write the bucket once. False if it exists (another run wrote the same figures)."""
+    client = store.client
+    try:
+        client.put_item(
+            TableName=store.table,
+            Item={
+                **item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
+                "total": num(parts.total),
+                "n": num(parts.count),
+                table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+            },
+            ConditionExpression=ITEM_IS_NEW,
+        )
+    except client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True

@@ -1,0 +1,41 @@
+"""The day arithmetic of hit counters: which UTC day a hit counts towards and how long its counters live."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chalicelib import keys
+from chalicelib.hits import days
+
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
+
+YEAR_2100 = 4_102_444_800
+
+
+# Times to the microsecond: datetime rounds a float to the nearest microsecond, so 0.4 us before midnight counts
+# towards the next day (immaterial, and not what this checks).
+times = st.one_of(st.integers(0, YEAR_2100), st.integers(0, YEAR_2100 * 10**6).map(lambda us: us / 10**6))
+
+
+@given(times)
+def test_a_hit_counts_towards_the_utc_day_it_falls_in(now: float) -> None:
+    day, expires_at = days.counting_day(now)
+    day_start = int(now // days.DAY_SECONDS) * days.DAY_SECONDS  # POSIX time: every UTC day is 86,400 s
+    assert datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() == day_start
+    assert expires_at == day_start + days.DAY_SECONDS + days.DAY_RETENTION_SECONDS
+
+
+def test_day_boundaries() -> None:
+    midnight = int(datetime(2024, 2, 29, tzinfo=UTC).timestamp())
+    assert days.counting_day(midnight - 0.001)[0] == "2024-02-28"
+    assert days.counting_day(midnight) == ("2024-02-29", midnight + 86_400 + 400 * 86_400)
+    assert days.counting_day(midnight + 86_399.999)[0] == "2024-02-29"
+
+
+def test_a_read_names_one_days_ranking_or_all_times() -> None:
+    assert days.scope(None) == keys.HIT_ALL
+    assert days.scope("2024-02-29") == "2024-02-29"

@@ -1,0 +1,132 @@
+"""Read planning of last-hour sums (window.minute_reads and friends): which items a sum reads, and that they add
+up to exactly the window whatever compaction did so far. Pure: a dictionary plays the table."""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chalicelib.metrics import window as w
+from tests.test_metrics_window import clocks, events_around, windows_s
+
+pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
+
+SHARDS = 3
+
+
+def test_sub_totals_are_read_in_few_runs() -> None:
+    assert w.runs([]) == []
+    assert w.runs([5, 1, 2, 3, 7, 20, 21]) == [(1, 7), (20, 21)]  # gaps up to RUN_GAP joined
+    many = w.runs(range(0, 1000, 10))  # at most MAX_RUNS Queries, covering every minute asked for
+    assert len(many) == 4 and many[0][0] == 0 and many[-1][1] == 990
+    assert all(any(a <= m <= b for a, b in many) for m in range(0, 1000, 10))
+    assert w.runs([0, 100, 101, 500], most=2) == [(0, 101), (500, 500)]  # the closest runs merged first
+
+
+@given(st.sets(st.integers(0, 2_000), max_size=60), st.integers(0, 10), st.integers(1, 6))
+def test_runs_cover_every_minute_asked_for_in_few_ordered_ranges(minutes: set[int], gap: int, most: int) -> None:
+    result = w.runs(minutes, gap=gap, most=most)
+    assert len(result) <= most and (result == []) == (not minutes)
+    assert all(a in minutes and b in minutes and a <= b for a, b in result)  # no range reads past what is wanted
+    assert all(b + gap < c for (_, b), (c, _) in itertools.pairwise(result))  # ordered, apart
+    assert all(any(a <= m <= b for a, b in result) for m in minutes)
+
+
+@dataclass
+class Table:
+    """What the store would hold for one key: sub-totals per minute and shard, buckets, done markers, raw events."""
+
+    events: list[tuple[int, int]]
+    buckets: dict[int, int] = field(default_factory=dict)
+    done: set[int] = field(default_factory=set)
+    queries: list[tuple[int, int]] = field(default_factory=list)
+
+    def sub_totals(self, run: tuple[int, int], seconds: frozenset[int]) -> list[w.SubTotal]:
+        """Every shard's sub-total of the minutes in run, with only the per-second sums asked for."""
+        self.queries.append(run)
+        shards: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+        for t, v in self.events:
+            if run[0] <= w.minute_of(t) <= run[1]:
+                shards[w.minute_of(t), zlib.crc32(str(t).encode()) % SHARDS].append((t, v))
+        subs = []
+        for (minute, _), events in shards.items():
+            per_second: dict[int, int] = defaultdict(int)
+            for t, v in events:
+                per_second[w.second_of(t)] += v
+            subs.append(w.SubTotal(minute, sum(v for _, v in events), len(events), {s: per_second[s] for s in seconds}))
+        return subs
+
+    def read(self, now: int, window_ms: int) -> int:
+        """A sum as SumStore.sum reads it: the plan, round one, round two if needed, combined."""
+        p = w.plan(now, window_ms)
+        also = {part.minute: part.seconds for part in p.partial}
+        reads = w.minute_reads(p.whole, now, also)
+        assert set(also) <= reads.fresh  # the edge minutes' seconds come from sub-totals
+        for minute, seconds in also.items():
+            assert any(lo <= minute <= hi and set(seconds) <= wanted for (lo, hi), wanted in reads.sub_total_runs)
+        in_range = range(p.whole[0], p.whole[-1] + 1) if len(p.whole) else range(0)
+        buckets = {m: v for m, v in self.buckets.items() if m in in_range}
+        done = {m for m in self.done if m in in_range}
+        subs = [s for run, seconds in reads.sub_total_runs for s in self.sub_totals(run, seconds)]
+        parts = w.merge_sub_totals(subs, set(reads.fresh))
+        raw = sum(v for t, v in self.events for lo, hi in p.raw_ranges if lo <= t <= hi)
+        missing = reads.missing(buckets, done)
+        assert not set(missing) & (set(buckets) | done | reads.fresh)  # nothing read twice
+        later = [s for run in w.runs(missing) for s in self.sub_totals(run, frozenset())]
+        parts.update(w.merge_sub_totals(later, set(missing)))
+        totals = w.minute_totals(p.whole, also, buckets, parts, raw)
+        assert set(totals) <= set(p.whole) | set(also)
+        return w.combine(
+            p,
+            {m: t.total for m, t in totals.items() if m in p.whole},
+            {m: totals[m].seconds for m in also if m in totals},
+            totals.raw,
+        )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), clocks, windows_s)
+def test_planned_reads_add_up_to_exactly_the_window_however_far_compaction_got(
+    data: st.DataObject, now: int, window_s: int
+) -> None:
+    window_ms = window_s * w.SECOND_MS
+    table = Table(data.draw(events_around(now, window_ms)))
+    by_minute: dict[int, int] = defaultdict(int)
+    for t, v in table.events:
+        by_minute[w.minute_of(t)] += v
+    # Compaction may have sealed any minute that ended SEAL_LAG_MS ago: some fully (buckets and done marker),
+    # some halfway (buckets, no marker: a crashed run), some not at all (behind, or the schedule was off).
+    # Minutes without values differ only in their done marker: one state for all of them.
+    sealable = range(w.minute_of(now - window_ms) - 1, w.sealable_through(now) + 1)
+    states = st.sampled_from(["done", "crashed", "behind"])
+    quiet = data.draw(states)
+    for minute in sealable:
+        state = data.draw(states) if minute in by_minute else quiet
+        if state != "behind" and minute in by_minute:
+            table.buckets[minute] = by_minute[minute]
+        if state == "done":
+            table.done.add(minute)
+    expected = sum(v for t, v in table.events if now - window_ms < t <= now)
+    assert table.read(now, window_ms) == expected
+    assert len(table.queries) <= 2 * w.MAX_RUNS  # whatever the window and the compaction state
+
+
+def test_merging_adds_every_shard_of_a_wanted_minute() -> None:
+    parts = w.merge_sub_totals(
+        [w.SubTotal(5, 10, 2, {0: 4, 1: 6}), w.SubTotal(5, 1, 1, {1: 1}), w.SubTotal(6, 99, 9, {})], {5}
+    )
+    assert parts == {5: w.MinuteParts(total=11, count=3, seconds={0: 4, 1: 7})}
+
+
+def test_compaction_seals_the_lookback_up_to_the_last_sealable_minute() -> None:
+    now = 1_700_000_000_000
+    span = w.compaction_minutes(now, lookback=15)
+    assert len(span) == 15 and span[-1] == w.sealable_through(now)
+    listed = {span[0]: {"a", "b"}, span[2]: {"b"}}
+    assert w.pending_by_key([span[0], span[1], span[2]], listed) == {"a": [span[0]], "b": [span[0], span[2]]}
