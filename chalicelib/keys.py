@@ -11,6 +11,8 @@ with the kind of thing they hold, so features never collide:
   SURVEY#responses            RESPONSE#{id}         one survey response (ids sort by creation time); in each
                                                     column's `survey_{column}` GSI under {a|u}{r} (answered or
                                                     unanswered; r = crc32(id) % SURVEY_SORT_SHARDS)
+  SURVEY#emails               EMAIL#{sha256}        an email's claim: the one response that holds it (sha256 of
+                                                    the trimmed, lower-cased address), written with that response
   SURVEY#summary              SUMMARY#{k:02d}       one of SURVEY_SUMMARY_SHARDS shards of the survey's counters;
                                                     their sum is kept in step with every response
   HIT#{scope}#{path}          COUNT                 a path's hit counter for scope ALL or one UTC day (YYYY-MM-DD);
@@ -80,6 +82,13 @@ SURVEY_SORT_SHARDS = 8
 
 def survey_response_sk(response_id: str) -> str:
     return f"{SURVEY_RESPONSE_PREFIX}{response_id}"
+
+
+SURVEY_EMAILS_PK = "SURVEY#emails"
+
+
+def survey_email_sk(identity_hash: str) -> str:
+    return f"EMAIL#{identity_hash}"
 
 
 def survey_summary_sk(shard: int) -> str:

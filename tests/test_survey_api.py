@@ -414,3 +414,107 @@ def test_empty_sort_and_order_are_the_defaults(survey: Api) -> None:
     data = dashboard(survey, "?sort=&order=&size=5")
     assert (data["sort"], data["order"], data["size"]) == ("updated_at", "desc", 5)
     assert assert_error(survey.get("/dashboard/data?size=", headers=ADMIN), 400)["field"] == "size"
+
+
+# --- one response per email ----------------------------------------------------
+
+
+def email_claims(dynamodb: Any) -> list[dict[str, Any]]:
+    claims: list[dict[str, Any]] = dynamodb.query(
+        TableName=TABLE,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": keys.SURVEY_EMAILS_PK}},
+        ConsistentRead=True,
+    )["Items"]
+    return claims
+
+
+def test_an_email_answers_once_compared_trimmed_and_case_insensitive(survey: Api, dynamodb: Any) -> None:
+    first, _ = start(survey, {"email": "ann@example.com"})
+    before = dashboard(survey)["summary"]
+    for taken in ("ann@example.com", "  ANN@Example.COM\t"):
+        assert assert_error(survey.post("/survey/responses", {"email": taken}), 409, "email_taken")["field"] == "email"
+    assert dashboard(survey)["summary"] == before  # nothing stored
+    [claim] = email_claims(dynamodb)
+    assert claim["response_id"]["S"] == first and "ann" not in json.dumps(claim)  # only the address's hash
+
+
+def test_a_change_to_a_taken_email_is_refused_and_changes_nothing(survey: Api) -> None:
+    start(survey, {"email": "ann@example.com"})
+    rid, token = start(survey, {"name": "Bo", "email": "bo@example.com"})
+    response = patch(survey, rid, {"name": "Bob", "email": "Ann@example.com"}, token)
+    assert assert_error(response, 409, "email_taken")["field"] == "email"
+    answers = ok(survey.get(f"/survey/responses/{rid}", headers=token))["answers"]
+    assert (answers["name"], answers["email"]) == ("Bo", "bo@example.com")
+    # Its own address in another case is still its own.
+    assert ok(patch(survey, rid, {"email": "BO@example.com"}, token))["answers"]["email"] == "BO@example.com"
+
+
+@pytest.mark.parametrize("release", ["change", "clear", "delete"])
+def test_an_address_is_freed_by_a_change_a_clear_or_a_delete(survey: Api, dynamodb: Any, release: str) -> None:
+    rid, token = start(survey, {"email": "ann@example.com"})
+    if release == "change":
+        ok(patch(survey, rid, {"email": "ann.lee@example.com"}, token))
+    elif release == "clear":
+        ok(patch(survey, rid, {"email": None}, token))
+    else:
+        ok(survey.request("DELETE", f"/dashboard/responses/{rid}", headers=ADMIN))
+    other, _ = start(survey, {"email": "ann@example.com"})
+    assert [c["response_id"]["S"] for c in email_claims(dynamodb)].count(other) == 1
+    assert len(email_claims(dynamodb)) == (2 if release == "change" else 1)
+
+
+def test_concurrent_starts_with_one_email_let_exactly_one_in(survey: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(i: int) -> int:
+        status: int = survey.post(
+            "/survey/responses", {"email": f"{'SAME' if i % 2 else 'same'}@example.com"}
+        ).status_code
+        return status
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(attempt, range(8)))
+    assert statuses == [201] + [409] * 7
+    assert dashboard(survey)["summary"]["responses"] == 1
+
+
+def test_a_release_of_an_address_another_response_holds_leaves_it_with_that_response(
+    survey: Api, dynamodb: Any
+) -> None:
+    """A response saved before addresses were claimed may share its address with one that claimed it since:
+    changing its address must not free the other's claim."""
+    holder, _ = start(survey, {"email": "ann@example.com"})
+    rid, token = start(survey, {"email": "legacy@example.com"})
+    # As before claims existed: the second response also holds ann@, and no claim of its own.
+    claim = {
+        "pk": {"S": keys.SURVEY_EMAILS_PK},
+        "sk": {"S": keys.survey_email_sk(rules.email_identity("legacy@example.com") or "")},
+    }
+    dynamodb.delete_item(TableName=TABLE, Key=claim)
+    item_key = {"pk": {"S": keys.SURVEY_RESPONSES_PK}, "sk": {"S": keys.survey_response_sk(rid)}}
+    dynamodb.update_item(
+        TableName=TABLE,
+        Key=item_key,
+        UpdateExpression="SET email = :e",
+        ExpressionAttributeValues={":e": {"S": "ann@example.com"}},
+    )
+    ok(patch(survey, rid, {"email": "new@example.com"}, token))
+    owners = {c["response_id"]["S"] for c in email_claims(dynamodb)}
+    assert owners == {holder, rid}
+    assert (
+        assert_error(survey.post("/survey/responses", {"email": "ann@example.com"}), 409, "email_taken")["field"]
+        == "email"
+    )
+
+
+def test_every_text_answer_is_trimmed(survey: Api) -> None:
+    padded = {"name": " Ann ", "about": "\n I like numbers.\t\n", "address": "  1 Main St\n", "book": "\tDune  "}
+    rid, token = start(survey, padded)
+    answers = ok(survey.get(f"/survey/responses/{rid}", headers=token))["answers"]
+    assert {k: answers[k] for k in padded} == {
+        "name": "Ann",
+        "about": "I like numbers.",
+        "address": "1 Main St",
+        "book": "Dune",
+    }

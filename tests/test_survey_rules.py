@@ -99,7 +99,8 @@ def test_text_bounds() -> None:
     rejects("address", "a" * 301)
     assert clean_answer("book", "b" * rules.BOOK_MAX)
     rejects("book", "b" * (rules.BOOK_MAX + 1))
-    assert clean_answer("about", "  keeps\nits spaces ") == "  keeps\nits spaces "
+    # Every text answer is trimmed around; what is inside (line breaks, spaces) is kept.
+    assert clean_answer("about", "  keeps\nits  spaces \n") == "keeps\nits  spaces"
 
 
 def test_gender_is_one_of_the_list() -> None:

@@ -93,6 +93,8 @@ def random_response(rng: random.Random, i: int) -> tuple[dict[str, Any], int, bo
             answers[field] = [c for c in rules.PALETTE if rng.random() < 0.3] or ["red"]
         elif field == "gender":
             answers[field] = rng.choice(rules.GENDERS)
+        elif field == "email":  # an address answers once: made unique at its end (past the sort key's prefix)
+            answers[field] = f"{rng.choice(WORDS)}-{i}"
         else:
             answers[field] = rng.choice(WORDS)
     return answers, rng.randint(1, 4), rng.random() < 0.3

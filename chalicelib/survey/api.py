@@ -153,6 +153,11 @@ def response_body(response: StoredResponse) -> dict[str, Any]:
     }
 
 
+_EMAIL_TAKEN_NOTE = (
+    "An email answers once: 409 `email_taken` (field `email`) when another response holds the address (compared "
+    "trimmed and case-insensitive); deleting a response frees its address."
+)
+
 # The new response's id, and the token that answers for it (the answer has one unless the client sent its own).
 _RESPONDENT_LINK = {"response_id": "$response.body#/id", "header.X-Response-Token": "$response.body#/token"}
 
@@ -165,6 +170,8 @@ _RESPONDENT_LINK = {"response_id": "$response.body#/id", "header.X-Response-Toke
     body=StartBody,
     body_required=False,
     responses={201: Started},
+    errors=(409,),
+    description=_EMAIL_TAKEN_NOTE,
     headers={"X-Response-Token": f"the client's own token for this response ({CLIENT_TOKEN_DESCRIPTION})"},
     links={
         "read": contract.Link("read", _RESPONDENT_LINK, "Read the new response"),
@@ -207,8 +214,9 @@ def read(response_id: str) -> Response:
     path=ResponsePath,
     body=AnswerBody,
     responses={200: SurveyResponse},
-    errors=(404,),
-    description='409 `already_submitted` ("Survey already submitted.") once completed; nothing is stored on a 400.',
+    errors=(404, 409),
+    description='409 `already_submitted` ("Survey already submitted.") once completed; nothing is stored on a 400. '
+    + _EMAIL_TAKEN_NOTE,
 )
 def answer(response_id: str, body: AnswerBody) -> Response:
     checked: StoredResponse = auth.principal(bp.current_request).resource

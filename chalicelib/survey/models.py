@@ -30,15 +30,15 @@ _TEXT_MAX = {"name": rules.NAME_MAX, "about": rules.ABOUT_MAX, "address": rules.
 
 
 def _text(field: str) -> BeforeValidator:
-    """A text answer: null, blank or whitespace only clears it (None); name and email are trimmed."""
+    """A text answer, trimmed: null, blank or whitespace only clears it (None)."""
 
     def check(raw: Any) -> str | None:
         if raw is None:
             return None
         if not isinstance(raw, str):
             raise Sentence(f"{LABELS[field]} must be text.")
-        # Surrounding whitespace (a pasted tab or newline) in a name or email is trimmed, not refused.
-        value = raw.strip() if field in ("name", "email") else raw
+        # Surrounding whitespace (a pasted tab or newline, a trailing space) is trimmed, not refused.
+        value = raw.strip()
         if textcheck.control_character(value, multiline=field in rules.MULTILINE):
             allowed = " other than line breaks and tabs" if field in rules.MULTILINE else ""
             raise Sentence(f"{LABELS[field]} must not hold control characters{allowed}.")
@@ -109,12 +109,14 @@ Email = Annotated[
 ]
 Age = Annotated[Annotated[int, Field(ge=rules.AGE_MIN, le=rules.AGE_MAX)] | Clear | None, BeforeValidator(_age)]
 About = Annotated[
-    str | None, Field(max_length=rules.ABOUT_MAX, description="tab and line breaks allowed"), _text("about")
+    str | None, Field(max_length=rules.ABOUT_MAX, description="tab and line breaks allowed (trimmed)"), _text("about")
 ]
 Address = Annotated[
-    str | None, Field(max_length=rules.ADDRESS_MAX, description="tab and line breaks allowed"), _text("address")
+    str | None,
+    Field(max_length=rules.ADDRESS_MAX, description="tab and line breaks allowed (trimmed)"),
+    _text("address"),
 ]
-Book = Annotated[str | None, Field(max_length=rules.BOOK_MAX), _text("book")]
+Book = Annotated[str | None, Field(max_length=rules.BOOK_MAX, description="trimmed"), _text("book")]
 Colours = Annotated[
     Annotated[list[Colour], Field(max_length=len(rules.PALETTE), description="distinct; [] clears")] | None,
     BeforeValidator(_colours),

@@ -14,6 +14,7 @@ the stored counters (the tests check exactly that).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -76,6 +77,14 @@ def apply_changes(answers: Mapping[str, Any], changes: Mapping[str, Any]) -> dic
         else:
             result[field] = value
     return result
+
+
+def email_identity(email: str | None) -> str | None:
+    """What makes two addresses the same respondent: trimmed and case-insensitive, as a SHA-256 (no address in a
+    key). None when there is no email."""
+    if email is None:
+        return None
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
 def missing_required(answers: Mapping[str, Any]) -> str | None:

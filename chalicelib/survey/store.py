@@ -8,6 +8,9 @@ at (two tabs never lose each other's answers; a lost race is re-read and retried
 the counters' deltas and 1 to the version of one summary shard, chosen at random (concurrent saves rarely
 touch the same shard, so they rarely conflict). So the summed counters always equal the sum of the stored
 responses' contributions, and the summed version grows with every answer change: the dashboard's ETag.
+An email belongs to one response: the transaction that sets, changes or clears a response's email (or deletes the
+response) also writes or deletes that address's claim item (keys.survey_email_sk), conditioned on no other
+response holding it. Two starts with one address can't both win: the loser's transaction is cancelled whole.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from chalicelib import keys
 from chalicelib.dynamo import (
     ITEM_IS_NEW,
     batch_get,
+    cancellation_codes,
     conflicted,
     item_key,
     num,
@@ -34,12 +40,15 @@ from chalicelib.dynamo import (
     sort_key_of,
     string,
 )
-from chalicelib.errors import NotFound
+from chalicelib.errors import Conflict, NotFound
 from chalicelib.survey import rules, sorting
 from chalicelib.table import PARTITION_KEY, SORT_KEY, survey_sort_attributes, survey_sort_index
 
 _BATCH_GET_MAX = 100  # keys per BatchGetItem
 _BUSY_RESPONSE = "this response is being changed by many requests at once; retry"
+EMAIL_TAKEN = "This email address has already answered the survey."
+# A transaction holds the response's own write, the summary's update, then the email's claims from here on.
+_CLAIM = 2
 
 # The response item's attributes besides the answers (which are stored under their field names).
 _META = ("id", "step", "completed", "version", "created_at", "updated_at", "completed_at")
@@ -231,9 +240,12 @@ class SurveyStore:
         created = StoredResponse(response_id, token_hash, dict(answers), step, False, 1, now_ms, now_ms)
         put = {"Put": {"TableName": self.table, "Item": self._item(created), "ConditionExpression": ITEM_IS_NEW}}
         deltas = rules.delta(None, False, created.answers, False)
+        claims = self._email_claims(response_id, None, created.answers.get("email"))
         # A new id never loses a race: only a concurrent transaction on the summary is retried.
         retry(
-            lambda _: self._transact(put, deltas, now_ms), lost=conflicted, busy="the survey summary is too busy; retry"
+            lambda _: self._transact(put, deltas, now_ms, claims),
+            lost=conflicted,
+            busy="the survey summary is too busy; retry",
         )
         return created
 
@@ -270,7 +282,10 @@ class SurveyStore:
                 }
             }
             self._transact(
-                put, rules.delta(current.answers, current.completed, updated.answers, updated.completed), now_ms
+                put,
+                rules.delta(current.answers, current.completed, updated.answers, updated.completed),
+                now_ms,
+                self._email_claims(current.id, current.answers.get("email"), updated.answers.get("email")),
             )
             return updated
 
@@ -291,7 +306,12 @@ class SurveyStore:
                     "ExpressionAttributeValues": {":v": num(current.version)},
                 }
             }
-            self._transact(delete, rules.delta(current.answers, current.completed, None, False), now_ms)
+            self._transact(
+                delete,
+                rules.delta(current.answers, current.completed, None, False),
+                now_ms,
+                self._email_claims(current.id, current.answers.get("email"), None),
+            )
             return current
 
         return retry(attempt, busy=_BUSY_RESPONSE)
@@ -321,9 +341,42 @@ class SurveyStore:
             }
         }
 
-    def _transact(self, write: dict[str, Any], deltas: Mapping[str, int], now_ms: int) -> None:
-        """The write and the summary's deltas, in one transaction (a new shard is chosen on every attempt)."""
-        self.client.transact_write_items(TransactItems=[write, self._summary_update(deltas, now_ms)])
+    def _email_claims(self, response_id: str, old: str | None, new: str | None) -> list[dict[str, Any]]:
+        """The writes that move a response's claim on its email from `old` to `new`: a Put of the new address's
+        claim, if no other response holds it, first (at _CLAIM), then the release of the old one's."""
+        before, after = rules.email_identity(old), rules.email_identity(new)
+        if before == after:
+            return []
+        mine = {
+            "ConditionExpression": f"attribute_not_exists({PARTITION_KEY}) OR response_id = :id",
+            "ExpressionAttributeValues": {":id": string(response_id)},
+        }
+        claims: list[dict[str, Any]] = []
+        if after is not None:
+            item = {**item_key(keys.SURVEY_EMAILS_PK, keys.survey_email_sk(after)), "response_id": string(response_id)}
+            claims.append({"Put": {"TableName": self.table, "Item": item, **mine}})
+        if before is not None:
+            key = item_key(keys.SURVEY_EMAILS_PK, keys.survey_email_sk(before))
+            claims.append({"Delete": {"TableName": self.table, "Key": key, **mine}})
+        return claims
+
+    def _transact(
+        self, write: dict[str, Any], deltas: Mapping[str, int], now_ms: int, claims: list[dict[str, Any]]
+    ) -> None:
+        """The write, the summary's deltas and the email's claims, in one transaction (a new shard is chosen on
+        every attempt). 409 email_taken when only the new address's claim failed: another response holds it."""
+        try:
+            self.client.transact_write_items(TransactItems=[write, self._summary_update(deltas, now_ms), *claims])
+        except ClientError as exc:
+            failed = [i for i, code in enumerate(cancellation_codes(exc)) if code == "ConditionalCheckFailed"]
+            if failed == [_CLAIM] and "Put" in claims[0]:
+                raise Conflict(EMAIL_TAKEN, code="email_taken", field="email") from None
+            if failed == [_CLAIM + len(claims) - 1] and "Delete" in claims[-1]:
+                # The old address is claimed by another response (one saved before claims existed): not ours to
+                # release. Nothing was written; write again without the release.
+                self._transact(write, deltas, now_ms, claims[:-1])
+                return
+            raise
 
     # --- item shapes --------------------------------------------------------
 
