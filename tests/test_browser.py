@@ -542,3 +542,11 @@ def test_a_response_deleted_while_the_page_is_open_is_saved_again_and_said(
         page.fill("#email", "del@example.com")
     assert again.value.json()["answers"]["name"] == "Del Eted" and again.value.json()["id"] != rid
     expect(page.locator("#notice")).to_contain_text("removed by the survey's administrator")
+
+
+def test_the_dashboard_marks_the_unique_field(browser: Any, base_url: str, survey: Any) -> None:  # noqa: F811
+    dashboard = open_dashboard(browser, base_url)
+    marks = dashboard.locator("#head th .unique")
+    expect(marks).to_have_count(1)
+    expect(dashboard.locator('#head th[data-column="email"] .unique')).to_have_text("unique")
+    assert_readable(dashboard, '#head th[data-column="email"] .unique')

@@ -7,7 +7,7 @@
   const COLUMNS_KEY = "livestats.dashboard.columns";
   const COLUMNS = [
     { key: "name", label: "Name" },
-    { key: "email", label: "Email" },
+    { key: "email", label: "Email", unique: true },
     { key: "age", label: "Age" },
     { key: "about", label: "About me", long: true },
     { key: "address", label: "Address", long: true },
@@ -244,6 +244,12 @@
         page = 1; renderHead(); kick();
       });
       th.append(button);
+      if (c.unique) {
+        const mark = document.createElement("span");
+        mark.className = "unique"; mark.textContent = "unique";
+        mark.title = "Each address answers once (compared without case or surrounding spaces)";
+        th.append(mark);
+      }
       return th;
     });
     const actions = document.createElement("th"); actions.textContent = "";
