@@ -242,6 +242,23 @@ def api(dynamodb: Any, chalice_config: Any, env: Environment) -> Api:
     return Api(LocalGateway(chalice_config.chalice_app, chalice_config))
 
 
+def partition_items(dynamodb: Any, pk: str) -> list[dict[str, Any]]:
+    """Every item of one partition of the table, read strongly consistent (page by page), as stored."""
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {
+        "TableName": TABLE,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": pk}},
+        "ConsistentRead": True,
+    }
+    while True:
+        page = dynamodb.query(**request)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
     """The response is the service's JSON error shape with this status (and code)."""
     assert response.status_code == status, response.body

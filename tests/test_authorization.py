@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from app import app
-from chalicelib import auth, keys, runtime
+from chalicelib import auth, keys
 from chalicelib.hits import api as hits_api
 from chalicelib.survey import api as survey_api
-from tests.conftest import Api, Environment, assert_error
+from tests.conftest import Api, Environment, assert_error, partition_items
 
 ADMIN_TOKEN = "admin-token-0123456789abcdefghijklmnop"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -155,7 +155,7 @@ def test_a_replay_after_the_response_is_deleted_is_refused(service: Api) -> None
 
 def test_an_admin_replay_needs_the_current_admin_token(service: Api, env: Environment) -> None:
     first_id, _ = start(service)
-    second_id, _ = start(service)
+    second_id, _ = start(service, {"name": "Someone Else"})
     key = {"Idempotency-Key": "del-1"}
     deleted = service.delete(f"/dashboard/responses/{first_id}", headers={**ADMIN, **key})
     assert ok(deleted) == {"id": first_id, "deleted": True}
@@ -176,11 +176,7 @@ def test_an_admin_replay_needs_the_current_admin_token(service: Api, env: Enviro
 
 
 def idempotency_records(dynamodb: Any) -> str:
-    items = dynamodb.query(
-        TableName=runtime.table_name(),
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": keys.IDEMPOTENCY_PARTITION}},
-    )["Items"]
+    items = partition_items(dynamodb, keys.IDEMPOTENCY_PARTITION)
     return json.dumps(items)
 
 
@@ -197,9 +193,12 @@ def test_a_replayable_start_carries_its_own_token_and_no_secret_is_handed_out(se
     replay = service.post("/survey/responses", PERSON, headers={**key, **own(mine)})
     assert replay.headers.get("Idempotent-Replayed") == "true" and ok(replay, 201)["id"] == first["id"]
 
-    # Whoever repeats the key and body with another token starts a response of their own.
+    # Whoever repeats the key and body with another token starts a response of their own: not a replay, so the
+    # address the first response holds is refused (one response per email), and without it the start is theirs.
     theirs = secrets.token_urlsafe(32)
-    other = ok(service.post("/survey/responses", PERSON, headers={**key, **own(theirs)}), 201)
+    assert_error(service.post("/survey/responses", PERSON, headers={**key, **own(theirs)}), 409, "email_taken")
+    anonymous = {name: value for name, value in PERSON.items() if name != "email"}
+    other = ok(service.post("/survey/responses", anonymous, headers={**key, **own(theirs)}), 201)
     assert other["id"] != first["id"] and "token" not in other
     hidden(service.get(f"/survey/responses/{first['id']}", headers=own(theirs)))
     assert mine not in idempotency_records(dynamodb) and theirs not in idempotency_records(dynamodb)

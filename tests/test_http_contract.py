@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, assert_error
+from tests.conftest import Api, assert_error, partition_items
 
 
 def test_unknown_route_is_a_json_404(api: Api) -> None:
@@ -68,14 +68,10 @@ def test_bad_idempotency_key_is_400(api: Api) -> None:
 
 
 def test_idempotency_records_expire_through_the_table_ttl(api: Api, dynamodb: Any) -> None:
-    from chalicelib import clock, keys, runtime, table
+    from chalicelib import clock, keys, table
 
     api.post("/streams/t/values", {"value": 1}, headers={"Idempotency-Key": "ttl"})
-    items = dynamodb.query(
-        TableName=runtime.table_name(),
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": keys.IDEMPOTENCY_PARTITION}},
-    )["Items"]
+    items = partition_items(dynamodb, keys.IDEMPOTENCY_PARTITION)
     assert len(items) == 1
     expires = int(items[0][table.TTL_ATTRIBUTE]["N"])
     assert 23 * 3600 < expires - clock.now() <= 24 * 3600 + 5

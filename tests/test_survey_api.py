@@ -11,7 +11,7 @@ import pytest
 
 from chalicelib import clock, keys
 from chalicelib.survey import rules
-from tests.conftest import TABLE, Api, Environment, assert_error
+from tests.conftest import TABLE, Api, Environment, assert_error, partition_items
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -48,18 +48,7 @@ def dashboard(api: Api, query: str = "") -> dict[str, Any]:
 
 
 def stored_items(dynamodb: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    request: dict[str, Any] = {
-        "TableName": TABLE,
-        "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": keys.SURVEY_RESPONSES_PK}},
-    }
-    while True:
-        page = dynamodb.query(**request)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return partition_items(dynamodb, keys.SURVEY_RESPONSES_PK)
 
 
 # --- starting, reading, resuming --------------------------------------------
@@ -420,13 +409,7 @@ def test_empty_sort_and_order_are_the_defaults(survey: Api) -> None:
 
 
 def email_claims(dynamodb: Any) -> list[dict[str, Any]]:
-    claims: list[dict[str, Any]] = dynamodb.query(
-        TableName=TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": keys.SURVEY_EMAILS_PK}},
-        ConsistentRead=True,
-    )["Items"]
-    return claims
+    return partition_items(dynamodb, keys.SURVEY_EMAILS_PK)
 
 
 def test_an_email_answers_once_compared_trimmed_and_case_insensitive(survey: Api, dynamodb: Any) -> None:

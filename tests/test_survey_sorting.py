@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from chalicelib import keys
 from chalicelib.survey import rules, sorting
 from chalicelib.survey.store import Change, Position, StoredResponse, SurveyStore
-from tests.conftest import TABLE
+from tests.conftest import TABLE, partition_items
 
 ids = st.from_regex(r"[0-9a-f]{28}", fullmatch=True)
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)
@@ -185,12 +185,7 @@ def test_index_entries_follow_changes_and_deletes(store: SurveyStore) -> None:
 
 def test_summary_shards_share_one_partition_and_sum_up(store: SurveyStore, dynamodb: Any) -> None:
     fill(store, random.Random(3), 40)
-    shards = dynamodb.query(
-        TableName=TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": keys.SURVEY_SUMMARY_PK}},
-        ConsistentRead=True,
-    )["Items"]
+    shards = partition_items(dynamodb, keys.SURVEY_SUMMARY_PK)
     assert 1 < len(shards) <= keys.SURVEY_SUMMARY_SHARDS
     summary = store.summary()
     assert summary.counters[rules.RESPONSES] == 40 and summary.version == 40

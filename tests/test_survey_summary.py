@@ -14,18 +14,13 @@ from hypothesis import strategies as st
 from chalicelib import keys
 from chalicelib.survey import rules
 from chalicelib.survey.store import SurveyStore
-from tests.conftest import TABLE, Api
+from tests.conftest import TABLE, Api, partition_items
 from tests.test_survey_api import ADMIN, FULL, patch, stored_items, survey  # noqa: F401 (fixture)
 
 
 def stored_counters(dynamodb: Any) -> dict[str, int]:
     """The sum of the summary's shards, read here independently of the store."""
-    shards = dynamodb.query(
-        TableName=TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": keys.SURVEY_SUMMARY_PK}},
-        ConsistentRead=True,
-    )["Items"]
+    shards = partition_items(dynamodb, keys.SURVEY_SUMMARY_PK)
     assert len(shards) <= keys.SURVEY_SUMMARY_SHARDS
     return {name: sum(int(float(item[name]["N"])) for item in shards if name in item) for name in rules.COUNTERS}
 
@@ -44,12 +39,7 @@ def assert_consistent(api: Api, dynamodb: Any) -> dict[str, int]:
     assert shown["responses"] == summary.responses == len(stored_items(dynamodb))
     assert shown["completed"] == summary.completed and shown["average_age"] == summary.average_age
     # Every address held by a response is claimed by exactly that response, and no claim is left over.
-    claims = dynamodb.query(
-        TableName=TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": keys.SURVEY_EMAILS_PK}},
-        ConsistentRead=True,
-    )["Items"]
+    claims = partition_items(dynamodb, keys.SURVEY_EMAILS_PK)
     held = {
         keys.survey_email_sk(rules.email_identity(item["email"]["S"]) or ""): item["id"]["S"]
         for item in stored_items(dynamodb)
