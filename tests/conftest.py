@@ -259,6 +259,12 @@ def partition_items(dynamodb: Any, pk: str) -> list[dict[str, Any]]:
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def ok(response: Any, status: int = 200) -> Any:
+    """The response has this status (200 by default); its JSON body."""
+    assert response.status_code == status, response.body
+    return json.loads(response.body)
+
+
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
     """The response is the service's JSON error shape with this status (and code)."""
     assert response.status_code == status, response.body

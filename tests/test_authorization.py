@@ -14,7 +14,7 @@ from app import app
 from chalicelib import auth, keys
 from chalicelib.hits import api as hits_api
 from chalicelib.survey import api as survey_api
-from tests.conftest import Api, Environment, assert_error, partition_items
+from tests.conftest import Api, Environment, assert_error, ok, partition_items
 
 ADMIN_TOKEN = "admin-token-0123456789abcdefghijklmnop"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -25,11 +25,6 @@ PERSON = {"name": "Private Person", "email": "private@example.com", "age": 41}
 def service(api: Api, env: Environment) -> Api:
     env.set("ADMIN_TOKEN", ADMIN_TOKEN)
     return api
-
-
-def ok(response: Any, status: int = 200) -> Any:
-    assert response.status_code == status, response.body
-    return json.loads(response.body)
 
 
 def start(api: Api, answers: dict[str, Any] | None = None) -> tuple[str, str]:

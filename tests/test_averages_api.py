@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from fractions import Fraction
 from typing import Any
@@ -11,13 +10,12 @@ import pytest
 
 from chalicelib import keys
 from chalicelib.averages.store import capacity
-from tests.conftest import TABLE, Api, assert_error
+from tests.conftest import TABLE, Api, assert_error, ok
 
 
 def body(response: Any) -> Any:
-    assert response.status_code == 200, response.body
-    assert response.headers["Content-Type"] == "application/json"
-    return json.loads(response.body)
+    assert response.headers["Content-Type"] == "application/json", response.body
+    return ok(response)
 
 
 def exact_mean(values: list[float]) -> float:

@@ -8,7 +8,6 @@ the maximum allowed size").
 
 from __future__ import annotations
 
-import json
 import random
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -21,7 +20,7 @@ from bench.common import Meter
 from chalicelib import keys, runtime
 from chalicelib.averages.moving_average import MAX_SIZE
 from chalicelib.averages.store import AverageStore, capacity
-from tests.conftest import TABLE, Api
+from tests.conftest import TABLE, Api, ok
 
 THREADS = 8
 EACH = 50
@@ -29,11 +28,6 @@ EACH = 50
 
 def exact_mean(values: list[float]) -> float:
     return float(sum(map(Fraction, values)) / len(values))
-
-
-def ok(response: Any) -> Any:
-    assert response.status_code == 200, response.body
-    return json.loads(response.body)
 
 
 def window_item(dynamodb: Any, key: str) -> dict[str, Any]:

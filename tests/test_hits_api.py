@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from typing import Any
@@ -14,6 +13,7 @@ from chalicelib import clock, keys, runtime
 from chalicelib.hits import paths
 from chalicelib.hits.store import HitStore
 from tests.conftest import Api, Environment, assert_error
+from tests.conftest import ok as body
 
 DAY1 = 1_795_000_000.0  # 2026-11-17T...Z
 DAY2 = DAY1 + 86_400
@@ -23,11 +23,6 @@ DAY2 = DAY1 + 86_400
 def open_load_generator(env: Environment) -> None:
     """As under `make run`; tests/test_authorization.py covers the deployed stages' settings."""
     env.set("LOAD_TEST_ACCESS", "open")
-
-
-def body(response: Any) -> Any:
-    assert response.status_code == 200, response.body
-    return json.loads(response.body)
 
 
 def hit(api: Api, path: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from chalicelib.metrics import compaction
 from chalicelib.metrics import window as w
 from chalicelib.metrics.store import POST_ATTEMPTS, SumStore
 from tests.conftest import TABLE, Api, assert_error
+from tests.conftest import ok as body
 
 T0_MS = 1_700_000_000_000 + 12_345  # mid-minute, mid-second
 HOUR_MS = 3_600_000
@@ -23,11 +24,6 @@ HOUR_MS = 3_600_000
 
 def at(ms: int) -> None:
     clock.set_source(lambda: ms / 1000)
-
-
-def body(response: Any) -> Any:
-    assert response.status_code == 200, response.body
-    return json.loads(response.body)
 
 
 def get_sum(api: Api, key: str, window: int | None = None) -> int:

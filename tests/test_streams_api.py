@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from typing import Any
@@ -11,11 +10,7 @@ import pytest
 
 from chalicelib import clock
 from tests.conftest import Api, assert_error
-
-
-def body(response: Any) -> Any:
-    assert response.status_code == 200, response.body
-    return json.loads(response.body)
+from tests.conftest import ok as body
 
 
 def test_unknown_stream_is_empty(api: Api) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from chalicelib import clock, keys
 from chalicelib.survey import rules
-from tests.conftest import TABLE, Api, Environment, assert_error, partition_items
+from tests.conftest import TABLE, Api, Environment, assert_error, ok, partition_items
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -22,11 +22,6 @@ FULL = {"name": "Ann Lee", "email": "ann@example.com", "age": 34, "about": "I li
 def survey(api: Api, env: Environment) -> Api:
     env.set("ADMIN_TOKEN", ADMIN_TOKEN)
     return api
-
-
-def ok(response: Any, status: int = 200) -> Any:
-    assert response.status_code == status, response.body
-    return json.loads(response.body)
 
 
 def start(api: Api, body: dict[str, Any] | None = None) -> tuple[str, dict[str, str]]:
