@@ -110,6 +110,31 @@ def ssm() -> Any:
     )
 
 
+def kinesis() -> Any:
+    """The Kinesis client (the events stream), with the database's time limits."""
+    return cached("kinesis", lambda: _new_client("kinesis", settings.get().kinesis_endpoint_url))
+
+
+def sqs() -> Any:
+    """The SQS client (the events stream's dead-letter queue)."""
+    return cached("sqs", lambda: _new_client("sqs", None))
+
+
+def _new_client(service: str, endpoint_url: str | None) -> Any:
+    config = settings.get()
+    client = _botocore_session().create_client(
+        service,
+        endpoint_url=endpoint_url,
+        config=Config(
+            connect_timeout=config.db_connect_timeout_s,
+            read_timeout=config.db_read_timeout_s,
+            retries={"max_attempts": config.db_max_attempts, "mode": "standard"},
+        ),
+    )
+    client.meta.events.register_first(f"before-send.{client.meta.service_model.endpoint_prefix}", refuse_when_spent)
+    return client
+
+
 def has_clients() -> bool:
     """Whether a boto3 client exists yet (the cold-start benchmark checks that importing the app makes none)."""
     return "dynamodb" in _cache or "ssm" in _cache

@@ -27,6 +27,12 @@ class Settings(BaseModel):
     # Another DynamoDB than the region's (DynamoDB Local, moto's server); None in AWS.
     ddb_endpoint_url: str | None = None
 
+    # The events stream (POST /events puts records on it; its consumer applies them) and another Kinesis than the
+    # region's (kinesalite, moto's server; None in AWS). Poison records go to the dead-letter queue, when set.
+    events_stream_name: str = Field(default="livestats-events", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    kinesis_endpoint_url: str | None = None
+    dead_letter_queue_url: str | None = None
+
     # The survey dashboard's admin token: the token itself (local runs) or the name of an SSM SecureString.
     admin_token: SecretStr | None = None
     admin_token_parameter: str | None = None

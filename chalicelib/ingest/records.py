@@ -1,0 +1,119 @@
+"""What travels on the events stream: the normalised events, how a record packs them, and how a consumer marks
+what it has applied. Pure: shared by the API that writes records and the consumer that applies them.
+
+A record's data is UTF-8 JSON, `{"events": [event, ...]}`: the events of one request that share a partition key,
+in request order. The API validated and normalised each event with its direct endpoint's rules before it was
+put, so a record that does not decode into these events can never apply (a poison record).
+
+The partition key is `{type}:{key}` (the stream, the counted path, the metric or average key): one key's events
+stay on one shard, in order, so a consumer batch holds all of a key's recent events and aggregates them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+# Kinesis sequence numbers are decimal strings of up to 128 digits, more than a DynamoDB number holds (38):
+# a marker stores them as text padded to this width, so text order is number order in a condition expression.
+SEQUENCE_DIGITS = 128
+
+
+@dataclass(frozen=True)
+class ValueEvent:
+    """A value for a stream's running statistics (POST /streams/{stream})."""
+
+    stream: str
+    value: float
+    user: str | None = None
+    type: Literal["value"] = "value"
+
+
+@dataclass(frozen=True)
+class HitEvent:
+    """A hit on a counted path, already normalised (`/api/a/b/`, as GET /api/{path+} counts it)."""
+
+    path: str
+    type: Literal["hit"] = "hit"
+
+
+@dataclass(frozen=True)
+class MetricEvent:
+    """A value for a last-hour sum, rounded as POST /metric/{key} rounds it, at its event time (epoch ms)."""
+
+    key: str
+    value: int
+    time_ms: int
+    type: Literal["metric"] = "metric"
+
+
+@dataclass(frozen=True)
+class AverageEvent:
+    """A value appended to a moving-average window (POST /averages/{key})."""
+
+    key: str
+    value: float
+    type: Literal["average"] = "average"
+
+
+Event = ValueEvent | HitEvent | MetricEvent | AverageEvent
+_TYPES: dict[str, type[Event]] = {"value": ValueEvent, "hit": HitEvent, "metric": MetricEvent, "average": AverageEvent}
+
+
+class PoisonRecord(ValueError):
+    """A record that does not decode into events: applying it again can never succeed."""
+
+
+def aggregate_key(event: Event) -> str:
+    """The key whose items an event changes."""
+    if isinstance(event, ValueEvent):
+        return event.stream
+    if isinstance(event, HitEvent):
+        return event.path
+    return event.key
+
+
+def partition_key(event: Event) -> str:
+    return f"{event.type}:{aggregate_key(event)}"
+
+
+def encode(events: Sequence[Event]) -> bytes:
+    return json.dumps({"events": [asdict(e) for e in events]}, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(data: bytes) -> list[Event]:
+    """The events of a record's data; PoisonRecord when it is not a record this module wrote."""
+    try:
+        document = json.loads(data)
+        return [_event(raw) for raw in document["events"]]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise PoisonRecord(f"not an events record: {exc}") from None
+
+
+def _event(raw: dict[str, Any]) -> Event:
+    fields = dict(raw)
+    kind = _TYPES[fields.pop("type")]
+    return kind(**fields)
+
+
+def sequence_marker(sequence_number: str | int) -> str:
+    """A sequence number as fixed-width text: markers compare as text in DynamoDB conditions."""
+    digits = str(int(sequence_number))
+    if len(digits) > SEQUENCE_DIGITS:
+        raise ValueError("sequence number longer than 128 digits")
+    return digits.zfill(SEQUENCE_DIGITS)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One event as the consumer received it: from which shard, in which record (its sequence number)."""
+
+    shard_id: str
+    sequence_number: str
+    event: Event
+
+    @property
+    def marker(self) -> str:
+        return sequence_marker(self.sequence_number)
