@@ -23,19 +23,23 @@ SEQUENCE_DIGITS = 128
 
 @dataclass(frozen=True)
 class ValueEvent:
-    """A value for a stream's running statistics (POST /streams/{stream})."""
+    """A value for a stream's running statistics (POST /streams/{stream}), sent at `time_ms` (its arrival at the
+    API, epoch ms: the audit trail's time)."""
 
     stream: str
     value: float
+    time_ms: int
     user: str | None = None
     type: Literal["value"] = "value"
 
 
 @dataclass(frozen=True)
 class HitEvent:
-    """A hit on a counted path, already normalised (`/api/a/b/`, as GET /api/{path+} counts it)."""
+    """A hit on a counted path, already normalised (`/api/a/b/`, as GET /api/{path+} counts it), at `time_ms`
+    (its arrival at the API, epoch ms: the day it counts in)."""
 
     path: str
+    time_ms: int
     type: Literal["hit"] = "hit"
 
 
