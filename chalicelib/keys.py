@@ -19,7 +19,8 @@ with the kind of thing they hold, so features never collide:
                                                     in the `ranking` GSI under HITRANK#{scope}#{r} (r = crc32(path) % HIT_RANK_SHARDS)
   HITDELTA#{k}#{scope}#{path} COUNT                 overflow counter shard k of a throttled (hot) path, folded into HIT# by a schedule
   HITMARK#{k}#{scope}#{path}  COUNT                 "shard k has unfolded hits" marker; in `ranking` under HITFOLD#{k}
-  HITTOTAL#{scope}#{k}        COUNT                 one of HIT_TOTAL_SHARDS shards of total_hits / distinct_paths
+  HITTOTAL#{scope}#{k}        COUNT                 one shard of total_hits / distinct_paths (k < HIT_TOTAL_SHARDS:
+                                                    direct writes; then HIT_INGEST_TOTAL_SHARDS: the events stream's)
   SUMEV#{key}#{minute}#{k}    {ms:013d}#{id}        one posted value (TTL); k < SUM_EVENT_SHARDS
   SUMSUB#{key}                {minute:010d}#{k:02d} write-time sub-total k < SUM_WRITE_SHARDS of a minute: total, n, per-second
                                                     s00..s59 (TTL); one Query reads a key's sub-totals for a range of minutes
@@ -123,6 +124,9 @@ def average_pk(key: str) -> str:
 # HIT_DELTA_SHARDS delta items, each in its own partition. See chalicelib/hits/store.py.
 HIT_RANK_SHARDS = 16
 HIT_TOTAL_SHARDS = 8
+# Totals shards the events stream's consumer adds to, after the direct writers' (numbered HIT_TOTAL_SHARDS on): its
+# transactions never meet a direct writer's ADD there (a write to an item inside a transaction is refused).
+HIT_INGEST_TOTAL_SHARDS = 8
 HIT_DELTA_SHARDS = 8
 HIT_COUNT_SK = "COUNT"
 HIT_ALL = "ALL"  # the all-time scope; a day scope is its UTC date, YYYY-MM-DD

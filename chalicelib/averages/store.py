@@ -32,19 +32,31 @@ slack(size) = max(32, ceil(sqrt(size))): the item (~size + slack elements) is
 charged on every append and a rewrite costs about one extra item write per
 `slack` appends, so sqrt(size) roughly minimises (size + s) * (1 + 1/s); below
 ~1 KB the charge is 1 WCU anyway, hence the floor of 32.
+
+From the events stream (`apply_delivered`), a batch's values for one window append in order in ONE list_append,
+which also sets the marker of the last record applied (chalicelib/ingest/applied.py), conditioned on the marker
+being older. Its cap condition is the same `size(elements) < cap`, so the list may pass its cap by the batch's
+values (at most INGEST_MAX_VALUES - 1) before the next append rewrites it. When the condition fails, the returned
+item says why: the records already applied are dropped, and a list at its cap is rewritten (window plus the
+values, markers kept) under `version`. Every Put of the item (resize, rewrite) carries the markers over.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from chalicelib import keys
 from chalicelib.averages.moving_average import SimpleMovingAverage
-from chalicelib.dynamo import ITEM_EXISTS, ITEM_IS_NEW, condition_failed, item_key, num, read_int, retry
+from chalicelib.dynamo import ITEM_EXISTS, ITEM_IS_NEW, LostRace, condition_failed, item_key, num, read_int, retry
 from chalicelib.errors import NotFound
+from chalicelib.ingest import applied
+from chalicelib.ingest.records import AverageEvent, Delivered
 
 MIN_SLACK = 32
+# Values per append from the events stream (whole records): how far past its cap a list may grow.
+INGEST_MAX_VALUES = 1000
 
 _NAMES = {"#e": "elements", "#c": "cap", "#v": "version"}
 
@@ -84,7 +96,13 @@ class AverageStore:
                 if window.size == size and len(item["elements"]["L"]) == len(window):
                     return window, False  # nothing to change
                 window.resize(size)
-                put = self._put(key, window, version=read_int(item["version"]) + 1, expected=item["version"])
+                put = self._put(
+                    key,
+                    window,
+                    version=read_int(item["version"]) + 1,
+                    expected=item["version"],
+                    markers=applied.marker_attrs(item),
+                )
             self.client.put_item(**put)  # a failed condition: another writer came first
             return window, item is None
 
@@ -114,11 +132,64 @@ class AverageStore:
             window = self._window(old)
             window.add_element(x)
             self.client.put_item(
-                **self._put(key, window, version=read_int(old["version"]) + 1, expected=old["version"])
+                **self._put(
+                    key,
+                    window,
+                    version=read_int(old["version"]) + 1,
+                    expected=old["version"],
+                    markers=applied.marker_attrs(old),
+                )
             )
             return window
 
         return retry(attempt, lost=condition_failed, busy="too many concurrent writers on this window; retry")
+
+    def apply_delivered(self, delivered: Sequence[Delivered]) -> None:
+        """Append average events of the events stream exactly once: per window and Kinesis shard, one write per
+        INGEST_MAX_VALUES values. applied.Unappliable if the window does not exist."""
+        groups: dict[tuple[str, str], list[Delivered]] = {}
+        for d in delivered:
+            assert isinstance(d.event, AverageEvent)
+            groups.setdefault((d.event.key, d.shard_id), []).append(d)
+        for (key, shard_id), values in groups.items():
+            for run in applied.chunks(values, INGEST_MAX_VALUES):
+                self._append_delivered(key, shard_id, run)
+
+    def _append_delivered(self, key: str, shard_id: str, delivered: Sequence[Delivered]) -> None:
+        todo = list(delivered)
+
+        def attempt(_: int) -> None:
+            nonlocal todo
+            names, values = applied.marker_condition(shard_id, todo)
+            try:
+                self.client.update_item(
+                    TableName=self.table,
+                    Key=self._key(key),
+                    UpdateExpression="SET #e = list_append(#e, :xs), #v = #v + :one, #applied = :last",
+                    ConditionExpression=f"{ITEM_EXISTS} AND size(#e) < #c AND {applied.NOT_APPLIED}",
+                    ExpressionAttributeNames={**_NAMES, **names},
+                    ExpressionAttributeValues={**values, ":xs": {"L": [num(_value(d)) for d in todo]}, ":one": num(1)},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return
+            except self.client.exceptions.ConditionalCheckFailedException as exc:
+                old = exc.response.get("Item")
+            if old is None:
+                raise applied.Unappliable("no moving-average window with this key")
+            todo = applied.unapplied(todo, applied.applied_marker(old, shard_id))
+            if not todo:
+                return
+            if len(old["elements"]["L"]) < read_int(old["cap"]):
+                raise LostRace  # only the marker was stale: append what is left
+            window = self._window(old)
+            for d in todo:
+                window.add_element(_value(d))
+            markers = {**applied.marker_attrs(old), **{names["#applied"]: {"S": todo[-1].marker}}}
+            self.client.put_item(
+                **self._put(key, window, version=read_int(old["version"]) + 1, expected=old["version"], markers=markers)
+            )
+
+        retry(attempt, lost=condition_failed, busy="too many concurrent writers on this window")
 
     # --- item shapes --------------------------------------------------------
 
@@ -138,6 +209,7 @@ class AverageStore:
         version: int,
         expected: dict[str, str] | None = None,
         condition: str = "#v = :expected",
+        markers: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         put: dict[str, Any] = {
             "TableName": self.table,
@@ -147,6 +219,7 @@ class AverageStore:
                 "cap": num(capacity(window.size)),
                 "elements": {"L": [num(x) for x in window.get_elements()]},
                 "version": num(version),
+                **(markers or {}),
             },
             "ConditionExpression": condition,
         }
@@ -160,3 +233,9 @@ class AverageStore:
         size = read_int(item["size"])
         stored = item["elements"]["L"]
         return SimpleMovingAverage(size, (float(e["N"]) for e in stored[-size:]))
+
+
+def _value(delivered: Delivered) -> float:
+    event = delivered.event
+    assert isinstance(event, AverageEvent)
+    return event.value

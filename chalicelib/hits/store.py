@@ -21,12 +21,19 @@ throttled (or conflicts with a fold transaction), the hit goes to one of HIT_DEL
 marker indexed under HITFOLD#{k}. `fold()` (scheduled every minute) moves each marked delta into the
 counter item in one transaction. A hot path is therefore limited by HIT_DELTA_SHARDS x ~1,000 writes/s,
 not by one item; its ranking score lags by at most the unfolded deltas.
+
+From the events stream (`apply_delivered`), hits are counted per Kinesis shard, scope and path: a batch's hits on
+one path cost one transaction per scope, whatever their number: the counter's increment, with the marker of the
+last record applied (chalicelib/ingest/applied.py), and the totals' increment, on one of HIT_INGEST_TOTAL_SHARDS
+items of their own. Both or neither, so the totals stay the sum of the path counts under redelivery and crashes
+(the direct path's crash gap is not widened). A consistent read of the counter first says which records it has
+applied and whether the path is new (distinct_paths); the transaction is conditioned on both.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +54,10 @@ from chalicelib.dynamo import (
     string,
 )
 from chalicelib.errors import Busy
-from chalicelib.hits import ranking
+from chalicelib.hits import days, ranking
 from chalicelib.hits.ranking import Entry
+from chalicelib.ingest import applied
+from chalicelib.ingest.records import Delivered, HitEvent
 
 # Errors that mean "this item is too hot right now": overflow into the delta shards instead.
 HOT_ERRORS = frozenset(
@@ -196,6 +205,58 @@ class HitStore:
             **({"ExpressionAttributeNames": names} if names else {}),
         )
 
+    # --- from the events stream ---------------------------------------------
+
+    def apply_delivered(self, delivered: Sequence[Delivered]) -> None:
+        """Count hit events of the events stream exactly once: per Kinesis shard, scope and path, one transaction."""
+        groups: dict[tuple[str, str, str], list[Delivered]] = {}
+        expiry: dict[str, int | None] = {keys.HIT_ALL: None}
+        for d in delivered:
+            event = d.event
+            assert isinstance(event, HitEvent)
+            day, expiry[day] = days.counting_day(event.time_ms / 1000)
+            for scope in (keys.HIT_ALL, day):
+                groups.setdefault((d.shard_id, scope, event.path), []).append(d)
+        for (shard_id, scope, path), hits in groups.items():
+            self._apply_hits(shard_id, scope, path, expiry[scope], hits)
+
+    def _apply_hits(
+        self, shard_id: str, scope: str, path: str, expires_at: int | None, delivered: Sequence[Delivered]
+    ) -> None:
+        counter_key = item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK)
+
+        def attempt(_: int) -> None:
+            counter = self._get(counter_key)
+            todo = applied.unapplied(delivered, applied.applied_marker(counter, shard_id))
+            if not todo:
+                return
+            increment = self._increment(scope, path, len(todo), expires_at)
+            increment.pop("ReturnValues")
+            names, values = applied.marker_condition(shard_id, todo)
+            increment["UpdateExpression"] += ", #applied = :last"
+            increment["ConditionExpression"] = f"{ITEM_EXISTS if counter else ITEM_IS_NEW} AND {applied.NOT_APPLIED}"
+            increment["ExpressionAttributeNames"].update(names)
+            increment["ExpressionAttributeValues"].update(values)
+            totals = self._ingest_totals(scope, len(todo), first=counter is None, expires_at=expires_at)
+            self.client.transact_write_items(TransactItems=[{"Update": increment}, {"Update": totals}])
+
+        # A lost race (another writer created the counter, a concurrent transaction, a marker moved): read again.
+        retry(attempt, busy="the path is too busy to count its streamed hits")
+
+    def _ingest_totals(self, scope: str, hits: int, *, first: bool, expires_at: int | None) -> dict[str, Any]:
+        shard = keys.HIT_TOTAL_SHARDS + self.rng.randrange(keys.HIT_INGEST_TOTAL_SHARDS)
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": item_key(keys.hit_totals_pk(scope, shard), keys.HIT_COUNT_SK),
+            "UpdateExpression": "ADD total_hits :hits, distinct_paths :first",
+            "ExpressionAttributeValues": {":hits": num(hits), ":first": num(1 if first else 0)},
+        }
+        if expires_at is not None:
+            update["UpdateExpression"] += " SET #ttl = :ttl"
+            update["ExpressionAttributeValues"][":ttl"] = num(expires_at)
+            update["ExpressionAttributeNames"] = {"#ttl": table.TTL_ATTRIBUTE}
+        return update
+
     # --- folding hot paths' overflow -----------------------------------------
 
     def fold(self) -> int:
@@ -288,7 +349,10 @@ class HitStore:
 
     def totals(self, scope: str) -> Totals:
         items = self._batch_get(
-            [item_key(keys.hit_totals_pk(scope, k), keys.HIT_COUNT_SK) for k in range(keys.HIT_TOTAL_SHARDS)]
+            [
+                item_key(keys.hit_totals_pk(scope, k), keys.HIT_COUNT_SK)
+                for k in range(keys.HIT_TOTAL_SHARDS + keys.HIT_INGEST_TOTAL_SHARDS)
+            ]
         )
         return Totals(
             total_hits=sum(read_int(i.get("total_hits")) for i in items),

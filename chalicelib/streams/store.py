@@ -7,17 +7,25 @@ under optimistic locking (`version`), and writes the audit entry in the same tra
 entry never exists without its state change. A reset rewrites every shard and
 stores the closed session in one transaction conditioned on every shard's
 version, so no value can slip between the final figures and the new session.
+
+From the events stream (`apply_delivered`), a batch's values for one stream merge into one partial state
+(Chan's formula) committed to ONE shard chosen from the Kinesis shard id, in the same transaction as the
+batch's audit entry (its values with each one's user and time). That shard item carries the marker of the last
+record applied (chalicelib/ingest/applied.py); every Put of a shard carries the markers over, a reset's too, so a
+batch redelivered after a reset is still recognised, and a batch first applied after a reset counts in the new
+session.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib import keys, runtime
+from chalicelib import clock, keys, runtime
 from chalicelib.dynamo import (
     ITEM_IS_NEW,
     LostRace,
@@ -35,7 +43,12 @@ from chalicelib.dynamo import (
     sort_key_prefix,
 )
 from chalicelib.errors import Conflict
+from chalicelib.ingest import applied
+from chalicelib.ingest.records import Delivered, ValueEvent
 from chalicelib.streams.welford import Moments, merge_all
+
+# Values per audit entry (and per commit) from the events stream: an entry stays far below DynamoDB's 400 KB.
+AUDIT_MAX_VALUES = 1000
 
 # Each writer (a Lambda container, or a dev-server thread) keeps writing to the
 # shard it last succeeded on, and moves to another only after losing a race:
@@ -52,6 +65,8 @@ class ShardState:
     started_at: int | None = None  # epoch ms of this shard's first value in the session
     started_by: str | None = None
     updated_at: int | None = None
+    # The shard item's marker attributes as stored (applied.marker_attrs), carried over by every Put.
+    markers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,21 @@ def merge_shards(stream: str, shards: Sequence[ShardState]) -> SessionFigures:
         started_by=first.started_by if first else None,
         updated_at=max((s.updated_at or 0 for s in live), default=None),
     )
+
+
+def _audit_entries(item: dict[str, Any]) -> list[AuditEntry]:
+    """An audit item's values, newest (last submitted) first. A request's values share its user and time; a batch
+    from the events stream (users, ats) has each value's own."""
+    values = [float(v["N"]) for v in item["values"]["L"]]
+    session = read_int(item["session"])
+    if "ats" in item:
+        users = [read_str(u) for u in item["users"]["L"]]
+        ats = [read_int(a) for a in item["ats"]["L"]]
+        entries = [AuditEntry(v, u, a, session) for v, u, a in zip(values, users, ats, strict=True)]
+    else:
+        user, at = read_str(item.get("user")), read_int(item["at"])
+        entries = [AuditEntry(v, user, at, session) for v in values]
+    return entries[::-1]
 
 
 class StreamStore:
@@ -166,17 +196,12 @@ class StreamStore:
         entries: list[AuditEntry] = []
         for item in items:
             sk = sort_key_of(item)
-            # Values of one request, newest (last submitted) first.
-            batch = [float(v["N"]) for v in item["values"]["L"]][::-1]
+            batch = _audit_entries(item)
             start = skip if sk == upper else 0
             for offset in range(start, len(batch)):
                 if len(entries) == limit:
                     return Page(entries, {"sk": sk, "offset": offset})
-                entries.append(
-                    AuditEntry(
-                        batch[offset], read_str(item.get("user")), read_int(item["at"]), read_int(item["session"])
-                    )
-                )
+                entries.append(batch[offset])
         return Page(entries, None)
 
     # --- writes -------------------------------------------------------------
@@ -202,6 +227,7 @@ class StreamStore:
                 started_at=target.started_at if target.moments.count else now_ms,
                 started_by=target.started_by if target.moments.count else user,
                 updated_at=now_ms,
+                markers=target.markers,
             )
             audit = {
                 **item_key(keys.stream_shard_pk(stream, target.shard), keys.value_sk(at_iso, request_id)),
@@ -221,6 +247,72 @@ class StreamStore:
 
         return retry(attempt, busy="too many concurrent writers on this stream; retry")
 
+    def apply_delivered(self, delivered: Sequence[Delivered]) -> None:
+        """Add value events of the events stream exactly once: per stream and Kinesis shard, one transaction per
+        AUDIT_MAX_VALUES values (whole records)."""
+        groups: dict[tuple[str, str], list[Delivered]] = {}
+        for d in delivered:
+            assert isinstance(d.event, ValueEvent)
+            groups.setdefault((d.event.stream, d.shard_id), []).append(d)
+        for (stream, shard_id), values in groups.items():
+            for run in applied.chunks(values, AUDIT_MAX_VALUES):
+                self._apply_values(stream, shard_id, run)
+
+    def ingest_shard(self, shard_id: str) -> int:
+        """The state shard that a Kinesis shard's values commit to: always the same, so it carries the marker."""
+        return zlib.crc32(shard_id.encode()) % self.shards
+
+    def _apply_values(self, stream: str, shard_id: str, delivered: Sequence[Delivered]) -> None:
+        shard = self.ingest_shard(shard_id)
+
+        def attempt(_: int) -> None:
+            shards = self.read_shards(stream)
+            target = shards[shard]
+            todo = applied.unapplied(delivered, applied.applied_marker(target.markers, shard_id))
+            if not todo:
+                return
+            events = [d.event for d in todo if isinstance(d.event, ValueEvent)]
+            batch = Moments().add_all(e.value for e in events)
+            names, values = applied.marker_condition(shard_id, todo)
+            updated = ShardState(
+                shard=shard,
+                session=target.session,
+                version=target.version + 1,
+                moments=target.moments.merge(batch),
+                started_at=target.started_at if target.moments.count else events[0].time_ms,
+                started_by=target.started_by if target.moments.count else events[0].user,
+                updated_at=max(target.updated_at or 0, *(e.time_ms for e in events)),
+                markers={**target.markers, names["#applied"]: values[":last"]},
+            )
+            self.client.transact_write_items(
+                TransactItems=[
+                    # The version condition also says that the marker read is still the stored one.
+                    {"Put": self._shard_put(stream, updated, expected_version=target.version)},
+                    {"Put": self._ingest_audit(stream, shard, target.session, shard_id, todo, events)},
+                ]
+            )
+
+        retry(attempt, busy="too many concurrent writers on this stream")
+
+    def _ingest_audit(
+        self, stream: str, shard: int, session: int, shard_id: str, todo: Sequence[Delivered], events: list[ValueEvent]
+    ) -> dict[str, Any]:
+        """The audit entry of values from the stream: its sort key names the first record, so it is written once."""
+        last_at = max(e.time_ms for e in events)
+        item = {
+            **item_key(
+                keys.stream_shard_pk(stream, shard),
+                keys.value_sk(clock.iso(last_at), f"{shard_id}.{todo[0].sequence_number}"),
+            ),
+            "values": {"L": [num(e.value) for e in events]},
+            "users": {"L": [opt_string(e.user) for e in events]},
+            "ats": {"L": [num(e.time_ms) for e in events]},
+            "user": opt_string(None),
+            "at": num(last_at),
+            "session": num(session),
+        }
+        return {"TableName": self.table, "Item": item, "ConditionExpression": ITEM_IS_NEW}
+
     def reset(self, stream: str, user: str | None, now_ms: int) -> SessionFigures:
         """Close the active session, keeping its final figures; the next value opens a new one."""
 
@@ -233,7 +325,9 @@ class StreamStore:
             transaction = [
                 {
                     "Put": self._shard_put(
-                        stream, ShardState(s.shard, s.session + 1, s.version + 1, Moments()), s.version
+                        stream,
+                        ShardState(s.shard, s.session + 1, s.version + 1, Moments(), markers=s.markers),
+                        s.version,
                     )
                 }
                 for s in shards
@@ -269,6 +363,7 @@ class StreamStore:
             item.update(min=num(m.min), max=num(m.max))  # type: ignore[arg-type]
             item.update(started_at=num(state.started_at or 0), updated_at=num(state.updated_at or 0))
             item["started_by"] = opt_string(state.started_by)
+        item.update(state.markers)
         put: dict[str, Any] = {"TableName": self.table, "Item": item}
         if expected_version == 0:  # read_shards reports an absent shard as version 0
             put["ConditionExpression"] = ITEM_IS_NEW
@@ -319,6 +414,7 @@ class StreamStore:
             started_at=read_int(item.get("started_at")) or None,
             started_by=read_str(item.get("started_by")),
             updated_at=read_int(item.get("updated_at")) or None,
+            markers=applied.marker_attrs(item),
         )
 
     def _session_from_item(self, stream: str, item: dict[str, Any]) -> SessionFigures:
