@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys, runtime
+from chalicelib import clock, keys, observability, runtime
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits import days
 from chalicelib.hits.store import HitStore
-from chalicelib.ingest import consumer, records
+from chalicelib.ingest import records
 from chalicelib.ingest.records import AverageEvent, Event, HitEvent, MetricEvent, ValueEvent
 from chalicelib.metrics.store import SumStore
 from chalicelib.streams.store import StreamStore
@@ -222,9 +222,7 @@ def dynamodb_reset(dynamodb: Any) -> None:
             dynamodb.delete_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
 
 
-def test_a_reset_keeps_what_was_applied_and_a_later_batch_counts_in_the_new_session(
-    client: Any, dynamodb: Any
-) -> None:
+def test_a_reset_keeps_what_was_applied_and_a_later_batch_counts_in_the_new_session(client: Any, dynamodb: Any) -> None:
     first = [(0, values("r", [1, 2, 3]))]
     assert consume(client, first) == []
     stream_store().reset("r", "admin", NOW_MS)
@@ -277,6 +275,7 @@ def dead_letters(backend: str, dynamodb: Any, env: Environment) -> Iterator[Any]
     with mock_aws() if backend == "ddblocal" else contextlib.nullcontext():
         if backend == "ddblocal":
             env.unset("AWS_ENDPOINT_URL")
+            runtime.reset()  # a botocore session made before moto was imported lacks its hook
         sqs = runtime.sqs()
         url = sqs.create_queue(QueueName="livestats-events-dlq")["QueueUrl"]
         env.set("DEAD_LETTER_QUEUE_URL", url)
@@ -304,7 +303,7 @@ def test_without_a_dead_letter_queue_a_poison_record_is_logged_and_skipped(
     client: Any, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     errors: list[dict[str, Any]] = []
-    monkeypatch.setattr(consumer.logger, "error", lambda message, extra: errors.append(extra))
+    monkeypatch.setattr(observability.logger, "error", lambda message, extra: errors.append(extra))
     event = kinesis_event([(1, hits("/api/p/", 1))])
     event["Records"].insert(0, kinesis_record(0, b"\xff not json"))
     assert client.lambda_.invoke("apply_events", event).payload == {"batchItemFailures": []}
@@ -324,7 +323,7 @@ def test_metric_events_go_to_the_sums_applier_with_the_arrival_time(
 
     monkeypatch.setattr(SumStore, "apply_delivered", record)
     clock.set_source(lambda: NOW_MS / 1000 + 5)
-    metric = [MetricEvent("m", 3, NOW_MS), MetricEvent("m", 4, NOW_MS - 1000)]
+    metric: list[Event] = [MetricEvent("m", 3, NOW_MS), MetricEvent("m", 4, NOW_MS - 1000)]
     assert consume(client, [(0, metric)]) == []
     assert received == [(metric, NOW_MS + 5000)]
 
