@@ -37,14 +37,27 @@ charged on every append and a rewrite costs about one extra item write per
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any
 
 from chalicelib import keys
 from chalicelib.averages.moving_average import SimpleMovingAverage
-from chalicelib.dynamo import ITEM_EXISTS, ITEM_IS_NEW, condition_failed, item_key, num, read_int, retry
+from chalicelib.dynamo import (
+    ITEM_EXISTS,
+    ITEM_IS_NEW,
+    batch_get,
+    condition_failed,
+    item_key,
+    num,
+    partition_key_of,
+    read_int,
+    retry,
+)
 from chalicelib.errors import NotFound
+from chalicelib.table import PARTITION_KEY
 
 MIN_SLACK = 32
+BATCH_GET_KEYS = 100  # BatchGetItem's limit
 
 _NAMES = {"#e": "elements", "#c": "cap", "#v": "version"}
 
@@ -68,6 +81,23 @@ class AverageStore:
     def get(self, key: str) -> SimpleMovingAverage | None:
         item = self._get_item(key)
         return None if item is None else self._window(item)
+
+    def existing(self, names: Collection[str]) -> set[str]:
+        """Which of these windows exist: one strongly consistent BatchGetItem per 100 keys, reading only the key
+        (a window item can be ~120 KB; it is charged whole all the same, but not sent)."""
+        found: set[str] = set()
+        ordered = sorted(set(names))
+        for start in range(0, len(ordered), BATCH_GET_KEYS):
+            wanted = {keys.average_pk(name): name for name in ordered[start : start + BATCH_GET_KEYS]}
+            items = batch_get(
+                self.client,
+                self.table,
+                [self._key(name) for name in wanted.values()],
+                consistent=True,
+                projection=PARTITION_KEY,
+            )
+            found.update(wanted[partition_key_of(item)] for item in items)
+        return found
 
     # --- writes -------------------------------------------------------------
 
