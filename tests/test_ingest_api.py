@@ -59,7 +59,7 @@ def test_a_valid_batch_is_put_as_records_that_decode_to_the_normalised_events(
     ]
     assert accepted(post(ingest, batch)) == {"accepted": 8, "rejected": []}
 
-    expected = [
+    expected: list[records.Event] = [
         records.ValueEvent(stream="s", value=2.5, time_ms=NOW_MS, user="ann"),
         records.HitEvent(path="/api/a/b/", time_ms=NOW_MS),
         records.MetricEvent(key="m", value=3, time_ms=NOW_MS),
@@ -76,7 +76,8 @@ def test_a_valid_batch_is_put_as_records_that_decode_to_the_normalised_events(
     for key, events in by_key.items():
         assert events == [e for e in expected if records.partition_key(e) == key]
     assert sorted(map(repr, events_stream.events())) == sorted(map(repr, expected))
-    assert isinstance(by_key["metric:m"][0].value, int)
+    rounded = by_key["metric:m"][0]
+    assert isinstance(rounded, records.MetricEvent) and isinstance(rounded.value, int)
 
 
 def test_the_events_of_many_keys_spread_over_the_shards(ingest: Api, events_stream: EventsStream) -> None:
@@ -338,20 +339,17 @@ def test_the_rules_follow_the_injected_clock(ingest: Api, events_stream: EventsS
 
 @pytest.mark.pure
 def test_events_are_grouped_by_key_in_request_order_and_packed_into_few_records() -> None:
-    events: list[records.Event] = [records.MetricEvent("a" if n % 3 else "b", n, n) for n in range(30)]
+    b_events = [records.MetricEvent("b", n, n) for n in range(0, 30, 3)]
+    a_events = [records.MetricEvent("a", n, n) for n in range(30) if n % 3]
+    events = sorted([*a_events, *b_events], key=lambda e: e.time_ms)
     packed = producer.pack(events)
     assert [r.partition_key for r in packed] == ["metric:b", "metric:a"]
-    assert [records.decode(r.data) for r in packed] == [
-        [e for e in events if e.key == "b"],  # type: ignore[union-attr]
-        [e for e in events if e.key == "a"],  # type: ignore[union-attr]
-    ]
+    assert [records.decode(r.data) for r in packed] == [b_events, a_events]
     # A small record limit: the same events, in order, in more records, each within the limit and as full as allowed.
     limit = 200
     small = producer.pack(events, max_record_bytes=limit)
     assert all(r.size <= limit for r in small) and len(small) > 2
-    assert [e for r in small for e in records.decode(r.data)] == [e for e in events if e.key == "b"] + [
-        e for e in events if e.key == "a"
-    ]
+    assert [e for r in small for e in records.decode(r.data)] == [*b_events, *a_events]
     for first, second in itertools.pairwise(small):
         if first.partition_key == second.partition_key:
             grown = records.encode([*records.decode(first.data), records.decode(second.data)[0]])
