@@ -15,6 +15,7 @@ from chalicelib.averages import api as averages_api
 from chalicelib.chalice_app import ThreadSafeChalice
 from chalicelib.errors import NotFound
 from chalicelib.hits import api as hits_api
+from chalicelib.ingest import api as ingest_api
 from chalicelib.ingest import consumer as ingest_consumer
 from chalicelib.metrics import api as metrics_api
 from chalicelib.observability import SERVICE, flush_metrics
@@ -66,6 +67,8 @@ app.register_blueprint(metrics_api.bp)
 app.register_blueprint(averages_api.bp)
 # Multi-step survey and its live admin dashboard.
 app.register_blueprint(survey_api.bp)
+# POST /events: batches of events put on the events stream.
+app.register_blueprint(ingest_api.bp)
 # The events stream's consumer (POST /events puts the records).
 app.register_blueprint(ingest_consumer.bp)
 # GET /health: the function and its table answer.

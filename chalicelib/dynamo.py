@@ -124,10 +124,15 @@ def query_items(client: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for page in query_pages(client, request) for item in page.get("Items", [])]
 
 
-def batch_get(client: Any, table: str, keys: list[dict[str, Any]], *, consistent: bool) -> list[dict[str, Any]]:
-    """BatchGetItem over up to 100 keys, retrying unprocessed keys. Items come back unordered."""
+def batch_get(
+    client: Any, table: str, keys: list[dict[str, Any]], *, consistent: bool, projection: str | None = None
+) -> list[dict[str, Any]]:
+    """BatchGetItem over up to 100 keys, retrying unprocessed keys. Items come back unordered, with only the
+    attributes `projection` names if given."""
     items: list[dict[str, Any]] = []
     request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": consistent}}
+    if projection is not None:
+        request[table]["ProjectionExpression"] = projection
 
     def attempt(_: int) -> list[dict[str, Any]]:
         nonlocal request

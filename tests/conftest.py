@@ -178,6 +178,70 @@ def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.Mo
         clock.set_source(None)
 
 
+# moto's Kinesis answers at AWS's own address (it intercepts botocore in-process). An explicit endpoint, because on
+# DynamoDB Local AWS_ENDPOINT_URL points every other client at a closed port.
+KINESIS_ENDPOINT = "https://kinesis.us-east-1.amazonaws.com"
+EVENTS_SHARDS = 4  # an on-demand stream starts with 4 shards
+
+
+class EventsStream:
+    """The events stream of a test: its Kinesis client and name, and what has been put on it."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def shard_ids(self) -> list[str]:
+        return [shard["ShardId"] for shard in self.client.list_shards(StreamName=self.name)["Shards"]]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record on the stream, read from the start of each shard: shard by shard, each in stream order (each
+        with its `ShardId`)."""
+        found: list[dict[str, Any]] = []
+        for shard_id in self.shard_ids():
+            iterator = self.client.get_shard_iterator(
+                StreamName=self.name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while iterator:
+                page = self.client.get_records(ShardIterator=iterator, Limit=10_000)
+                found += [{**record, "ShardId": shard_id} for record in page["Records"]]
+                if not page["Records"]:
+                    break
+                iterator = page.get("NextShardIterator")
+        return found
+
+    def events(self) -> list[Any]:
+        """The events of every record, decoded (chalicelib.ingest.records), in the order `records` reads them."""
+        from chalicelib.ingest import records
+
+        return [event for record in self.records() for event in records.decode(record["Data"])]
+
+
+@pytest.fixture
+def events_stream(backend: str, dynamodb: Any, env: Environment) -> Iterator[EventsStream]:
+    """An empty on-demand events stream (EVENTS_SHARDS shards) named as the settings name it, in moto's in-process
+    Kinesis on both backends (DynamoDB Local is a real server; Kinesis is always moto here), with the app's Kinesis
+    client pointed at it. Ask for it after `api`, whose stage environment it must follow."""
+    from chalicelib import runtime, settings
+
+    env.set("KINESIS_ENDPOINT_URL", KINESIS_ENDPOINT)
+    # On moto, `dynamodb` runs inside mock_aws already (a second one would reset its table).
+    mocked: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if backend == "ddblocal":
+        from moto import mock_aws
+
+        mocked = mock_aws()
+    with mocked:
+        # moto's interception joins the botocore sessions made after moto is imported: a fresh one for the clients.
+        runtime.reset()
+        client = runtime.kinesis()
+        name = settings.get().events_stream_name
+        client.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        stream = EventsStream(client, name)
+        assert len(stream.shard_ids()) == EVENTS_SHARDS
+        yield stream
+
+
 @pytest.fixture(scope="session")
 def chalice_config() -> Any:
     """The dev stage's Chalice config (the app loaded as `chalice local` loads it)."""

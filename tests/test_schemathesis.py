@@ -37,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
     use_after_free,
 )
 
+from tests.conftest import EventsStream
 from tests.test_browser import base_url  # noqa: F401 (fixture)
 from tests.test_survey_api import ADMIN, survey  # noqa: F401 (fixture)
 
@@ -93,7 +94,12 @@ def authorize(case: Any, server: str) -> None:
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
-def test_api_conforms_to_its_document(case: Any, base_url: str, survey: Any) -> None:  # noqa: F811
+def test_api_conforms_to_its_document(
+    case: Any,
+    base_url: str,  # noqa: F811
+    survey: Any,  # noqa: F811
+    events_stream: EventsStream,  # after `survey` (its `api`): POST /events puts records on it
+) -> None:
     authorize(case, base_url)
     seed_average(case, base_url)
     case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=CLIENT_TIMEOUT)

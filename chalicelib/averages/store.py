@@ -44,17 +44,30 @@ values, markers kept) under `version`. Every Put of the item (resize, rewrite) c
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from chalicelib import keys
 from chalicelib.averages.moving_average import SimpleMovingAverage
-from chalicelib.dynamo import ITEM_EXISTS, ITEM_IS_NEW, LostRace, condition_failed, item_key, num, read_int, retry
+from chalicelib.dynamo import (
+    ITEM_EXISTS,
+    ITEM_IS_NEW,
+    LostRace,
+    batch_get,
+    condition_failed,
+    item_key,
+    num,
+    partition_key_of,
+    read_int,
+    retry,
+)
 from chalicelib.errors import NotFound
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import AverageEvent, Delivered
+from chalicelib.table import PARTITION_KEY
 
 MIN_SLACK = 32
+BATCH_GET_KEYS = 100  # BatchGetItem's limit
 # Values per append from the events stream (whole records): how far past its cap a list may grow.
 INGEST_MAX_VALUES = 1000
 
@@ -80,6 +93,23 @@ class AverageStore:
     def get(self, key: str) -> SimpleMovingAverage | None:
         item = self._get_item(key)
         return None if item is None else self._window(item)
+
+    def existing(self, names: Collection[str]) -> set[str]:
+        """Which of these windows exist: one strongly consistent BatchGetItem per 100 keys, reading only the key
+        (a window item can be ~120 KB; it is charged whole all the same, but not sent)."""
+        found: set[str] = set()
+        ordered = sorted(set(names))
+        for start in range(0, len(ordered), BATCH_GET_KEYS):
+            wanted = {keys.average_pk(name): name for name in ordered[start : start + BATCH_GET_KEYS]}
+            items = batch_get(
+                self.client,
+                self.table,
+                [self._key(name) for name in wanted.values()],
+                consistent=True,
+                projection=PARTITION_KEY,
+            )
+            found.update(wanted[partition_key_of(item)] for item in items)
+        return found
 
     # --- writes -------------------------------------------------------------
 

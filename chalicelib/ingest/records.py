@@ -11,6 +11,7 @@ stay on one shard, in order, so a consumer batch holds all of a key's recent eve
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -19,6 +20,8 @@ from typing import Any, Literal
 # Kinesis sequence numbers are decimal strings of up to 128 digits, more than a DynamoDB number holds (38):
 # a marker stores them as text padded to this width, so text order is number order in a condition expression.
 SEQUENCE_DIGITS = 128
+# Kinesis takes partition keys of up to 256 characters; counted as UTF-8 bytes here, which is never fewer.
+MAX_PARTITION_KEY_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,12 @@ def aggregate_key(event: Event) -> str:
 
 
 def partition_key(event: Event) -> str:
-    return f"{event.type}:{aggregate_key(event)}"
+    """`{type}:{key}`; a key too long for Kinesis (a hit path of up to 1,024 bytes) is replaced by its SHA-256, so
+    it still names one shard. Consumers read the key from the events, never from the partition key."""
+    key = f"{event.type}:{aggregate_key(event)}"
+    if len(key.encode()) <= MAX_PARTITION_KEY_BYTES:
+        return key
+    return f"{event.type}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def encode(events: Sequence[Event]) -> bytes:

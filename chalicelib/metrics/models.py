@@ -9,16 +9,19 @@ from pydantic import Field
 from chalicelib.contract import PARAM_INT, Reply, Strict, Timestamp
 from chalicelib.metrics import window
 
+# A value for a sum (POST /metric/{key}, a metric event).
+MetricValue = Annotated[
+    int | float,
+    Field(
+        ge=-window.MAX_MAGNITUDE,
+        le=window.MAX_MAGNITUDE,
+        description="rounded half away from zero to an integer; |value| <= 1e15 keeps every sum exact",
+    ),
+]
+
 
 class ValueBody(Strict):
-    value: Annotated[
-        int | float,
-        Field(
-            ge=-window.MAX_MAGNITUDE,
-            le=window.MAX_MAGNITUDE,
-            description="rounded half away from zero to an integer; |value| <= 1e15 keeps every sum exact",
-        ),
-    ]
+    value: MetricValue
 
 
 class WindowQuery(Strict):

@@ -24,12 +24,14 @@ User = Annotated[
     Field(min_length=1, max_length=USER_MAX, description="who sent it; no control characters"),
     AfterValidator(_one_line),
 ]
+# A stream's name (`{stream}` of /streams, `stream` of a value event).
+StreamName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="1 to 128 characters")]
 Limit = Annotated[int, Field(default=20, ge=1, le=100), PARAM_INT]
 Cursor = Annotated[str | None, Field(default=None, description="opaque: the `cursor` of the previous page")]
 
 
 class StreamPath(Strict):
-    stream: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="1 to 128 characters")]
+    stream: StreamName
 
 
 class ValuesBody(Strict):

@@ -1,0 +1,75 @@
+"""HTTP layer for ingest: POST /events checks a batch of events one by one and puts the valid ones on the events
+stream (its consumer applies them; chalicelib/ingest/consumer.py)."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib import clock, contract, runtime, settings, web
+from chalicelib.averages.store import AverageStore
+from chalicelib.errors import NotFound
+from chalicelib.ingest import records
+from chalicelib.ingest.models import MAX_EVENTS, Accepted, EventsBody, Rejected, normalise
+from chalicelib.ingest.producer import Producer
+from chalicelib.observability import count
+
+bp: Blueprint = Blueprint(__name__)
+
+_DESCRIPTION = f"""\
+1 to {MAX_EVENTS} events, each checked with its direct endpoint's rules: a `value` as POST /streams/{{stream}}/values, \
+a `hit` as GET /api/{{path+}} counts its path (code `path_too_long` over 1,024 bytes), a `metric` as \
+POST /metric/{{key}} (rounded the same way) at its `time` (default: arrival; code `event_too_old` at or beyond the \
+longest window, 24 h, `event_in_future` more than 60 s ahead), an `average` as POST /averages/{{key}} (code \
+`window_not_found` when the window does not exist).
+
+202: the valid events were put on the events stream, the others are listed in `rejected` by index (also when \
+none is valid: then `accepted` is 0). The events are applied by the stream's consumer shortly after, not before \
+the answer.
+
+A body that is not `{{"events": [...]}}` with 1 to {MAX_EVENTS} events, or over 256 KiB, is refused whole (400, \
+413). 503 `stream_unavailable` (with Retry-After) when the stream does not take all the records in time: the \
+records already put stay put."""
+
+
+@bp.route("/events", methods=["POST"])
+@contract.operation(
+    "Put a batch of events on the events stream",
+    tags=("ingest",),
+    body=EventsBody,
+    responses={202: Accepted},
+    description=_DESCRIPTION,
+)
+def post_events(body: EventsBody) -> Response:
+    now_ms = clock.now_ms()
+    checked = [normalise(index, raw, now_ms) for index, raw in enumerate(body.events)]
+    checked = _windows_exist(checked)
+    accepted = [event for event in checked if not isinstance(event, Rejected)]
+    rejected = [result for result in checked if isinstance(result, Rejected)]
+    if accepted:
+        Producer(runtime.kinesis(), settings.get().events_stream_name).put(accepted)
+    count("EventsAccepted", len(accepted))
+    count("EventsRejected", len(rejected))
+    return web.json_response(
+        {"accepted": len(accepted), "rejected": [result.body() for result in rejected]}, status=202
+    )
+
+
+def _windows_exist(checked: list[records.Event | Rejected]) -> list[records.Event | Rejected]:
+    """The average events whose window does not exist rejected, as POST /averages/{key} answers them."""
+    wanted = {event.key for event in checked if isinstance(event, records.AverageEvent)}
+    if not wanted:
+        return checked
+    existing = AverageStore(runtime.dynamodb(), runtime.table_name()).existing(wanted)
+    return [
+        Rejected(index, _no_window(index))
+        if isinstance(event, records.AverageEvent) and event.key not in existing
+        else event
+        for index, event in enumerate(checked)
+    ]
+
+
+def _no_window(index: int) -> NotFound:
+    field = f"events[{index}].key"
+    return NotFound(
+        f"{field}: no moving-average window with this key; create it with PUT", code="window_not_found", field=field
+    )
