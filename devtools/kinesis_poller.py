@@ -396,6 +396,9 @@ class KinesisPoller:
                 for reader in self.shards.values():
                     reader.iterator = None  # fresh iterators from where each shard is
                 read = 0
+            except Exception:  # a bug here must not stop the consumer silently: say it, and poll again
+                log.exception("kinesis consumer %s: poll failed", self.registration.name)
+                read = 0
             # Straight on while records flow; otherwise Lambda's idle pace (a batching window or a back-off is
             # checked on the next poll).
             self._stop.wait(0.0 if read else min(IDLE_POLL_S, self.registration.window_s or IDLE_POLL_S))
