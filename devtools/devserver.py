@@ -1,13 +1,17 @@
-"""`make run`: the Chalice app on http://127.0.0.1:$PORT/ with a local DynamoDB and its scheduled functions.
+"""`make run`: the Chalice app on http://127.0.0.1:$PORT/ with a local DynamoDB, a local Kinesis, its scheduled
+functions and its Kinesis consumers.
 
 Run from the project root: `python -m devtools.devserver`. Environment:
   PORT            HTTP port (default 8000)
   DDB_ENDPOINT_URL  use this DynamoDB and start none (default: DynamoDB Local, or moto's server without Java)
   TABLE_NAME      table to use/create (default: the dev stage's TABLE_NAME in .chalice/config.json)
-  DATA_DIR        where DynamoDB Local keeps its files between runs (default .data/); a relative path is
-                  resolved once, here, against the directory the server starts in (the project root)
+  KINESIS_ENDPOINT_URL  use this Kinesis and start none (default: kinesalite, or moto's server without Node)
+  DATA_DIR        where DynamoDB Local and kinesalite keep their files between runs (default .data/), and the
+                  consumers their checkpoints; a relative path is resolved once, here, against the directory the
+                  server starts in (the project root)
 
-If DynamoDB Local dies while serving, it is restarted on the same port and data (at most 3 exits a minute).
+If DynamoDB Local or kinesalite dies while serving, it is restarted on the same port and data (at most 3 exits a
+minute each).
 """
 
 from __future__ import annotations
@@ -40,7 +44,17 @@ from chalice.deploy.validate import validate_routes
 from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException
 
 from devtools import local_routes
-from devtools.ddblocal import PROJECT_DIR, DynamoDBLocal, StartError, find_jar, java_available, local_aws_env
+from devtools.ddblocal import (
+    PROJECT_DIR,
+    DynamoDBLocal,
+    LocalServer,
+    StartError,
+    find_jar,
+    java_available,
+    local_aws_env,
+)
+from devtools.kinesis_local import Kinesalite, ensure_stream, find_kinesalite, kinesis_client, node_available
+from devtools.kinesis_poller import Checkpoints, KinesisPoller, registrations
 from devtools.scheduler import Scheduler
 
 log = logging.getLogger("devtools.devserver")
@@ -48,7 +62,7 @@ log = logging.getLogger("devtools.devserver")
 HOST = "127.0.0.1"
 STAGE = "dev"
 # Set by this server; the stage's environment_variables must not override them.
-OWN_ENV_KEYS = ("DDB_ENDPOINT_URL",)
+OWN_ENV_KEYS = ("DDB_ENDPOINT_URL", "KINESIS_ENDPOINT_URL")
 
 
 # What the app routes; a method outside it never reaches the app.
@@ -266,6 +280,7 @@ class Options:
     port: int
     data_dir: Path
     endpoint: str | None  # DDB_ENDPOINT_URL: use that DynamoDB and start none
+    kinesis_endpoint: str | None = None  # KINESIS_ENDPOINT_URL: use that Kinesis and start none
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], cwd: Path) -> Options:
@@ -274,20 +289,25 @@ class Options:
             raise ValueError(f"PORT must be a port number, not {port!r}")
         # Resolved here, once: DynamoDB Local runs in the jar's folder, where a relative path means another place.
         data_dir = (cwd / Path(environ.get("DATA_DIR") or ".data").expanduser()).resolve()
-        return cls(port=int(port), data_dir=data_dir, endpoint=environ.get("DDB_ENDPOINT_URL") or None)
+        return cls(
+            port=int(port),
+            data_dir=data_dir,
+            endpoint=environ.get("DDB_ENDPOINT_URL") or None,
+            kinesis_endpoint=environ.get("KINESIS_ENDPOINT_URL") or None,
+        )
 
 
 @dataclass
-class Database:
+class Backend:
     endpoint: str
     description: str
-    local: DynamoDBLocal | None = None  # the DynamoDB Local process this server started (and restarts)
+    local: LocalServer | None = None  # the process this server started (and restarts)
 
 
-def start_database(options: Options, project_dir: Path, stack: contextlib.ExitStack) -> Database:
+def start_database(options: Options, project_dir: Path, stack: contextlib.ExitStack) -> Backend:
     """Whatever is started here is stopped when `stack` closes."""
     if options.endpoint:
-        return Database(options.endpoint, f"DynamoDB at {options.endpoint} (from DDB_ENDPOINT_URL)")
+        return Backend(options.endpoint, f"DynamoDB at {options.endpoint} (from DDB_ENDPOINT_URL)")
     # The served project's node_modules first, else this repository's (e.g. serving a scratch project).
     jar = find_jar(project_dir) or find_jar(PROJECT_DIR)
     if java_available() and jar is not None:
@@ -297,17 +317,39 @@ def start_database(options: Options, project_dir: Path, stack: contextlib.ExitSt
         stack.callback(ddb.stop)
         endpoint = ddb.start()
         description = f"DynamoDB Local at {endpoint} (pid {ddb.pid}), data in {db_dir}/, log {ddb.log_path}"
-        return Database(endpoint, description, ddb)
+        return Backend(endpoint, description, ddb)
     reason = "Java is not installed" if not java_available() else "DynamoDBLocal.jar is missing (npm install)"
     print(f"NOTE: {reason}: using moto's DynamoDB server instead (in memory; TTL never expires items).", flush=True)
+    endpoint = start_moto_server(stack)
+    return Backend(endpoint, f"moto server at {endpoint} (in memory)")
+
+
+def start_kinesis(options: Options, project_dir: Path, stack: contextlib.ExitStack) -> Backend:
+    """kinesalite, persisted under DATA_DIR (why kinesalite: the README's "Local Kinesis")."""
+    if options.kinesis_endpoint:
+        return Backend(options.kinesis_endpoint, f"Kinesis at {options.kinesis_endpoint} (from KINESIS_ENDPOINT_URL)")
+    package = find_kinesalite(project_dir) or find_kinesalite(PROJECT_DIR)
+    if node_available() and package is not None:
+        data = options.data_dir / "kinesis"
+        kinesis = Kinesalite(data_path=data, package=package, log_path=options.data_dir / "kinesalite.log")
+        stack.callback(kinesis.stop)
+        endpoint = kinesis.start()
+        description = f"kinesalite at {endpoint} (pid {kinesis.pid}), data in {data}/, log {kinesis.log_path}"
+        return Backend(endpoint, description, kinesis)
+    reason = "Node is not installed" if not node_available() else "kinesalite is missing (npm install)"
+    print(f"NOTE: {reason}: using moto's Kinesis server instead (in memory).", flush=True)
+    endpoint = start_moto_server(stack)
+    return Backend(endpoint, f"moto server at {endpoint} (in memory)")
+
+
+def start_moto_server(stack: contextlib.ExitStack) -> str:
     from moto.server import ThreadedMotoServer  # heavy import: only when needed
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per DynamoDB call otherwise
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per call otherwise
     moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)  # port 0: the OS picks a free one
     moto.start()
     stack.callback(moto.stop)
-    endpoint = "http://{}:{}".format(*moto.get_host_and_port())
-    return Database(endpoint, f"moto server at {endpoint} (in memory)")
+    return "http://{}:{}".format(*moto.get_host_and_port())
 
 
 class RestartBudget:
@@ -332,29 +374,58 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def revive(ddb: DynamoDBLocal, budget: RestartBudget) -> bool:
-    """Say that DynamoDB Local died and restart it on the same port and data; False if that is hopeless."""
-    code = ddb.exit_code
+def revive(server: LocalServer, budget: RestartBudget, role: str = "database") -> bool:
+    """Say that a local server (the database, Kinesis) died and restart it on the same port and data; False if
+    that is hopeless."""
+    code = server.exit_code
     assert code is not None
-    err = sys.stderr
-    print(f"devserver: the database process exited: DynamoDB Local (pid {ddb.pid}) {describe_exit(code)}.", file=err)
-    print(ddb.log_excerpt(), file=err, flush=True)
+    err, name = sys.stderr, server.name
+    print(f"devserver: the {role} process exited: {name} (pid {server.pid}) {describe_exit(code)}.", file=err)
+    print(server.log_excerpt(), file=err, flush=True)
     if not budget.allows_restart(time.monotonic()):
         print(
-            f"devserver: DynamoDB Local exited {budget.max_exits} times within {budget.window_s:.0f} s; stopping. "
-            f"See {ddb.log_path}.",
+            f"devserver: {name} exited {budget.max_exits} times within {budget.window_s:.0f} s; stopping. "
+            f"See {server.log_path}.",
             file=err,
             flush=True,
         )
         return False
-    print(f"Restarting DynamoDB Local on port {ddb.port} with data in {ddb.db_path}/ ...", flush=True)
+    print(f"Restarting {name} on port {server.port} with data in {server.data_path}/ ...", flush=True)
     try:
-        ddb.restart()
+        server.restart()
     except StartError as exc:
-        print(f"devserver: DynamoDB Local did not start again: {exc}", file=err, flush=True)
+        print(f"devserver: {name} did not start again: {exc}", file=err, flush=True)
         return False
-    print(f"DynamoDB Local is back at {ddb.endpoint_url} (pid {ddb.pid})", flush=True)
+    print(f"{name} is back at {server.endpoint_url} (pid {server.pid})", flush=True)
     return True
+
+
+def start_consumers(app: Chalice, kinesis: Backend, data_dir: Path, stack: contextlib.ExitStack) -> list[str]:
+    """Create the streams the app's consumers read (and the API writes), and poll them; one line per consumer."""
+    from chalicelib import settings  # the project's own code: import once on sys.path
+
+    client = kinesis_client(kinesis.endpoint)
+    found = registrations(app)
+    for stream in sorted({settings.get().events_stream_name, *(r.stream for r in found)}):
+        ensure_stream(client, stream)
+    checkpoints = Checkpoints(data_dir / "kinesis-checkpoints.json")
+    lines = []
+    for registration in found:
+        poller = KinesisPoller(
+            registration,
+            client,
+            checkpoints,
+            data_dir / "kinesis-dead-letters.jsonl",
+            region=os.environ["AWS_DEFAULT_REGION"],
+        )
+        poller.start()
+        stack.callback(poller.stop)
+        lines.append(
+            f"Kinesis consumer: {registration.name} polls stream {registration.stream!r} (batches of up to "
+            f"{registration.batch_size}, window {registration.window_s:g} s, from {registration.starting_position} "
+            f"or its checkpoint in {checkpoints.path})"
+        )
+    return lines
 
 
 def describe_health(status: int, body: bytes) -> str:
@@ -425,8 +496,14 @@ def serve(options: Options, project_dir: Path) -> int:
             table_name = os.environ["TABLE_NAME"]
             database = start_database(options, project_dir, stack)
             os.environ["DDB_ENDPOINT_URL"] = database.endpoint
+            kinesis = start_kinesis(options, project_dir, stack)
+            os.environ["KINESIS_ENDPOINT_URL"] = kinesis.endpoint
 
-            from chalicelib.table import ensure_table  # the project's own code: import once on sys.path
+            from chalicelib import runtime  # the project's own code: import once on sys.path
+            from chalicelib.table import ensure_table
+
+            # Importing the app read the settings (a consumer's registration names its stream): read them again.
+            runtime.reset()
 
             client: Any = boto3.client("dynamodb", endpoint_url=database.endpoint)
             created = ensure_table(client, table_name)
@@ -438,6 +515,7 @@ def serve(options: Options, project_dir: Path) -> int:
             scheduler = Scheduler(app, region=os.environ["AWS_DEFAULT_REGION"])
             scheduler.start()
             stack.callback(scheduler.stop)
+            consumer_lines = start_consumers(app, kinesis, options.data_dir, stack)
 
             # LocalDevServer.serve_forever() only adds an unflushed print; serve the socketserver directly.
             thread = threading.Thread(target=server.server.serve_forever, name="http", daemon=True)
@@ -446,28 +524,29 @@ def serve(options: Options, project_dir: Path) -> int:
             stack.callback(server.shutdown)  # callbacks run last-in first-out: shutdown, then join
 
             print(f"Database: {database.description}; table {table_name!r}{' (created)' if created else ''}")
+            print(f"Kinesis: {kinesis.description}")
             for job in scheduler.jobs:
                 print(f"Schedule: {job.name} next at {job.next_fire:%Y-%m-%d %H:%M:%S} UTC")
+            for line in consumer_lines:
+                print(line)
             print(f"livestats running on http://{HOST}:{options.port}/ (Ctrl-C to stop)")
             print(f"Health: {check_health(options.port)}")
             for line in devhook_lines():
                 print(line)
             sys.stdout.flush()
-            budget = RestartBudget()
+            budgets = {"database": (database, RestartBudget()), "Kinesis": (kinesis, RestartBudget())}
             while thread.is_alive():
                 thread.join(0.5)  # wakes for signals: SIGINT/SIGTERM arrive here as KeyboardInterrupt
-                if (
-                    database.local is not None
-                    and database.local.exit_code is not None
-                    and not revive(database.local, budget)
-                ):
-                    return 1
+                for role, (backend, budget) in budgets.items():
+                    local = backend.local
+                    if local is not None and local.exit_code is not None and not revive(local, budget, role):
+                        return 1
             print("HTTP server thread died", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             pass
         finally:
-            # A second Ctrl-C must not interrupt the clean-up (and leave DynamoDB Local running).
+            # A second Ctrl-C must not interrupt the clean-up (and leave DynamoDB Local or kinesalite running).
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             print("Stopping...", flush=True)

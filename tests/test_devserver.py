@@ -139,11 +139,13 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.wait()
-        # DynamoDB Local runs in its own process group, which a killed server leaves behind.
-        for pid in {int(p) for p in re.findall(r"DynamoDB Local (?:at|is back at) \S+ \(pid (\d+)\)", self.text())}:
-            with contextlib.suppress(OSError):
-                if b"DynamoDBLocal.jar" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    os.kill(pid, signal.SIGKILL)
+        # DynamoDB Local and kinesalite run in their own process groups, which a killed server leaves behind.
+        for name, command in (("DynamoDB Local", b"DynamoDBLocal.jar"), ("kinesalite", b"kinesalite.js")):
+            found = re.findall(rf"{name} (?:at|is back at) \S+ \(pid (\d+)\)", self.text())
+            for pid in {int(p) for p in found}:
+                with contextlib.suppress(OSError):
+                    if command in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        os.kill(pid, signal.SIGKILL)
 
 
 def _accepts(port: int) -> bool:
@@ -189,6 +191,10 @@ def test_devserver_serves_and_stops_on_sigint(dev_server: Server, project: Path)
     banner = dev_server.wait_for(r"DynamoDB Local at http://127\.0\.0\.1:(\d+) \(pid (\d+)\), data in (\S+)/", 1)
     ddb_port, ddb_pid = int(banner.group(1)), int(banner.group(2))
     assert Path(banner.group(3)) == project / ".data" / "dynamodb"  # the relative default, resolved
+    kinesis = dev_server.wait_for(r"kinesalite at http://127\.0\.0\.1:(\d+) \(pid (\d+)\), data in (\S+)/", 1)
+    kinesis_port, kinesis_pid = int(kinesis.group(1)), int(kinesis.group(2))
+    assert Path(kinesis.group(3)) == project / ".data" / "kinesis"
+    dev_server.wait_for(r"Kinesis consumer: apply_events polls stream 'livestats-events'", 1)
     health = dev_server.wait_for(r"(?m)^Health: (.*)$", 1).group(1)
     # Either until GET /health exists in this branch.
     assert health in ("ok (database ok)", "HTTP 404 not_found: no such resource"), health
@@ -207,6 +213,7 @@ def test_devserver_serves_and_stops_on_sigint(dev_server: Server, project: Path)
     assert "Stopping..." in dev_server.text()
     assert not dev_server.group_alive()
     assert not _pid_alive(ddb_pid) and not _accepts(ddb_port)  # the java child went with it
+    assert not _pid_alive(kinesis_pid) and not _accepts(kinesis_port)  # and the node one
 
 
 def test_dead_database_is_restarted_then_given_up(dev_server: Server, backend: str) -> None:
