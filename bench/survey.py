@@ -489,6 +489,7 @@ def _save_report(saves: Saves) -> list[str]:
         f"Per saved answer: **{local:.1f}** write units as DynamoDB Local reports them, **{local / 2:.1f}x** its "
         f"2.0 before the indexes; **{aws:.1f}** by AWS's rules, **{aws / aws_before:.1f}x** the {aws_before:.1f} the "
         f"same saves cost by those rules without the indexes (and {aws / 2:.1f}x the 2.0).",
+        "",
     ]
 
 
