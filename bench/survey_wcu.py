@@ -16,11 +16,10 @@ import statistics
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import Any
 
 from bench.common import Meter, table_md, use_endpoint
-from bench.survey import _responses
+from bench.survey import _responses, item_size
 from chalicelib import keys
 from chalicelib.dynamo import num, string
 from chalicelib.survey import sorting
@@ -28,50 +27,24 @@ from chalicelib.survey.store import StoredResponse, SurveyStore
 from chalicelib.table import (
     ATTRIBUTE_DEFINITIONS,
     KEY_SCHEMA,
+    SURVEY_SORT_CODES,
     SURVEY_SORT_COLUMNS,
     survey_sort_attributes,
 )
 
 SAVES = 5
 SHARED_PK = "sP"
-# An order-preserving base64 alphabet (ASCII order), so packed ids sort as the ids do.
-_ALPHABET = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
-assert list(_ALPHABET) == sorted(_ALPHABET)
+FORMER_PK = "{code}P"  # before: each index had its own partition key attribute, valued {a|u}{shard}
 
 
 def packed_id(response_id: str) -> str:
-    """The id's 14 bytes (12 hex time + 16 hex random) as 19 order-preserving base64 characters."""
-    value = int(response_id, 16)
-    out = []
-    for _ in range(19):
-        value, digit = divmod(value, 64)
-        out.append(_ALPHABET[digit])
-    return "".join(reversed(out))
+    return sorting.packed_id(response_id)
 
 
-# --- item size (DynamoDB rules) ----------------------------------------------------------------------------------
-
-
-def _number_size(text: str) -> int:
-    digits = Decimal(text).normalize().as_tuple().digits
-    return (len(digits) + 1) // 2 + 1
-
-
-def value_size(value: dict[str, Any]) -> int:
-    (kind, inner), *_ = value.items()
-    if kind == "S":
-        return len(inner.encode())
-    if kind == "N":
-        return _number_size(inner)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "L":
-        return 3 + sum(value_size(v) + 1 for v in inner)
-    raise ValueError(kind)
-
-
-def item_size(item: dict[str, Any]) -> int:
-    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+def _body(column: str, value: Any, minutes: bool) -> str:
+    if column == "updated_at" and not minutes:
+        return f"{int(value):015d}"  # before: to the millisecond
+    return sorting.body(column, value)
 
 
 # --- layouts -------------------------------------------------------------------------------------------------------
@@ -83,10 +56,11 @@ class Layout:
     shared_pk: bool = False  # one shard attribute for every index; answered/unanswered moves into the sort key
     short_id: bool = False  # the tiebreak is the packed id (19 characters), not the 28-character id
     columns: tuple[str, ...] = SURVEY_SORT_COLUMNS
+    minutes: bool = False  # updated_at's key counts minutes (as now), not milliseconds
 
     def attributes(self, column: str) -> tuple[str, str]:
-        pk, sk = survey_sort_attributes(column)
-        return (SHARED_PK if self.shared_pk else pk), sk
+        _, sk = survey_sort_attributes(column)
+        return (SHARED_PK if self.shared_pk else FORMER_PK.format(code=SURVEY_SORT_CODES[column])), sk
 
     def sort_keys(self, response: StoredResponse) -> dict[str, Any]:
         state = {"completed": response.completed, "step": response.step, "updated_at": response.updated_at}
@@ -96,17 +70,18 @@ class Layout:
         for column in self.columns:
             value = sorting.column_value(column, response.answers, state)
             pk_name, sk_name = self.attributes(column)
+            key = tiebreak if value is None else _body(column, value, self.minutes) + sorting.SEPARATOR + tiebreak
             if self.shared_pk:
                 out[pk_name] = string(str(shard))
                 segment = "1" if value is not None else "0"  # answered after unanswered: a Query per segment
-                out[sk_name] = string(segment + sorting.sort_key(column, value, tiebreak))
+                out[sk_name] = string(segment + key)
             else:
-                out[pk_name] = string(keys.survey_sort_pk(value is not None, shard))
-                out[sk_name] = string(sorting.sort_key(column, value, tiebreak))
+                out[pk_name] = string(f"{'a' if value is not None else 'u'}{shard}")
+                out[sk_name] = string(key)
         return out
 
     def item(self, store: SurveyStore, response: StoredResponse) -> dict[str, Any]:
-        index_names = {n for c in SURVEY_SORT_COLUMNS for n in survey_sort_attributes(c)}
+        index_names = {n for c in SURVEY_SORT_COLUMNS for n in (*survey_sort_attributes(c), *self.attributes(c))}
         base = {k: v for k, v in store._item(response).items() if k not in index_names}
         return {**base, **self.sort_keys(response)}
 
@@ -137,10 +112,11 @@ class Layout:
 
 
 LAYOUTS = (
-    Layout("current (22 attributes, 28-char id)"),
+    Layout("former (22 attributes, 28-char id)"),
     Layout("shared shard pk (12 attributes)", shared_pk=True),
     Layout("packed id (19 chars)", short_id=True),
     Layout("shared pk + packed id", shared_pk=True, short_id=True),
+    Layout("as now: shared pk + packed id, updated_at by the minute", shared_pk=True, short_id=True, minutes=True),
     Layout(
         "shared pk + packed id, no updated_at index",
         shared_pk=True,
@@ -325,7 +301,7 @@ def run(endpoint_url: str) -> str:
     save_rows = []
     for layout in LAYOUTS:
         for label, save in SAVE_KINDS.items():
-            if label not in ALWAYS and layout not in (LAYOUTS[0], LAYOUTS[4], LAYOUTS[5]):
+            if label not in ALWAYS and layout not in (LAYOUTS[0], LAYOUTS[4], LAYOUTS[5], LAYOUTS[6]):
                 continue  # every kind of save for the current layout, the leanest and none; the Put for the rest
             result = measure(client, layout, median_response, save)
             size = item_size(layout.item(store, median_response))

@@ -9,8 +9,8 @@ with the kind of thing they hold, so features never collide:
   IDEMPOTENCY                 {hash}                Powertools idempotency records (TTL)
   AVERAGE#{key}               WINDOW                a moving-average window: size, cap, elements, version
   SURVEY#responses            RESPONSE#{id}         one survey response (ids sort by creation time); in each
-                                                    column's `survey_{column}` GSI under {a|u}{r} (answered or
-                                                    unanswered; r = crc32(id) % SURVEY_SORT_SHARDS)
+                                                    column's `survey_{column}` GSI under {r} (r = crc32(id) %
+                                                    SURVEY_SORT_SHARDS), sort key {1|0}{key} (answered or not)
   SURVEY#emails               EMAIL#{sha256}        an email's claim: the one response that holds it (sha256 of
                                                     the trimmed, lower-cased address), written with that response
   SURVEY#summary              SUMMARY#{k:02d}       one of SURVEY_SUMMARY_SHARDS shards of the survey's counters;
@@ -101,10 +101,15 @@ def survey_sort_shard(response_id: str) -> int:
     return zlib.crc32(response_id.encode()) % SURVEY_SORT_SHARDS
 
 
-def survey_sort_pk(answered: bool, shard: int) -> str:
-    """A partition of a column's sort index (each column has an index of its own, so the column is implied).
-    Every response carries eleven of these: short, as an item's size is what a save costs."""
-    return f"{'a' if answered else 'u'}{shard}"
+def survey_sort_pk(shard: int) -> str:
+    """A partition of every column's sort index (each column has an index of its own, so the column is implied):
+    one attribute for all of them, as an item's size is what a save costs."""
+    return str(shard)
+
+
+def survey_sort_segment(answered: bool) -> str:
+    """The first character of an index sort key: a shard's unanswered entries ("0"), then its answered ones."""
+    return "1" if answered else "0"
 
 
 # --- moving averages --------------------------------------------------------

@@ -20,7 +20,8 @@ RANKING_SORT_KEY = "rank_score"
 
 # One index per sortable survey column (chalicelib/survey/sorting.py), keys only: an entry is rewritten only
 # when its own column's sort key changes, and a page's rows are read from the table by key. Every response
-# carries these 22 key attributes, so their names are short codes (an item's size counts names too).
+# carries these key attributes, so their names are short codes (an item's size counts names too), and all the
+# indexes share one partition key attribute: the response's shard.
 SURVEY_SORT_CODES: dict[str, str] = {
     "name": "nm", "email": "em", "age": "ag", "about": "ab", "address": "ad", "gender": "ge", "book": "bk",
     "colours": "co", "completed": "cp", "step": "st", "updated_at": "up",
@@ -32,10 +33,12 @@ def survey_sort_index(column: str) -> str:
     return f"survey_{column}"
 
 
+SURVEY_SORT_SHARD = "sP"
+
+
 def survey_sort_attributes(column: str) -> tuple[str, str]:
-    """The (partition key, sort key) attributes of a column's index: e.g. `nmP`, `nmS` for name."""
-    code = SURVEY_SORT_CODES[column]
-    return f"{code}P", f"{code}S"
+    """The (partition key, sort key) attributes of a column's index: e.g. `sP`, `nmS` for name."""
+    return SURVEY_SORT_SHARD, f"{SURVEY_SORT_CODES[column]}S"
 
 
 ATTRIBUTE_DEFINITIONS: list[dict[str, str]] = [
@@ -43,11 +46,8 @@ ATTRIBUTE_DEFINITIONS: list[dict[str, str]] = [
     {"AttributeName": SORT_KEY, "AttributeType": "S"},
     {"AttributeName": RANKING_PARTITION_KEY, "AttributeType": "S"},
     {"AttributeName": RANKING_SORT_KEY, "AttributeType": "N"},
-    *(
-        {"AttributeName": name, "AttributeType": "S"}
-        for column in SURVEY_SORT_COLUMNS
-        for name in survey_sort_attributes(column)
-    ),
+    {"AttributeName": SURVEY_SORT_SHARD, "AttributeType": "S"},
+    *({"AttributeName": survey_sort_attributes(column)[1], "AttributeType": "S"} for column in SURVEY_SORT_COLUMNS),
 ]
 KEY_SCHEMA: list[dict[str, str]] = [
     {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},

@@ -41,6 +41,8 @@ def natural(column: str, value: Any) -> Any:
     """The order a column's values have, independently of the encoding."""
     if column == "colours":
         return [rules.PALETTE.index(c) for c in value]
+    if column == "updated_at":  # by the minute: saves within one minute are ties, ordered by id
+        return value // 60_000
     if isinstance(value, str):
         return sorting.normalized_text(value)
     return value
@@ -58,6 +60,25 @@ def test_encoded_keys_order_as_the_values_then_the_id(column: str, data: st.Data
     assert (key_a.encode() < key_b.encode()) == ((natural(column, a), id_a) < (natural(column, b), id_b))
     assert len(key_a.encode()) <= 1024
     assert sorting.response_id_of(key_a) == id_a
+
+
+@pytest.mark.pure
+@given(a=ids, b=ids)
+def test_packed_ids_order_as_the_ids_and_unpack_to_them(a: str, b: str) -> None:
+    packed_a, packed_b = sorting.packed_id(a), sorting.packed_id(b)
+    assert len(packed_a) == 19 and sorting.SEPARATOR not in packed_a
+    assert (packed_a.encode() < packed_b.encode()) == (a < b)
+    assert sorting.unpacked_id(packed_a) == a
+
+
+@pytest.mark.pure
+def test_updated_at_keys_move_only_when_the_minute_changes() -> None:
+    rid = "0" * 28
+    minute = 1_800_000_000_000 // 60_000 * 60_000
+    key = sorting.sort_key("updated_at", minute, rid)
+    assert sorting.sort_key("updated_at", minute + 59_999, rid) == key
+    assert sorting.sort_key("updated_at", minute + 60_000, rid) > key
+    assert sorting.sort_key("updated_at", minute - 1, rid) < key
 
 
 @pytest.mark.pure

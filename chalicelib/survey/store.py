@@ -1,7 +1,8 @@
 """Data access for the survey. Every DynamoDB expression of the feature lives here.
 
 A response is one item (keys.survey_response_sk), which also carries its key in each sortable column's
-keys-only index (chalicelib/survey/sorting.py). The summary is SURVEY_SUMMARY_SHARDS items of integer counters
+keys-only index (chalicelib/survey/sorting.py): one shard attribute shared by the indexes, and per column a sort
+key that starts with its segment, unanswered ("0") or answered ("1"). The summary is SURVEY_SUMMARY_SHARDS items of integer counters
 (rules.COUNTERS) plus `version`, `updated_at` and `epoch`, in one partition; the survey's summary is their sum.
 Every write to a response is ONE TransactWriteItems: the response item, conditioned on the version it was read
 at (two tabs never lose each other's answers; a lost race is re-read and retried), and an UpdateItem that ADDs
@@ -202,25 +203,34 @@ class SurveyStore:
                 yield answered, key, None
 
     def _index_fetch(self, column: str, answered: bool) -> sorting.Fetch:
+        """A shard's keys of one segment (answered or not), without the segment's first character."""
         pk_name, sk_name = survey_sort_attributes(column)
+        segment = keys.survey_sort_segment(answered)
+        # Every stored key of the segment is longer than `segment` and below the next character: bounds that no
+        # key equals. After a position, the position itself is the inclusive bound, and is skipped.
+        low, high = segment, chr(ord(segment) + 1)
 
         def fetch(shard: int, after: str | None, descending: bool, limit: int) -> Iterator[str]:
-            condition = "#pk = :pk" if after is None else f"#pk = :pk AND #sk {'<' if descending else '>'} :after"
+            start = None if after is None else segment + after
+            bounds = (low, high) if start is None else ((low, start) if descending else (start, high))
             request: dict[str, Any] = {
                 "TableName": self.table,
                 "IndexName": survey_sort_index(column),
-                "KeyConditionExpression": condition,
+                "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :low AND :high",
                 "ExpressionAttributeNames": {"#pk": pk_name, "#sk": sk_name},
                 "ExpressionAttributeValues": {
-                    ":pk": string(keys.survey_sort_pk(answered, shard)),
-                    **({} if after is None else {":after": string(after)}),
+                    ":pk": string(keys.survey_sort_pk(shard)),
+                    ":low": string(bounds[0]),
+                    ":high": string(bounds[1]),
                 },
                 "ProjectionExpression": "#sk",
                 "ScanIndexForward": not descending,
             }
             for response in query_pages(self.client, request, page_size=limit):
                 for item in response.get("Items", []):
-                    yield item[sk_name]["S"]
+                    key = item[sk_name]["S"]
+                    if key != start:
+                        yield key[1:]
 
         return fetch
 
@@ -409,15 +419,16 @@ class SurveyStore:
 
     @staticmethod
     def _sort_keys(response: StoredResponse) -> dict[str, Any]:
-        """The response's key in each column's index: answered values and unanswered ones in separate partitions."""
+        """The response's key in each column's index: one shard attribute for all of them, and per column a sort
+        key that starts with its segment (answered or not)."""
         state = {"completed": response.completed, "step": response.step, "updated_at": response.updated_at}
-        shard = keys.survey_sort_shard(response.id)
         attributes: dict[str, Any] = {}
         for column in sorting.INDEXED:
             value = sorting.column_value(column, response.answers, state)
             pk_name, sk_name = survey_sort_attributes(column)
-            attributes[pk_name] = string(keys.survey_sort_pk(value is not None, shard))
-            attributes[sk_name] = string(sorting.sort_key(column, value, response.id))
+            attributes[pk_name] = string(keys.survey_sort_pk(keys.survey_sort_shard(response.id)))
+            segment = keys.survey_sort_segment(value is not None)
+            attributes[sk_name] = string(segment + sorting.sort_key(column, value, response.id))
         return attributes
 
     @staticmethod
