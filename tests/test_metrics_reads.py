@@ -139,7 +139,7 @@ def test_planned_reads_add_up_to_exactly_the_window_however_far_compaction_got(
         if state in ("done", "crashed", "sealed", "missed") and minute in by_minute:
             table.state_items.add(minute)
         if state in ("done", "crashed", "sealed") and minute in by_minute:
-            offsets = st.integers(0, w.MINUTE_MS - 1).map(lambda o, m=minute: m * w.MINUTE_MS + o)
+            offsets = st.integers(minute * w.MINUTE_MS, (minute + 1) * w.MINUTE_MS - 1)
             table.late += data.draw(st.lists(st.tuples(offsets, st.integers(-(10**15), 10**15)), max_size=3))
     expected = sum(v for t, v in table.events + table.late if now - window_ms < t <= now)
     assert table.read(now, window_ms) == expected
@@ -159,3 +159,41 @@ def test_compaction_seals_the_lookback_up_to_the_last_sealable_minute() -> None:
     assert len(span) == 15 and span[-1] == w.sealable_through(now)
     listed = {span[0]: {"a", "b"}, span[2]: {"b"}}
     assert w.pending_by_key([span[0], span[1], span[2]], listed) == {"a": [span[0]], "b": [span[0], span[2]]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, w.MINUTE_MS - 1), st.integers(-(10**15), 10**15), st.booleans()), max_size=300),
+    st.integers(1, 5),
+)
+def test_stream_runs_keep_records_whole_and_fit_a_transaction(
+    drawn: list[tuple[int, int, bool]], pack_max: int
+) -> None:
+    """batch.transactions splits a key-minute's events only between records, keeps stream order, and every run's
+    packed items (each at most PACK_MAX values of one second) fit one transaction and hold exactly its values."""
+    from chalicelib.ingest.records import Delivered, MetricEvent
+    from chalicelib.metrics import batch
+
+    events: list[Delivered] = []
+    sequence = 0
+    for offset, value, new_record in drawn:
+        sequence += new_record or not events
+        events.append(Delivered("s", str(sequence), MetricEvent("k", value, offset)))
+    original = batch.PACK_MAX
+    batch.PACK_MAX = pack_max
+    try:
+        runs = batch.transactions(events)
+        assert [d for run in runs for d in run] == events
+        assert all(a[-1].sequence_number != b[0].sequence_number for a, b in itertools.pairwise(runs))
+        for run in runs:
+            packs = batch.packs(run)
+            whole_record = len({d.sequence_number for d in run}) == 1
+            assert len(packs) <= batch.PACKED_PER_TRANSACTION or whole_record
+            assert all(len(p.entries) <= pack_max for p in packs)
+            unpacked = sorted(
+                (p.second_ms + o, v) for p in packs for o, v in batch.decode_pack(batch.encode_pack(p.entries))
+            )
+            assert unpacked == sorted((batch.metric(d).time_ms, batch.metric(d).value) for d in run)
+            assert batch.sums(run).total == sum(v for _, v in unpacked)
+    finally:
+        batch.PACK_MAX = original

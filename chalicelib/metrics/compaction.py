@@ -30,8 +30,9 @@ class Compaction:
 def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> Compaction:
     """Seal every finished minute of the last `lookback` that is not done yet. Idempotent; safe to overlap.
 
-    Each bucket is written once (`attribute_not_exists`) with the sum of the minute's sub-totals, which no
-    longer change (the minute ended SEAL_LAG_MS ago); the minute's SUMDONE marker goes last, so a run that
+    Each key's minute is sealed, then its bucket is written once (`attribute_not_exists`) with the sum of the
+    minute's sub-totals, which no longer change (stream values go to the late values once sealed; direct posts
+    committed within SEAL_LAG_MS); the minute's SUMDONE marker goes last, so a run that
     crashes halfway leaves some buckets and no marker, and the next run completes it. Reads per run: one
     Query of done markers, one per dirty partition and one per listed key (over all its pending minutes),
     whatever the lookback.

@@ -13,13 +13,23 @@ Writes:
      POST_ATTEMPTS.
 Sub-totals of a key live in one partition, sorted by minute then shard, so one Query reads every shard of a
 whole range of minutes.
+Stream events (apply_delivered) count at their own time. Per key, minute and stream shard, one transaction per
+batch: the minute's state item (SUMB#, created if absent) on condition it is not sealed, an ADD to the sub-total
+item the stream shard always writes (with the marker of the last record applied, on condition the records are
+after it), and the batch's values packed per second (the raw edge seconds). A sealed minute cancels it: the same
+records then ADD to the state item's late values (lt, ln, l00..l59, with its own marker) instead.
 Compaction (chalicelib/metrics/compaction.py, every minute, for minutes that ended SEAL_LAG_MS ago): for each
-key listed, the sum of its sub-totals is written once as a bucket item; when every key of the minute is done, a
-SUMDONE marker says so.
-Reads (see window.plan and window.minute_reads): buckets for whole compacted minutes, sub-totals for whole
-minutes not compacted yet and for the per-second sums of the two edge minutes (one Query per
-run of such minutes, not per minute), raw events only for the two edge *seconds*. A bucket equals
-the sum of the sub-totals it was made from, so the answer does not depend on how far compaction got.
+key listed, it first seals the key's minute state item, then reads the sub-totals and writes their sum once as
+the bucket, in the state item; when every key of the minute is done, a SUMDONE marker says so. Transactions are
+serializable against the seal, so a stream transaction either committed before it (and is in the bucket) or is
+late (and in the late values): exact however late. Direct posts are not fenced: they count at arrival and commit
+within the request's budget, well inside SEAL_LAG_MS.
+Reads (see window.plan and window.minute_reads): the state items of every minute read (buckets and late values,
+one Query), sub-totals for whole minutes not compacted yet (no bucket: compaction behind, or values that came
+after compaction listed the minute, whose state item exists without a bucket) and for the per-second sums of the
+two edge minutes (one Query per run of such minutes, not per minute), raw values only for the two edge *seconds*.
+A bucket equals the sum of the sub-totals it was made from, late values are in neither, so the answer does not
+depend on how far compaction got.
 """
 
 from __future__ import annotations
