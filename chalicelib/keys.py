@@ -22,10 +22,15 @@ with the kind of thing they hold, so features never collide:
   HITTOTAL#{scope}#{k}        COUNT                 one shard of total_hits / distinct_paths (k < HIT_TOTAL_SHARDS:
                                                     direct writes; then HIT_INGEST_TOTAL_SHARDS: the events stream's)
   SUMEV#{key}#{minute}#{k}    {ms:013d}#{id}        one posted value (TTL); k < SUM_EVENT_SHARDS
+  SUMEV#{key}#{minute}#{k}    {s_ms:013d}#{shard}#{seq}#{c}  a stream batch's values of one second, packed (TTL): s_ms is
+                                                    the second's first ms, seq the first record's sequence number, c the chunk
   SUMSUB#{key}                {minute:010d}#{k:02d} write-time sub-total k < SUM_WRITE_SHARDS of a minute: total, n, per-second
-                                                    s00..s59 (TTL); one Query reads a key's sub-totals for a range of minutes
+                                                    s00..s59, per stream shard the last record applied (TTL); one Query
+                                                    reads a key's sub-totals for a range of minutes
   SUMDIRTY#{p}                {minute:010d}#{key}   "key has values in minute" (TTL); p = crc32(key) % SUM_DIRTY_PARTITIONS
-  SUMB#{key}                  {minute:010d}         a compacted minute: total, n (TTL; written once)
+  SUMB#{key}                  {minute:010d}         a key's minute: sealed (compaction's fence), total, n (the bucket, written
+                                                    once), values that came after sealing (lt, ln, l00..l59, per stream shard
+                                                    the last record applied) (TTL)
   SUMDONE                     {minute:010d}         "every key's bucket for this minute is written" (TTL)
 
 Each shard lives in its own partition so that a hot stream spreads its writes
@@ -185,6 +190,12 @@ def sum_event_pk(key: str, minute: int, shard: int) -> str:
 def sum_event_sk(at_ms: int, event_id: str) -> str:
     # Fixed-width epoch milliseconds sort in time order; the id breaks ties.
     return f"{at_ms:013d}#{event_id}"
+
+
+def sum_packed_sk(second_ms: int, shard_id: str, sequence_number: str, chunk: int) -> str:
+    """A packed item of one second's values from one stream batch: the same records give the same key, so a replay
+    rewrites the item; sorts with the second's first ms (reads of a partial second start there)."""
+    return f"{second_ms:013d}#{shard_id}#{sequence_number}#{chunk}"
 
 
 def sum_event_sk_bound(at_ms: int) -> str:

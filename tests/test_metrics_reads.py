@@ -40,10 +40,13 @@ def test_runs_cover_every_minute_asked_for_in_few_ordered_ranges(minutes: set[in
 
 @dataclass
 class Table:
-    """What the store would hold for one key: sub-totals per minute and shard, buckets, done markers, raw events."""
+    """What the store would hold for one key: sub-totals per minute and shard, state items (bucket, late values),
+    done markers, raw events. `late` are values that came after their minute was sealed."""
 
     events: list[tuple[int, int]]
+    late: list[tuple[int, int]] = field(default_factory=list)
     buckets: dict[int, int] = field(default_factory=dict)
+    state_items: set[int] = field(default_factory=set)  # minutes with a state item (sealed, or written by the stream)
     done: set[int] = field(default_factory=set)
     queries: list[tuple[int, int]] = field(default_factory=list)
 
@@ -62,6 +65,21 @@ class Table:
             subs.append(w.SubTotal(minute, sum(v for _, v in events), len(events), {s: per_second[s] for s in seconds}))
         return subs
 
+    def states(self, span: tuple[int, int] | None) -> dict[int, w.MinuteState]:
+        """The state items of the minutes in span, as the store reads them (every late per-second sum)."""
+        if span is None:
+            return {}
+        result = {}
+        for m in self.state_items | set(self.buckets):
+            if span[0] <= m <= span[1]:
+                late = w.MinuteParts()
+                for t, v in self.late:
+                    if w.minute_of(t) == m:
+                        late.add(w.SubTotal(m, v, 1, {w.second_of(t): v}))
+                count = sum(1 for t, _ in self.events if w.minute_of(t) == m)
+                result[m] = w.MinuteState(self.buckets.get(m), count, late)
+        return result
+
     def read(self, now: int, window_ms: int) -> int:
         """A sum as SumStore.sum reads it: the plan, round one, round two if needed, combined."""
         p = w.plan(now, window_ms)
@@ -70,17 +88,21 @@ class Table:
         assert set(also) <= reads.fresh  # the edge minutes' seconds come from sub-totals
         for minute, seconds in also.items():
             assert any(lo <= minute <= hi and set(seconds) <= wanted for (lo, hi), wanted in reads.sub_total_runs)
+        assert reads.state_span is None or all(
+            reads.state_span[0] <= m <= reads.state_span[1] for m in [*p.whole, *also]
+        )
         in_range = range(p.whole[0], p.whole[-1] + 1) if len(p.whole) else range(0)
-        buckets = {m: v for m, v in self.buckets.items() if m in in_range}
+        states = self.states(reads.state_span)
         done = {m for m in self.done if m in in_range}
         subs = [s for run, seconds in reads.sub_total_runs for s in self.sub_totals(run, seconds)]
         parts = w.merge_sub_totals(subs, set(reads.fresh))
-        raw = sum(v for t, v in self.events for lo, hi in p.raw_ranges if lo <= t <= hi)
-        missing = reads.missing(buckets, done)
-        assert not set(missing) & (set(buckets) | done | reads.fresh)  # nothing read twice
+        raw = sum(v for t, v in self.events + self.late for lo, hi in p.raw_ranges if lo <= t <= hi)
+        missing = reads.missing(states, done)
+        assert not set(missing) & reads.fresh  # nothing read twice
+        assert not {m for m in missing if m in states and states[m].total is not None}
         later = [s for run in w.runs(missing) for s in self.sub_totals(run, frozenset())]
         parts.update(w.merge_sub_totals(later, set(missing)))
-        totals = w.minute_totals(p.whole, also, buckets, parts, raw)
+        totals = w.minute_totals(p.whole, also, states, parts, raw)
         assert set(totals) <= set(p.whole) | set(also)
         return w.combine(
             p,
@@ -101,18 +123,25 @@ def test_planned_reads_add_up_to_exactly_the_window_however_far_compaction_got(
     for t, v in table.events:
         by_minute[w.minute_of(t)] += v
     # Compaction may have sealed any minute that ended SEAL_LAG_MS ago: some fully (buckets and done marker),
-    # some halfway (buckets, no marker: a crashed run), some not at all (behind, or the schedule was off).
-    # Minutes without values differ only in their done marker: one state for all of them.
+    # some halfway (sealed, maybe a bucket, no marker: a crashed run), some not at all (behind, or the schedule
+    # was off), and some after the stream's values came in past its listing (done marker, the key's state item
+    # open: "missed"). Minutes without values differ only in their done marker: one state for all of them.
+    # Values that came after a minute was sealed are its late values: the sum counts them too.
     sealable = range(w.minute_of(now - window_ms) - 1, w.sealable_through(now) + 1)
-    states = st.sampled_from(["done", "crashed", "behind"])
-    quiet = data.draw(states)
+    states = st.sampled_from(["done", "crashed", "sealed", "behind", "missed"])
+    quiet = data.draw(st.sampled_from(["done", "behind"]))
     for minute in sealable:
         state = data.draw(states) if minute in by_minute else quiet
-        if state != "behind" and minute in by_minute:
+        if state in ("done", "crashed") and minute in by_minute:
             table.buckets[minute] = by_minute[minute]
-        if state == "done":
+        if state in ("done", "missed"):
             table.done.add(minute)
-    expected = sum(v for t, v in table.events if now - window_ms < t <= now)
+        if state in ("done", "crashed", "sealed", "missed") and minute in by_minute:
+            table.state_items.add(minute)
+        if state in ("done", "crashed", "sealed") and minute in by_minute:
+            offsets = st.integers(minute * w.MINUTE_MS, (minute + 1) * w.MINUTE_MS - 1)
+            table.late += data.draw(st.lists(st.tuples(offsets, st.integers(-(10**15), 10**15)), max_size=3))
+    expected = sum(v for t, v in table.events + table.late if now - window_ms < t <= now)
     assert table.read(now, window_ms) == expected
     assert len(table.queries) <= 2 * w.MAX_RUNS  # whatever the window and the compaction state
 
@@ -130,3 +159,41 @@ def test_compaction_seals_the_lookback_up_to_the_last_sealable_minute() -> None:
     assert len(span) == 15 and span[-1] == w.sealable_through(now)
     listed = {span[0]: {"a", "b"}, span[2]: {"b"}}
     assert w.pending_by_key([span[0], span[1], span[2]], listed) == {"a": [span[0]], "b": [span[0], span[2]]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, w.MINUTE_MS - 1), st.integers(-(10**15), 10**15), st.booleans()), max_size=300),
+    st.integers(1, 5),
+)
+def test_stream_runs_keep_records_whole_and_fit_a_transaction(
+    drawn: list[tuple[int, int, bool]], pack_max: int
+) -> None:
+    """batch.transactions splits a key-minute's events only between records, keeps stream order, and every run's
+    packed items (each at most PACK_MAX values of one second) fit one transaction and hold exactly its values."""
+    from chalicelib.ingest.records import Delivered, MetricEvent
+    from chalicelib.metrics import batch
+
+    events: list[Delivered] = []
+    sequence = 0
+    for offset, value, new_record in drawn:
+        sequence += new_record or not events
+        events.append(Delivered("s", str(sequence), MetricEvent("k", value, offset)))
+    original = batch.PACK_MAX
+    batch.PACK_MAX = pack_max
+    try:
+        runs = batch.transactions(events)
+        assert [d for run in runs for d in run] == events
+        assert all(a[-1].sequence_number != b[0].sequence_number for a, b in itertools.pairwise(runs))
+        for run in runs:
+            packs = batch.packs(run)
+            whole_record = len({d.sequence_number for d in run}) == 1
+            assert len(packs) <= batch.PACKED_PER_TRANSACTION or whole_record
+            assert all(len(p.entries) <= pack_max for p in packs)
+            unpacked = sorted(
+                (p.second_ms + o, v) for p in packs for o, v in batch.decode_pack(batch.encode_pack(p.entries))
+            )
+            assert unpacked == sorted((batch.metric(d).time_ms, batch.metric(d).value) for d in run)
+            assert batch.sums(run).total == sum(v for _, v in unpacked)
+    finally:
+        batch.PACK_MAX = original

@@ -1,9 +1,11 @@
 """Compaction of last-hour sums: every minute, the finished minutes' sub-totals sealed into one bucket per key.
 
-Data access (its DynamoDB expressions live here): for each key listed under a minute (SUMDIRTY markers), the
-sum of its sub-totals is written once (`attribute_not_exists`) as a bucket item; when every key of the minute
-is done, a SUMDONE marker says so. The sub-totals and done markers are read through the SumStore, which owns
-their shapes.
+Data access (its DynamoDB expressions live here): for each key listed under a minute (SUMDIRTY markers), the key's
+minute state item is marked sealed (the fence: from then on the stream's consumer cannot add to the minute's
+sub-totals, its transactions fail the "not sealed" condition and add to the minute's late values instead); only then
+are the sub-totals read, and their sum is written once (`attribute_not_exists`) as the bucket, in the state item.
+When every key of the minute is done, a SUMDONE marker says so. The sub-totals and done markers are read through
+the SumStore, which owns their shapes.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chalicelib import keys, runtime, table
-from chalicelib.dynamo import ITEM_IS_NEW, item_key, num, query_items, sort_key_between, sort_key_of
+from chalicelib.dynamo import error_code, item_key, num, query_items, retry, sort_key_between, sort_key_of
 from chalicelib.metrics import window
-from chalicelib.metrics.store import SumStore
+from chalicelib.metrics.store import BUCKET_COUNT, BUCKET_TOTAL, SEALED, SumStore
 from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
 
 
@@ -28,8 +30,9 @@ class Compaction:
 def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> Compaction:
     """Seal every finished minute of the last `lookback` that is not done yet. Idempotent; safe to overlap.
 
-    Each bucket is written once (`attribute_not_exists`) with the sum of the minute's sub-totals, which no
-    longer change (the minute ended SEAL_LAG_MS ago); the minute's SUMDONE marker goes last, so a run that
+    Each key's minute is sealed, then its bucket is written once (`attribute_not_exists`) with the sum of the
+    minute's sub-totals, which no longer change (stream values go to the late values once sealed; direct posts
+    committed within SEAL_LAG_MS); the minute's SUMDONE marker goes last, so a run that
     crashes halfway leaves some buckets and no marker, and the next run completes it. Reads per run: one
     Query of done markers, one per dirty partition and one per listed key (over all its pending minutes),
     whatever the lookback.
@@ -39,6 +42,9 @@ def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> C
     pending = [m for m in span if m not in done]
     listed = _listed(store, pending)
     by_key = window.pending_by_key(pending, listed)
+    # The fence goes up before the sub-totals are read (strongly consistent): a consumer transaction that added to
+    # them committed before the seal and is read; one after it fails its condition and goes to the late values.
+    runtime.fan_out(lambda pair: _seal(store, *pair, now_ms), [(k, m) for k, ms in by_key.items() for m in ms])
     parts = dict(zip(by_key, runtime.fan_out(lambda k: store.sub_totals(k, by_key[k]), by_key), strict=True))
     finished: list[int] = []
     written = existing = 0
@@ -87,20 +93,47 @@ def _listed(store: SumStore, minutes: Sequence[int]) -> dict[int, set[str]]:
     return listed
 
 
+def _conflicted(exc: Exception) -> bool:
+    """A single-item write refused because a transaction on the item (a consumer's) was in flight."""
+    return error_code(exc) == "TransactionConflictException"
+
+
+def _seal(store: SumStore, key: str, minute: int, now_ms: int) -> None:
+    """Mark the key's minute sealed (the first seal's time is kept)."""
+    retry(
+        lambda _: store.client.update_item(
+            TableName=store.table,
+            Key=item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
+            UpdateExpression="SET #sealed = if_not_exists(#sealed, :now), #exp = :exp",
+            ExpressionAttributeNames={"#sealed": SEALED, "#exp": table.TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":now": num(now_ms),
+                ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+            },
+        ),
+        lost=_conflicted,
+        busy="the stream's consumer kept the minute busy; compaction resumes next run",
+    )
+
+
 def _put_bucket(store: SumStore, key: str, minute: int, parts: MinuteParts) -> bool:
     """Write the bucket once. False if it exists (another run wrote the same figures)."""
     client = store.client
-    try:
-        client.put_item(
-            TableName=store.table,
-            Item={
-                **item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
-                "total": num(parts.total),
-                "n": num(parts.count),
-                table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
-            },
-            ConditionExpression=ITEM_IS_NEW,
-        )
-    except client.exceptions.ConditionalCheckFailedException:
-        return False
-    return True
+
+    def attempt(_: int) -> bool:
+        try:
+            client.update_item(
+                TableName=store.table,
+                Key=item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
+                UpdateExpression="SET #total = :total, #n = :n",
+                ConditionExpression="attribute_not_exists(#total)",
+                ExpressionAttributeNames={"#total": BUCKET_TOTAL, "#n": BUCKET_COUNT},
+                ExpressionAttributeValues={":total": num(parts.total), ":n": num(parts.count)},
+            )
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    return retry(
+        attempt, lost=_conflicted, busy="the stream's consumer kept the minute busy; compaction resumes next run"
+    )

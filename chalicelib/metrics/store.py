@@ -13,13 +13,23 @@ Writes:
      POST_ATTEMPTS.
 Sub-totals of a key live in one partition, sorted by minute then shard, so one Query reads every shard of a
 whole range of minutes.
+Stream events (apply_delivered) count at their own time. Per key, minute and stream shard, one transaction per
+batch: the minute's state item (SUMB#, created if absent) on condition it is not sealed, an ADD to the sub-total
+item the stream shard always writes (with the marker of the last record applied, on condition the records are
+after it), and the batch's values packed per second (the raw edge seconds). A sealed minute cancels it: the same
+records then ADD to the state item's late values (lt, ln, l00..l59, with its own marker) instead.
 Compaction (chalicelib/metrics/compaction.py, every minute, for minutes that ended SEAL_LAG_MS ago): for each
-key listed, the sum of its sub-totals is written once as a bucket item; when every key of the minute is done, a
-SUMDONE marker says so.
-Reads (see window.plan and window.minute_reads): buckets for whole compacted minutes, sub-totals for whole
-minutes not compacted yet and for the per-second sums of the two edge minutes (one Query per
-run of such minutes, not per minute), raw events only for the two edge *seconds*. A bucket equals
-the sum of the sub-totals it was made from, so the answer does not depend on how far compaction got.
+key listed, it first seals the key's minute state item, then reads the sub-totals and writes their sum once as
+the bucket, in the state item; when every key of the minute is done, a SUMDONE marker says so. Transactions are
+serializable against the seal, so a stream transaction either committed before it (and is in the bucket) or is
+late (and in the late values): exact however late. Direct posts are not fenced: they count at arrival and commit
+within the request's budget, well inside SEAL_LAG_MS.
+Reads (see window.plan and window.minute_reads): the state items of every minute read (buckets and late values,
+one Query), sub-totals for whole minutes not compacted yet (no bucket: compaction behind, or values that came
+after compaction listed the minute, whose state item exists without a bucket) and for the per-second sums of the
+two edge minutes (one Query per run of such minutes, not per minute), raw values only for the two edge *seconds*.
+A bucket equals the sum of the sub-totals it was made from, late values are in neither, so the answer does not
+depend on how far compaction got.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import random
 import threading
 import uuid
 import weakref
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from itertools import islice
@@ -37,21 +48,60 @@ from typing import Any
 from chalicelib import keys, runtime, table
 from chalicelib.dynamo import (
     ITEM_IS_NEW,
+    batch_get,
     cancellation_codes,
     item_key,
     num,
     query_items,
     read_int,
+    read_str,
     retry,
     sort_key_between,
     sort_key_of,
+    string,
 )
 from chalicelib.ingest.records import Delivered
-from chalicelib.metrics import window
-from chalicelib.metrics.window import MinuteParts, SubTotal, Totals
+from chalicelib.metrics import batch, window
+from chalicelib.metrics.window import MinuteParts, MinuteState, SubTotal, Totals
 
 # Transaction attempts per post under contention (each on a freshly drawn shard) before answering Busy.
 POST_ATTEMPTS = 8
+# Transaction attempts per run of stream events (a conflict, or a condition that sends it to read what is applied).
+APPLY_ATTEMPTS = 8
+
+# Attributes of a key's minute state item (SUMB#): compaction's fence, the bucket, the values that came after sealing.
+SEALED = "sealed"
+BUCKET_TOTAL = "total"
+BUCKET_COUNT = "n"
+LATE_TOTAL = "lt"
+LATE_COUNT = "ln"
+
+
+def late_second_attr(second: int) -> str:
+    return f"l{second:02d}"
+
+
+def applied_attr(shard_id: str) -> str:
+    """The attribute holding the marker of the last record from stream shard `shard_id` applied to an item."""
+    return f"q:{shard_id}"
+
+
+def consumer_sub_total_shard(shard_id: str) -> int:
+    """The sub-total item a stream shard's events go to: always the same one, which carries that shard's marker."""
+    return zlib.crc32(shard_id.encode()) % keys.SUM_WRITE_SHARDS
+
+
+def consumer_event_shard(shard_id: str) -> int:
+    return zlib.crc32(shard_id.encode()) % keys.SUM_EVENT_SHARDS
+
+
+class TooOld(Exception):
+    """Metric events older than retention (window.RETENTION_MS) when they were applied: they can never be stored."""
+
+    def __init__(self, events: Sequence[Delivered]) -> None:
+        super().__init__(f"{len(events)} metric event(s) older than retention ({window.RETENTION_MS} ms)")
+        self.events = list(events)
+
 
 # Per client (one per process in Lambda): the (table, key, minute) whose SUMDIRTY marker it wrote. Bounded,
 # forgotten wholesale; a new client (tests, another database) starts empty.
@@ -74,6 +124,19 @@ def sub_total_of(item: dict[str, Any]) -> SubTotal:
     return SubTotal(
         keys.sum_sub_minute(sort_key_of(item)), read_int(item.get("total")), read_int(item.get("n")), seconds
     )
+
+
+def minute_state_of(item: dict[str, Any]) -> MinuteState:
+    """A key's minute state item as read: the bucket if compaction wrote it, and the late values."""
+    seconds = {}
+    for s in range(window.SECONDS_PER_MINUTE):
+        attr = item.get(late_second_attr(s))
+        if attr is not None:
+            seconds[s] = read_int(attr)
+    late = MinuteParts(read_int(item.get(LATE_TOTAL)), read_int(item.get(LATE_COUNT)), seconds)
+    if BUCKET_TOTAL not in item:
+        return MinuteState(late=late)
+    return MinuteState(read_int(item[BUCKET_TOTAL]), read_int(item.get(BUCKET_COUNT)), late)
 
 
 def _call(read: Callable[[], Any]) -> Any:
@@ -163,15 +226,7 @@ class SumStore:
     def post(self, key: str, value: int, at_ms: int, event_id: str | None = None, shard: int | None = None) -> None:
         """Store one rounded value posted at `at_ms`: its event item and its shard's sub-totals, atomically."""
         event_id = event_id or uuid.uuid4().hex[:16]
-        minute = window.minute_of(at_ms)
-        marker = (self.table, key, minute)
-        with _marked_lock:
-            marked = _marked.setdefault(self.client, set())
-        if marker not in marked:
-            self.client.put_item(TableName=self.table, Item=self.dirty_item(key, minute))
-            if len(marked) >= _MARKED_MAX:
-                marked.clear()
-            marked.add(marker)
+        self._mark_dirty(key, window.minute_of(at_ms))
         event_shard = self.rng.randrange(keys.SUM_EVENT_SHARDS)
 
         def attempt(n: int) -> None:
@@ -186,6 +241,161 @@ class SumStore:
                 # The event exists: an earlier attempt of this post was applied (event and ADD).
 
         retry(attempt, attempts=POST_ATTEMPTS, busy="too many concurrent posters on this key; retry")
+
+    def _mark_dirty(self, key: str, minute: int) -> None:
+        """The key-minute's SUMDIRTY marker (compaction's work list), once per client; before any sub-total."""
+        marker = (self.table, key, minute)
+        with _marked_lock:
+            marked = _marked.setdefault(self.client, set())
+        if marker not in marked:
+            self.client.put_item(TableName=self.table, Item=self.dirty_item(key, minute))
+            if len(marked) >= _MARKED_MAX:
+                marked.clear()
+            marked.add(marker)
+
+    # --- stream events ----------------------------------------------------------
+
+    def apply_delivered(self, delivered: Sequence[Delivered], now_ms: int) -> None:
+        """Apply a consumer batch's metric events (stream order), each at its own time, exactly once.
+
+        Per key, minute and stream shard, one transaction (more only past 98 packed items) adds the values to the
+        sub-total item the shard always writes, and marks there the last record applied; records at or below the
+        marker are skipped. Once compaction sealed the minute, the same values go to the minute's late values
+        instead (see the module docstring). Events older than retention are not applied: TooOld lists them, after
+        the rest was applied.
+        """
+        too_old = [d for d in delivered if window.too_old(batch.metric(d).time_ms, now_ms)]
+        refused = {id(d) for d in too_old}
+        groups = batch.group(d for d in delivered if id(d) not in refused)
+        runtime.fan_out(lambda item: self._apply_group(*item), list(groups.items()))
+        if too_old:
+            raise TooOld(too_old)
+
+    def _apply_group(self, group: batch.GroupKey, events: list[Delivered]) -> None:
+        key, minute, _ = group
+        self._mark_dirty(key, minute)
+        for run in batch.transactions(events):
+            self._apply_run(group, run)
+
+    def _apply_run(self, group: batch.GroupKey, run: list[Delivered]) -> None:
+        """One transaction of a group's records, retried until applied: after a failed condition it reads what is
+        applied (and whether the minute is sealed) and sends only the rest."""
+        key, minute, shard_id = group
+        pending = run
+        sealed = False
+        stale = False
+
+        def attempt(_: int) -> None:
+            nonlocal pending, sealed, stale
+            if stale:
+                applied, sealed = self._applied(key, minute, shard_id)
+                pending = batch.after(pending, applied)
+                stale = False
+            if not pending:
+                return
+            request = self._run_transaction(group, pending, late=sealed)
+            try:
+                self.client.transact_write_items(**request)
+            except self.client.exceptions.TransactionCanceledException as exc:
+                stale = "ConditionalCheckFailed" in cancellation_codes(exc)
+                raise
+
+        retry(attempt, attempts=APPLY_ATTEMPTS, busy="metric events kept conflicting; retry the batch")
+
+    def _applied(self, key: str, minute: int, shard_id: str) -> tuple[str | None, bool]:
+        """The marker of the last record from `shard_id` applied to the key-minute (to its sub-total item before
+        sealing, to its late values after), and whether the minute is sealed. The sub-total item no longer
+        changes once the minute is sealed, so the later of the two markers is what was applied."""
+        state_key = item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute))
+        sub_key = item_key(keys.sum_sub_pk(key), keys.sum_sub_sk(minute, consumer_sub_total_shard(shard_id)))
+        items = batch_get(self.client, self.table, [state_key, sub_key], consistent=True)
+        attr = applied_attr(shard_id)
+        markers = [m for m in (read_str(item.get(attr)) for item in items) if m is not None]
+        sealed = any(sort_key_of(item) == keys.sum_minute_sk(minute) and SEALED in item for item in items)
+        return max(markers, default=None), sealed
+
+    def _run_transaction(self, group: batch.GroupKey, run: Sequence[Delivered], late: bool) -> dict[str, Any]:
+        """The TransactWriteItems of one run: the minute state's fence (or late values), the sub-total, the packed
+        values. Conditions: the state item first (not sealed / sealed), then the marker of the item added to."""
+        key, minute, shard_id = group
+        sums = batch.sums(run)
+        expires = num(window.expires_at((minute + 1) * window.MINUTE_MS))
+        first, last = min(d.marker for d in run), max(d.marker for d in run)
+        marker_names = {"#q": applied_attr(shard_id), "#exp": table.TTL_ATTRIBUTE}
+        unapplied = "(attribute_not_exists(#q) OR #q < :first)"
+        second_names = {f"#s{s}": (late_second_attr(s) if late else second_attr(s)) for s in sums.seconds}
+        adds = ", ".join(f"#s{s} :s{s}" for s in sums.seconds)
+        values = {
+            ":t": num(sums.total),
+            ":n": num(sums.count),
+            ":first": string(first),
+            ":last": string(last),
+            ":exp": expires,
+            **{f":s{s}": num(v) for s, v in sums.seconds.items()},
+        }
+        state_key = item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute))
+        adding = {
+            "UpdateExpression": f"ADD #t :t, #n :n, {adds} SET #q = :last, #exp = :exp",
+            "ExpressionAttributeValues": values,
+        }
+        if late:
+            writes: list[dict[str, Any]] = [
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": state_key,
+                        **adding,
+                        "ConditionExpression": f"attribute_exists(#sealed) AND {unapplied}",
+                        "ExpressionAttributeNames": {
+                            "#sealed": SEALED,
+                            "#t": LATE_TOTAL,
+                            "#n": LATE_COUNT,
+                            **marker_names,
+                            **second_names,
+                        },
+                    }
+                }
+            ]
+        else:
+            writes = [
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": state_key,
+                        "UpdateExpression": "SET #exp = :exp",
+                        "ConditionExpression": "attribute_not_exists(#sealed)",
+                        "ExpressionAttributeNames": {"#sealed": SEALED, "#exp": table.TTL_ATTRIBUTE},
+                        "ExpressionAttributeValues": {":exp": expires},
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": item_key(
+                            keys.sum_sub_pk(key), keys.sum_sub_sk(minute, consumer_sub_total_shard(shard_id))
+                        ),
+                        **adding,
+                        "ConditionExpression": unapplied,
+                        "ExpressionAttributeNames": {"#t": "total", "#n": "n", **marker_names, **second_names},
+                    }
+                },
+            ]
+        packed = [
+            {"Put": {"TableName": self.table, "Item": self.packed_item(key, minute, shard_id, pack)}}
+            for pack in batch.packs(run)
+        ]
+        return {"TransactItems": writes + packed}
+
+    def packed_item(self, key: str, minute: int, shard_id: str, pack: batch.Pack) -> dict[str, Any]:
+        return {
+            **item_key(
+                keys.sum_event_pk(key, minute, consumer_event_shard(shard_id)),
+                keys.sum_packed_sk(pack.second_ms, shard_id, pack.sequence_number, pack.chunk),
+            ),
+            "at": num(pack.second_ms),
+            "ev": string(batch.encode_pack(pack.entries)),
+            table.TTL_ATTRIBUTE: num(window.expires_at(pack.second_ms)),
+        }
 
     # --- reads ----------------------------------------------------------------
 
@@ -221,30 +431,32 @@ class SumStore:
         parallel requests (window.minute_reads decides which)."""
         also = also or {}
         reads = window.minute_reads(whole, now_ms, also)
-        # Round 1, in parallel: buckets and done markers of the whole minutes, the sub-totals of the
-        # minutes that cannot be compacted yet (and of the edge minutes), the raw edge seconds.
-        marker_reads: list[Callable[[], Any]] = (
-            [partial(self._buckets, key, whole[0], whole[-1]), partial(self.done_minutes, whole[0], whole[-1])]
-            if len(whole)
-            else []
-        )
+        # Round 1, in parallel: the minutes' state items (buckets, late values) and the whole minutes' done
+        # markers, the sub-totals of the minutes that cannot be compacted yet (and of the edge minutes), the raw
+        # edge seconds.
+        marker_reads: list[Callable[[], Any]] = []
+        if reads.state_span is not None:
+            marker_reads.append(partial(self._states, key, *reads.state_span))
+        if len(whole):
+            marker_reads.append(partial(self.done_minutes, whole[0], whole[-1]))
         run_reads: list[Callable[[], Any]] = [
             partial(self._sub_total_run, key, run, seconds) for run, seconds in reads.sub_total_runs
         ]
         raw_reads: list[Callable[[], Any]] = [partial(self._raw, key, lo, hi) for lo, hi in raw_ranges]
         results = iter(runtime.fan_out(_call, [*marker_reads, *run_reads, *raw_reads]))
-        buckets: dict[int, int] = next(results) if marker_reads else {}
-        done: set[int] = next(results) if marker_reads else set()
+        states: dict[int, MinuteState] = next(results) if reads.state_span is not None else {}
+        done: set[int] = next(results) if len(whole) else set()
         sub_totals = [sub_total_of(item) for items in islice(results, len(run_reads)) for item in items]
         parts = window.merge_sub_totals(sub_totals, set(reads.fresh))
         raw = sum(results)
-        # Round 2 (only if compaction is behind or crashed).
-        missing = reads.missing(buckets, done)
+        # Round 2 (only if a minute is not compacted: compaction behind or crashed, or values came after it).
+        missing = reads.missing(states, done)
         if missing:
             parts.update(self.sub_totals(key, missing))
-        return window.minute_totals(whole, also, buckets, parts, raw)
+        return window.minute_totals(whole, also, states, parts, raw)
 
-    def _buckets(self, key: str, first: int, last: int) -> dict[int, int]:
+    def _states(self, key: str, first: int, last: int) -> dict[int, MinuteState]:
+        """The key's minute state items first..last: bucket (if compacted) and late values (one Query)."""
         items = query_items(
             self.client,
             {
@@ -253,7 +465,7 @@ class SumStore:
                 "ConsistentRead": True,
             },
         )
-        return {int(sort_key_of(item)): read_int(item["total"]) for item in items}
+        return {int(sort_key_of(item)): minute_state_of(item) for item in items}
 
     def done_minutes(self, first: int, last: int) -> set[int]:
         """The minutes first..last that compaction finished (their SUMDONE markers)."""
@@ -294,8 +506,10 @@ class SumStore:
         )
 
     def _raw(self, key: str, lo: int, hi: int) -> int:
-        """Sum of the raw events with lo <= t <= hi (inclusive ms, inside one minute), over every shard."""
+        """Sum of the raw values with lo <= t <= hi (inclusive ms, inside one second), over every shard: posted
+        events, and packed items of stream events (which sort with their second's first ms)."""
         minute = window.minute_of(lo)
+        second_ms = lo - lo % window.SECOND_MS
 
         def one_shard(shard: int) -> int:
             items = query_items(
@@ -304,17 +518,21 @@ class SumStore:
                     "TableName": self.table,
                     **sort_key_between(
                         keys.sum_event_pk(key, minute, shard),
-                        keys.sum_event_sk_bound(lo),
+                        keys.sum_event_sk_bound(second_ms),
                         keys.sum_event_sk_bound(hi + 1),
                     ),
                     "ConsistentRead": True,
                 },
             )
-            # The key condition already bounds t; filter anyway (never trust anything but the timestamp).
-            return sum(read_int(item["v"]) for item in items if lo <= read_int(item["at"]) <= hi)
+            # Filter by each value's own time (the key condition only bounds the items).
+            return sum(value for item in items for t, value in raw_values(item) if lo <= t <= hi)
 
         return sum(runtime.fan_out(one_shard, range(keys.SUM_EVENT_SHARDS)))
 
-    def apply_delivered(self, delivered: Sequence[Delivered], now_ms: int) -> None:
-        # built by the metrics helper (stub so the consumer can route metric events by this name)
-        raise NotImplementedError("metric events from the events stream are not applied yet")
+
+def raw_values(item: dict[str, Any]) -> list[tuple[int, int]]:
+    """(time ms, value) of an event item: one for a posted value, every value of a packed item."""
+    at = read_int(item["at"])
+    if "ev" in item:
+        return [(at + offset, value) for offset, value in batch.decode_pack(item["ev"]["S"])]
+    return [(at, read_int(item["v"]))]

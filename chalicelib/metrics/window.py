@@ -29,6 +29,9 @@ DEFAULT_WINDOW_S = 3_600
 MAX_MAGNITUDE = 10**15
 # Items live this long past their time: the largest window plus an hour of slack.
 RETENTION_S = MAX_WINDOW_S + 3_600
+# How old an event (by its own time) may be and still be stored: an older one is in no window. Below RETENTION_S, so
+# the items of an accepted event outlive every window that holds it.
+RETENTION_MS = MAX_WINDOW_S * SECOND_MS
 # A minute is sealed (compacted, immutable) only this long after it ends, so that
 # a post whose timestamp falls in it has finished writing (API Gateway gives up at 29 s).
 SEAL_LAG_MS = 30_000
@@ -64,6 +67,11 @@ def second_of(ms: int) -> int:
 def expires_at(ms: int) -> int:
     """TTL (epoch seconds) for an item about time `ms`: past the retention of the largest window."""
     return ms // SECOND_MS + RETENTION_S
+
+
+def too_old(time_ms: int, now_ms: int) -> bool:
+    """An event at `time_ms` is older than retention at `now_ms`: it is refused, never stored."""
+    return now_ms - time_ms > RETENTION_MS
 
 
 def sealable_through(now_ms: int, lag_ms: int = SEAL_LAG_MS) -> int:
@@ -173,7 +181,7 @@ class MinuteParts:
     count: int = 0
     seconds: dict[int, int] = field(default_factory=dict)
 
-    def add(self, sub: SubTotal) -> None:
+    def add(self, sub: SubTotal | MinuteParts) -> None:
         self.total += sub.total
         self.count += sub.count
         for s, v in sub.seconds.items():
@@ -189,6 +197,16 @@ def merge_sub_totals(subs: Iterable[SubTotal], wanted: set[int]) -> dict[int, Mi
     return results
 
 
+@dataclass(frozen=True)
+class MinuteState:
+    """A key's minute as its state item says: the bucket compaction wrote (None: not compacted) and the values that
+    came after the minute was sealed (added to whatever the minute's base is)."""
+
+    total: int | None = None
+    count: int = 0
+    late: MinuteParts = field(default_factory=MinuteParts)
+
+
 class Totals(dict[int, MinuteParts]):
     """Minute -> parts, plus the raw edge-second sum."""
 
@@ -201,16 +219,22 @@ class Totals(dict[int, MinuteParts]):
 class MinuteReads:
     """The first round of reads for the minutes of `whole` and the edge minutes of `also`, all in parallel."""
 
-    whole: range  # buckets and done markers over whole[0]..whole[-1] (none if empty)
+    whole: range  # done markers over whole[0]..whole[-1] (none if empty)
+    state_span: tuple[int, int] | None  # the minutes whose state items (buckets, late values) are read: all of them
     sub_total_runs: tuple[tuple[tuple[int, int], frozenset[int]], ...]  # (first, last) minutes, seconds wanted
     fresh: frozenset[int]  # the minutes whose sub-totals the runs are for
     sealed_through: int  # minutes up to this one may have a bucket
 
-    def missing(self, buckets: Iterable[int], done: Iterable[int]) -> list[int]:
-        """Second round, only if compaction is behind or crashed: whole minutes that may have been compacted but
-        have neither a bucket nor a done marker (their sub-totals are read)."""
-        have = {*buckets, *done}
-        return [m for m in self.whole if m <= self.sealed_through and m not in have]
+    def missing(self, states: Mapping[int, MinuteState], done: Iterable[int]) -> list[int]:
+        """Second round, only if a minute is not compacted: whole minutes that may have been compacted but have no
+        bucket, and either a state item (the key has values there: compaction is behind, crashed, or had finished
+        the minute before they came) or no done marker (their sub-totals are read)."""
+        finished = set(done)
+        return [
+            m
+            for m in self.whole
+            if m <= self.sealed_through and (states[m].total is None if m in states else m not in finished)
+        ]
 
 
 def minute_reads(whole: range, now_ms: int, also: Mapping[int, Sequence[int]]) -> MinuteReads:
@@ -218,8 +242,10 @@ def minute_reads(whole: range, now_ms: int, also: Mapping[int, Sequence[int]]) -
     compacted yet) and sub-totals of the minutes `also` maps to the seconds wanted of them."""
     sealed_through = sealable_through(now_ms)
     fresh = sorted({*(m for m in whole if m > sealed_through), *also})
+    every = [*whole, *also]
     return MinuteReads(
         whole=whole,
+        state_span=(min(every), max(every)) if every else None,
         sub_total_runs=tuple(
             (run, frozenset(s for m, ss in also.items() if run[0] <= m <= run[1] for s in ss)) for run in runs(fresh)
         ),
@@ -231,21 +257,37 @@ def minute_reads(whole: range, now_ms: int, also: Mapping[int, Sequence[int]]) -
 def minute_totals(
     whole: range,
     also: Iterable[int],
-    buckets: Mapping[int, int],
+    states: Mapping[int, MinuteState],
     parts: Mapping[int, MinuteParts],
     raw: int,
 ) -> Totals:
-    """Totals of the whole minutes (a bucket wins over sub-totals) and the parts of the `also` minutes."""
+    """Totals of the whole minutes (a bucket wins over sub-totals) and the parts of the `also` minutes, each plus
+    the values that came after its minute was sealed."""
     totals = Totals(raw=raw)
     for m in whole:
-        if m in buckets:
-            totals[m] = MinuteParts(total=buckets[m])
-        elif m in parts:
-            totals[m] = parts[m]
+        state = states.get(m)
+        if state is not None and state.total is not None:
+            base: MinuteParts | None = MinuteParts(total=state.total, count=state.count)
+        else:
+            base = parts.get(m)
+        merged = _with_late(base, state)
+        if merged is not None:
+            totals[m] = merged
     for m in also:
-        if m in parts:
-            totals[m] = parts[m]
+        merged = _with_late(parts.get(m), states.get(m))
+        if merged is not None:
+            totals[m] = merged
     return totals
+
+
+def _with_late(base: MinuteParts | None, state: MinuteState | None) -> MinuteParts | None:
+    if state is None or state.late.count == 0:
+        return base
+    merged = MinuteParts()
+    for piece in (base, state.late):
+        if piece is not None:
+            merged.add(piece)
+    return merged
 
 
 def compaction_minutes(now_ms: int, lookback: int = LOOKBACK_MINUTES) -> range:
