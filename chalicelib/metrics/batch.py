@@ -39,11 +39,6 @@ def group(delivered: Iterable[Delivered]) -> dict[GroupKey, list[Delivered]]:
     return dict(groups)
 
 
-def after(events: Iterable[Delivered], marker: str | None) -> list[Delivered]:
-    """The events of records after `marker` (the last record applied; None: none was)."""
-    return [d for d in events if marker is None or d.marker > marker]
-
-
 @dataclass(frozen=True)
 class Pack:
     """One packed item: values of one second, at their offsets (ms) inside it."""

@@ -54,12 +54,12 @@ from chalicelib.dynamo import (
     num,
     query_items,
     read_int,
-    read_str,
     retry,
     sort_key_between,
     sort_key_of,
     string,
 )
+from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered
 from chalicelib.metrics import batch, window
 from chalicelib.metrics.window import MinuteParts, MinuteState, SubTotal, Totals
@@ -81,11 +81,6 @@ def late_second_attr(second: int) -> str:
     return f"l{second:02d}"
 
 
-def applied_attr(shard_id: str) -> str:
-    """The attribute holding the marker of the last record from stream shard `shard_id` applied to an item."""
-    return f"q:{shard_id}"
-
-
 def consumer_sub_total_shard(shard_id: str) -> int:
     """The sub-total item a stream shard's events go to: always the same one, which carries that shard's marker."""
     return zlib.crc32(shard_id.encode()) % keys.SUM_WRITE_SHARDS
@@ -95,7 +90,7 @@ def consumer_event_shard(shard_id: str) -> int:
     return zlib.crc32(shard_id.encode()) % keys.SUM_EVENT_SHARDS
 
 
-class TooOld(Exception):
+class TooOld(applied.Unappliable):
     """Metric events older than retention (window.RETENTION_MS) when they were applied: they can never be stored."""
 
     def __init__(self, events: Sequence[Delivered]) -> None:
@@ -288,8 +283,8 @@ class SumStore:
         def attempt(_: int) -> None:
             nonlocal pending, sealed, stale
             if stale:
-                applied, sealed = self._applied(key, minute, shard_id)
-                pending = batch.after(pending, applied)
+                marker, sealed = self._applied(key, minute, shard_id)
+                pending = applied.unapplied(pending, marker)
                 stale = False
             if not pending:
                 return
@@ -309,8 +304,7 @@ class SumStore:
         state_key = item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute))
         sub_key = item_key(keys.sum_sub_pk(key), keys.sum_sub_sk(minute, consumer_sub_total_shard(shard_id)))
         items = batch_get(self.client, self.table, [state_key, sub_key], consistent=True)
-        attr = applied_attr(shard_id)
-        markers = [m for m in (read_str(item.get(attr)) for item in items) if m is not None]
+        markers = [m for m in (applied.applied_marker(item, shard_id) for item in items) if m is not None]
         sealed = any(sort_key_of(item) == keys.sum_minute_sk(minute) and SEALED in item for item in items)
         return max(markers, default=None), sealed
 
@@ -320,22 +314,20 @@ class SumStore:
         key, minute, shard_id = group
         sums = batch.sums(run)
         expires = num(window.expires_at((minute + 1) * window.MINUTE_MS))
-        first, last = min(d.marker for d in run), max(d.marker for d in run)
-        marker_names = {"#q": applied_attr(shard_id), "#exp": table.TTL_ATTRIBUTE}
-        unapplied = "(attribute_not_exists(#q) OR #q < :first)"
+        marker_names, marker_values = applied.marker_condition(shard_id, run)
+        marker_names["#exp"] = table.TTL_ATTRIBUTE
         second_names = {f"#s{s}": (late_second_attr(s) if late else second_attr(s)) for s in sums.seconds}
         adds = ", ".join(f"#s{s} :s{s}" for s in sums.seconds)
         values = {
             ":t": num(sums.total),
             ":n": num(sums.count),
-            ":first": string(first),
-            ":last": string(last),
+            **marker_values,
             ":exp": expires,
             **{f":s{s}": num(v) for s, v in sums.seconds.items()},
         }
         state_key = item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute))
         adding = {
-            "UpdateExpression": f"ADD #t :t, #n :n, {adds} SET #q = :last, #exp = :exp",
+            "UpdateExpression": f"ADD #t :t, #n :n, {adds} SET #applied = :last, #exp = :exp",
             "ExpressionAttributeValues": values,
         }
         if late:
@@ -345,7 +337,7 @@ class SumStore:
                         "TableName": self.table,
                         "Key": state_key,
                         **adding,
-                        "ConditionExpression": f"attribute_exists(#sealed) AND {unapplied}",
+                        "ConditionExpression": f"attribute_exists(#sealed) AND {applied.NOT_APPLIED}",
                         "ExpressionAttributeNames": {
                             "#sealed": SEALED,
                             "#t": LATE_TOTAL,
@@ -375,7 +367,7 @@ class SumStore:
                             keys.sum_sub_pk(key), keys.sum_sub_sk(minute, consumer_sub_total_shard(shard_id))
                         ),
                         **adding,
-                        "ConditionExpression": unapplied,
+                        "ConditionExpression": applied.NOT_APPLIED,
                         "ExpressionAttributeNames": {"#t": "total", "#n": "n", **marker_names, **second_names},
                     }
                 },
