@@ -44,10 +44,14 @@ def flush_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
         return get_response(event)
     finally:
         with _metrics_lock:
-            if metrics.metric_set and not is_metrics_disabled():
-                line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
+            if metrics.metric_set:
+                # Cleared even when disabled: Powertools would otherwise print the set itself at 100 values.
+                line = (
+                    None if is_metrics_disabled() else json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
+                )
                 metrics.clear_metrics()
-                _write_line(line)
+                if line is not None:
+                    _write_line(line)
 
 
 def _write_line(line: str) -> None:
