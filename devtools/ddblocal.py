@@ -65,17 +65,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def dynamodb_client(endpoint_url: str, timeout_s: float = 5.0) -> Any:
-    """A boto3 DynamoDB client for a local endpoint with the dummy credentials (independent of os.environ)."""
+def local_client(service: str, endpoint_url: str, timeout_s: float = 5.0) -> Any:
+    """A boto3 client of `service` for a local endpoint with the dummy credentials (independent of os.environ)."""
     env = local_aws_env()
-    return boto3.client(
-        "dynamodb",
+    make_client: Any = boto3.client  # one signature for every service (the stubs overload it per service name)
+    return make_client(
+        service,
         endpoint_url=endpoint_url,
         region_name=env["AWS_DEFAULT_REGION"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         config=Config(connect_timeout=timeout_s, read_timeout=timeout_s, retries={"max_attempts": 1}),
     )
+
+
+def dynamodb_client(endpoint_url: str, timeout_s: float = 5.0) -> Any:
+    return local_client("dynamodb", endpoint_url, timeout_s)
 
 
 class LocalServer:

@@ -11,10 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from devtools.ddblocal import PROJECT_DIR, LocalServer, StartError, local_aws_env
+from devtools.ddblocal import PROJECT_DIR, LocalServer, StartError, local_client
 
 # kinesalite has no on-demand mode: a provisioned stream with a few shards, so that the poller meets several
 # shards as it does in AWS (an on-demand stream starts with 4).
@@ -34,16 +31,7 @@ def find_kinesalite(project_dir: Path) -> Path | None:
 
 
 def kinesis_client(endpoint_url: str, timeout_s: float = 5.0) -> Any:
-    """A boto3 Kinesis client for a local endpoint with the dummy credentials (independent of os.environ)."""
-    env = local_aws_env()
-    return boto3.client(
-        "kinesis",
-        endpoint_url=endpoint_url,
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        config=Config(connect_timeout=timeout_s, read_timeout=timeout_s, retries={"max_attempts": 1}),
-    )
+    return local_client("kinesis", endpoint_url, timeout_s)
 
 
 class Kinesalite(LocalServer):

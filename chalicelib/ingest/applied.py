@@ -61,17 +61,22 @@ def by_shard(delivered: Iterable[Delivered]) -> dict[str, list[Delivered]]:
     return shards
 
 
-def chunks(delivered: Sequence[Delivered], most: int) -> list[list[Delivered]]:
-    """Consecutive runs of events, each of whole records and of at most `most` events unless one record holds
-    more: a marker names a whole record, so a record's events are applied in one write."""
+def by_record(delivered: Iterable[Delivered]) -> list[list[Delivered]]:
+    """Consecutive events of one record together: a marker names a whole record, so it applies whole or not at all."""
     records: list[list[Delivered]] = []
     for d in delivered:
         if records and records[-1][0].sequence_number == d.sequence_number:
             records[-1].append(d)
         else:
             records.append([d])
+    return records
+
+
+def chunks(delivered: Sequence[Delivered], most: int) -> list[list[Delivered]]:
+    """Consecutive runs of events, each of whole records and of at most `most` events unless one record holds
+    more: a marker names a whole record, so a record's events are applied in one write."""
     runs: list[list[Delivered]] = []
-    for record in records:
+    for record in by_record(delivered):
         if runs and len(runs[-1]) + len(record) <= most:
             runs[-1].extend(record)
         else:

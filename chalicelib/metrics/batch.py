@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import window
 
@@ -73,17 +74,6 @@ def decode_pack(text: str) -> list[tuple[int, int]]:
     return [(int(offset), int(value)) for offset, value in pairs]
 
 
-def _records(events: Sequence[Delivered]) -> list[list[Delivered]]:
-    """Consecutive events of one record together (a record is applied whole or not at all)."""
-    records: list[list[Delivered]] = []
-    for d in events:
-        if records and records[-1][0].sequence_number == d.sequence_number:
-            records[-1].append(d)
-        else:
-            records.append([d])
-    return records
-
-
 def transactions(events: Sequence[Delivered]) -> list[list[Delivered]]:
     """One group's events split at record boundaries into runs whose packed items fit one transaction."""
     runs: list[list[Delivered]] = []
@@ -92,7 +82,7 @@ def transactions(events: Sequence[Delivered]) -> list[list[Delivered]]:
     def items(counts: dict[int, int]) -> int:
         return sum(-(-n // PACK_MAX) for n in counts.values())
 
-    for record in _records(events):
+    for record in applied.by_record(events):
         added: dict[int, int] = defaultdict(int, per_second)
         for d in record:
             added[metric(d).time_ms // window.SECOND_MS] += 1
