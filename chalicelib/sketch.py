@@ -10,9 +10,9 @@ The answer is within RELATIVE_ACCURACY of that value (relative to its magnitude;
 
 Bound: `bounded()` keeps at most MAX_BINS bins per sign, collapsing the lowest-magnitude bins into the lowest kept
 one (DDSketch's CollapsingLowestDenseStore). Ranks are unchanged, so a quantile keeps the guarantee when its true
-value is in a kept bin: sufficient is |x| >= M / gamma^(MAX_BINS - 1), M the largest magnitude of x's sign, that is
-within about 17 orders of magnitude (gamma^2047 ~ 6e17) of it. Quantiles below that (towards zero) are overestimated
-in magnitude, never reordered.
+value is in a kept bin: sufficient is |x| >= M / gamma^(max_bins - 1), M the largest magnitude of x's sign. Quantiles
+below that (towards zero) are overestimated in magnitude, never reordered. MAX_BINS spans the whole range of values
+a stream accepts (1e-50 to 1e50), so for those the bound never collapses anything.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = math.log(GAMMA)
-MAX_BINS = 2048  # per sign, as DDSketch's default: magnitudes within a ratio gamma^2047 ~ 6e17 of the largest
+# Per sign: every bin from 1e-50 to 1e50 (the bounds of a stream's values, 11,514 bins), so values within those
+# bounds are never collapsed and every quantile of them keeps the guarantee. The encoded size grows with the bins
+# actually used (a spread of 1 ms to 1 h is 755 bins, about 0.8 KB), at worst about 11 bytes a bin.
+MAX_BINS = 11514
 
 _VERSION = 1
 
@@ -134,38 +137,42 @@ class Sketch:
         raise AssertionError("rank beyond count")  # unreachable: rank < n
 
     def encode(self) -> bytes:
-        """Version byte, zeros, then per store (positive, negative): slot count, lowest bin, dense counts; varints."""
+        """Version byte, zeros, then per store (positive, negative): its runs of nearby bins, each as the gap from the
+        previous run (the first: its lowest bin), its length and its counts; all varints. Sparse bins cost what
+        they hold, a contiguous spread one byte a bin while its counts stay below 128."""
         out = bytearray([_VERSION])
         _put_varint(out, self.zeros)
         for store in (self.positive, self.negative):
-            keys = [i for i, c in store.items() if c]
-            if not keys:
-                _put_varint(out, 0)
-                continue
-            low, high = min(keys), max(keys)
-            _put_varint(out, high - low + 1)
-            _put_varint(out, _zigzag(low))
-            for i in range(low, high + 1):
-                _put_varint(out, store.get(i, 0))
+            runs = _runs(sorted(i for i, c in store.items() if c))
+            _put_varint(out, len(runs))
+            previous_end = 0
+            for low, high in runs:
+                _put_varint(out, _zigzag(low - previous_end))
+                _put_varint(out, high - low + 1)
+                for i in range(low, high + 1):
+                    _put_varint(out, store.get(i, 0))
+                previous_end = high
         return bytes(out)
 
     @classmethod
     def decode(cls, data: bytes) -> Sketch:
         if not data or data[0] != _VERSION:
             raise ValueError("not an encoded sketch")
-        pos = 1
-        zeros, pos = _get_varint(data, pos)
+        zeros, pos = _get_varint(data, 1)
         stores: list[dict[int, int]] = []
         for _ in range(2):
-            slots, pos = _get_varint(data, pos)
+            runs, pos = _get_varint(data, pos)
             store: dict[int, int] = {}
-            if slots:
-                low, pos = _get_varint(data, pos)
-                low = _unzigzag(low)
-                for i in range(low, low + slots):
+            previous_end = 0
+            for _ in range(runs):
+                gap, pos = _get_varint(data, pos)
+                length, pos = _get_varint(data, pos)
+                low = previous_end + _unzigzag(gap)
+                for i in range(low, low + length):
                     count, pos = _get_varint(data, pos)
                     if count:
                         store[i] = count
+                previous_end = low + length - 1
             stores.append(store)
         if pos != len(data):
             raise ValueError("trailing bytes after sketch")
@@ -198,6 +205,17 @@ def _collapse_lowest(store: Mapping[int, int], max_bins: int) -> dict[int, int]:
     if collapsed:
         kept[floor] = kept.get(floor, 0) + collapsed
     return kept
+
+
+def _runs(indexes: list[int]) -> list[tuple[int, int]]:
+    """Sorted bin indexes as (low, high) runs; a gap of up to two empty bins stays inside a run (cheaper)."""
+    runs: list[tuple[int, int]] = []
+    for i in indexes:
+        if runs and i - runs[-1][1] <= 3:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
 
 
 def _zigzag(n: int) -> int:
