@@ -16,7 +16,15 @@ from pathlib import Path
 
 from devtools.ddblocal import DynamoDBLocal
 
-BENCHMARKS = ["bench.streams", "bench.hits", "bench.metrics", "bench.survey", "bench.ingest", "bench.coldstart"]
+BENCHMARKS = [
+    "bench.streams",
+    "bench.stream_sketch",
+    "bench.hits",
+    "bench.metrics",
+    "bench.survey",
+    "bench.ingest",
+    "bench.coldstart",
+]
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

@@ -20,10 +20,13 @@ async function call(method, path, body) {
 function showFigures(s) {
   $("session").textContent = s.session ? `session ${s.session}` : "no values yet";
   const names = ["count", "mean", "stddev", "sample_stddev", "variance", "min", "max", "sum"];
-  $("figures").replaceChildren(...names.map((n) => {
-    const div = document.createElement("div"); div.className = "figure";
-    const b = document.createElement("b"); b.textContent = fmt(s[n]);
-    div.append(n.replace("_", " "), b); return div;
+  // Quantiles within 1% relative error (null until the session holds values).
+  const figures = names.map((n) => [n.replace("_", " "), s[n]]).concat(
+    ["p50", "p90", "p95", "p99"].map((p) => [p, s.quantiles ? s.quantiles[p] : null]));
+  $("figures").replaceChildren(...figures.map(([label, value]) => {
+    const div = document.createElement("div"); div.className = "figure"; div.dataset.figure = label;
+    const b = document.createElement("b"); b.textContent = fmt(value);
+    div.append(label, b); return div;
   }));
   $("updated").textContent = s.updated_at ? `updated ${s.updated_at}` + (s.started_by ? `, opened by ${s.started_by}` : "") : "";
 }
@@ -40,7 +43,7 @@ async function refresh() {
 async function loadSessions(more) {
   const query = more && sessionsCursor ? `?cursor=${sessionsCursor}` : "";
   const page = await call("GET", `/streams/${stream()}/sessions${query}`);
-  const rows = page.sessions.map((s) => row([s.session, s.count, fmt(s.mean), fmt(s.stddev), s.started_at, s.closed_at, s.closed_by || "—"]));
+  const rows = page.sessions.map((s) => row([s.session, s.count, fmt(s.mean), fmt(s.stddev), fmt(s.quantiles && s.quantiles.p50), fmt(s.quantiles && s.quantiles.p99), s.started_at, s.closed_at, s.closed_by || "—"]));
   if (more) $("sessions").append(...rows); else $("sessions").replaceChildren(...rows);
   sessionsCursor = page.cursor; $("more-sessions").hidden = !page.cursor;
 }

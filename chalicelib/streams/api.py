@@ -7,10 +7,21 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import clock, contract, runtime, web
+from chalicelib import clock, contract, runtime, sketch, web
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
-from chalicelib.streams.models import AuditPage, PageQuery, ResetBody, Sessions, Snapshot, StreamPath, ValuesBody
+from chalicelib.streams.models import (
+    AuditPage,
+    PageQuery,
+    Quantiles,
+    QuantilesQuery,
+    ResetBody,
+    Sessions,
+    Snapshot,
+    StreamPath,
+    ValuesBody,
+    quantile_levels,
+)
 from chalicelib.streams.store import AuditEntry, SessionFigures, StreamStore
 
 bp: Blueprint = Blueprint(__name__)
@@ -28,6 +39,16 @@ def parse_values(body: ValuesBody) -> list[float]:
 
 def _iso(epoch_ms: int | None) -> str | None:
     return None if epoch_ms is None else clock.iso(epoch_ms)
+
+
+# The quantiles every snapshot carries.
+SNAPSHOT_QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+
+
+def snapshot_quantiles(figures: SessionFigures) -> dict[str, float | None] | None:
+    if not figures.has_quantiles:
+        return None
+    return {name: figures.sketch.quantile(q) for name, q in SNAPSHOT_QUANTILES.items()}
 
 
 def figures_body(figures: SessionFigures) -> dict[str, Any]:
@@ -48,6 +69,7 @@ def figures_body(figures: SessionFigures) -> dict[str, Any]:
         "started_at": _iso(figures.started_at),
         "started_by": figures.started_by,
         "updated_at": _iso(figures.updated_at),
+        "quantiles": snapshot_quantiles(figures),
     }
     if figures.closed_at is not None:
         body.update(closed_at=_iso(figures.closed_at), closed_by=figures.closed_by)
@@ -83,6 +105,23 @@ def add_values(stream: str, body: ValuesBody) -> Response:
 @contract.operation("The active session's figures", tags=("streams",), path=StreamPath, responses={200: Snapshot})
 def snapshot(stream: str) -> Response:
     return web.json_response(figures_body(_store().snapshot(stream)))
+
+
+@bp.route("/streams/{stream}/quantiles", methods=["GET"])
+@contract.operation(
+    "Any quantiles of the active session's values",
+    tags=("streams",),
+    path=StreamPath,
+    query=QuantilesQuery,
+    responses={200: Quantiles},
+)
+def quantiles(stream: str, query: QuantilesQuery) -> Response:
+    figures = _store().snapshot(stream)
+    answers = {
+        text: figures.sketch.quantile(q) if figures.has_quantiles else None for text, q in quantile_levels(query.q)
+    }
+    body = {"quantiles": answers, "relative_accuracy": sketch.RELATIVE_ACCURACY, "count": figures.moments.count}
+    return web.json_response(body)
 
 
 @bp.route("/streams/{stream}/reset", methods=["POST"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field
 
-from chalicelib import textcheck
+from chalicelib import sketch, textcheck
 from chalicelib.contract import PARAM_INT, Reply, StatisticValue, Strict, Timestamp
 
 MAX_BATCH = 100
@@ -28,6 +29,39 @@ User = Annotated[
 StreamName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="1 to 128 characters")]
 Limit = Annotated[int, Field(default=20, ge=1, le=100), PARAM_INT]
 Cursor = Annotated[str | None, Field(default=None, description="opaque: the `cursor` of the previous page")]
+
+
+MAX_QUANTILES = 20
+_LEVEL = re.compile(r"(?:[01](?:\.[0-9]{0,17})?|\.[0-9]{1,17})")
+
+
+def quantile_levels(text: str) -> list[tuple[str, float]]:
+    """`q`: 1 to MAX_QUANTILES comma-separated decimals in [0, 1], each with its text as sent (the answer's key)."""
+    parts = text.split(",")
+    if not 1 <= len(parts) <= MAX_QUANTILES:
+        raise ValueError(f"takes 1 to {MAX_QUANTILES} comma-separated values")
+    levels = []
+    for part in parts:
+        if not _LEVEL.fullmatch(part) or float(part) > 1:
+            raise ValueError(f"{part[:20]!r} is not a decimal from 0 to 1")
+        levels.append((part, float(part)))
+    return levels
+
+
+def _levels_text(text: str) -> str:
+    quantile_levels(text)
+    return text
+
+
+QuantileLevels = Annotated[
+    str,
+    Field(
+        max_length=MAX_QUANTILES * 20,
+        description=f"1 to {MAX_QUANTILES} comma-separated decimals from 0 to 1, e.g. 0.5,0.999",
+        examples=["0.5,0.9,0.99"],
+    ),
+    AfterValidator(_levels_text),
+]
 
 
 class StreamPath(Strict):
@@ -53,6 +87,26 @@ class PageQuery(Strict):
     cursor: Cursor
 
 
+class SnapshotQuantiles(Reply):
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+
+
+class QuantilesQuery(Strict):
+    q: QuantileLevels
+
+
+class Quantiles(Reply):
+    quantiles: dict[str, float | None] = Field(
+        description="each requested `q` as sent, to the lower q-quantile (rank floor(q (n - 1)) of the sorted values) "
+        "within `relative_accuracy`; null when the session holds no values"
+    )
+    relative_accuracy: float = Field(description=f"{sketch.RELATIVE_ACCURACY}: the bound on |answer - true| / |true|")
+    count: int = Field(description="the values the quantiles are of: the active session's")
+
+
 class Snapshot(Reply):
     stream: str
     session: int | None = Field(description="the session number; null before the stream's first value")
@@ -70,6 +124,9 @@ class Snapshot(Reply):
     updated_at: Timestamp | None
     closed_at: Timestamp | None = Field(default=None, description="a closed session only")
     closed_by: str | None = Field(default=None, description="a closed session only")
+    quantiles: SnapshotQuantiles | None = Field(
+        description="within 1% relative error of the true lower quantiles; null when the session holds no values"
+    )
 
 
 class Sessions(Reply):

@@ -14,6 +14,10 @@ batch's audit entry (its values with each one's user and time). That shard item 
 record applied (chalicelib/ingest/applied.py); every Put of a shard carries the markers over, a reset's too, so a
 batch redelivered after a reset is still recognised, and a batch first applied after a reset counts in the new
 session.
+
+Each shard item also carries its values' quantile sketch (chalicelib/sketch.py, bounded, one Binary attribute
+`sketch`), updated in the same conditional Put as its Welford state: whatever writes a shard's figures writes its
+sketch, exactly once. A closed session's item keeps its merged sketch, so any quantile of it can be answered later.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from chalicelib.dynamo import (
 from chalicelib.errors import Conflict
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered, ValueEvent
+from chalicelib.sketch import EMPTY, Sketch
 from chalicelib.streams.welford import Moments, merge_all
 
 # Values per audit entry (and per commit) from the events stream: an entry stays far below DynamoDB's 400 KB.
@@ -67,6 +72,7 @@ class ShardState:
     updated_at: int | None = None
     # The shard item's marker attributes as stored (applied.marker_attrs), carried over by every Put.
     markers: dict[str, Any] = field(default_factory=dict)
+    sketch: Sketch = EMPTY  # of the shard's values in the session, bounded
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,12 @@ class SessionFigures:
     updated_at: int | None
     closed_at: int | None = None
     closed_by: str | None = None
+    sketch: Sketch = EMPTY
+
+    @property
+    def has_quantiles(self) -> bool:
+        """Whether the sketch covers every value (a session begun before sketches existed does not)."""
+        return self.moments.count > 0 and self.sketch.count == self.moments.count
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,7 @@ def merge_shards(stream: str, shards: Sequence[ShardState]) -> SessionFigures:
         started_at=first.started_at if first else None,
         started_by=first.started_by if first else None,
         updated_at=max((s.updated_at or 0 for s in live), default=None),
+        sketch=EMPTY.merge(*(s.sketch for s in live)).bounded(),
     )
 
 
@@ -228,6 +241,7 @@ class StreamStore:
                 started_by=target.started_by if target.moments.count else user,
                 updated_at=now_ms,
                 markers=target.markers,
+                sketch=target.sketch.merge(Sketch.of(values)).bounded(),
             )
             audit = {
                 **item_key(keys.stream_shard_pk(stream, target.shard), keys.value_sk(at_iso, request_id)),
@@ -283,6 +297,7 @@ class StreamStore:
                 started_by=target.started_by if target.moments.count else events[0].user,
                 updated_at=max(target.updated_at or 0, *(e.time_ms for e in events)),
                 markers={**target.markers, names["#applied"]: values[":last"]},
+                sketch=target.sketch.merge(Sketch.of(e.value for e in events)).bounded(),
             )
             self.client.transact_write_items(
                 TransactItems=[
@@ -363,6 +378,7 @@ class StreamStore:
             item.update(min=num(m.min), max=num(m.max))  # type: ignore[arg-type]
             item.update(started_at=num(state.started_at or 0), updated_at=num(state.updated_at or 0))
             item["started_by"] = opt_string(state.started_by)
+            item["sketch"] = {"B": state.sketch.encode()}
         item.update(state.markers)
         put: dict[str, Any] = {"TableName": self.table, "Item": item}
         if expected_version == 0:  # read_shards reports an absent shard as version 0
@@ -388,6 +404,7 @@ class StreamStore:
             "updated_at": num(closed.updated_at or 0),
             "closed_at": num(closed.closed_at or 0),
             "closed_by": opt_string(closed.closed_by),
+            "sketch": {"B": closed.sketch.encode()},
         }
 
     @staticmethod
@@ -405,6 +422,11 @@ class StreamStore:
             sum=read_num(item.get("sum")) or 0.0,
         )
 
+    @staticmethod
+    def _sketch_from_item(item: dict[str, Any]) -> Sketch:
+        stored = item.get("sketch")
+        return Sketch.decode(bytes(stored["B"])) if stored else EMPTY
+
     def _shard_from_item(self, shard: int, item: dict[str, Any]) -> ShardState:
         return ShardState(
             shard=shard,
@@ -415,6 +437,7 @@ class StreamStore:
             started_by=read_str(item.get("started_by")),
             updated_at=read_int(item.get("updated_at")) or None,
             markers=applied.marker_attrs(item),
+            sketch=self._sketch_from_item(item),
         )
 
     def _session_from_item(self, stream: str, item: dict[str, Any]) -> SessionFigures:
@@ -427,4 +450,5 @@ class StreamStore:
             updated_at=read_int(item.get("updated_at")) or None,
             closed_at=read_int(item.get("closed_at")) or None,
             closed_by=read_str(item.get("closed_by")),
+            sketch=self._sketch_from_item(item),
         )
