@@ -232,13 +232,6 @@ def _expected(store: SumStore, key: str, now_ms: int) -> int:
     return total
 
 
-if __name__ == "__main__":
-    from devtools.ddblocal import DynamoDBLocal
-
-    with DynamoDBLocal() as database:
-        print(run(database.endpoint_url))
-
-
 def _covered(store: SumStore, key: str, now_ms: int) -> list[int]:
     """The values a one-hour quantile covers (every minute overlapping the window), from a full Query of the
     events."""
@@ -252,3 +245,10 @@ def _covered(store: SumStore, key: str, now_ms: int) -> list[int]:
             }
             values += [int(i["v"]["N"]) for i in query_items(store.client, request)]
     return values
+
+
+if __name__ == "__main__":
+    from devtools.ddblocal import DynamoDBLocal
+
+    with DynamoDBLocal() as database:
+        print(run(database.endpoint_url))
