@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -61,7 +62,7 @@ def delivered(events: list[tuple[int, int]], key: str = "k", first: int = 1) -> 
 
 def mixed_values(rng: random.Random, n: int) -> list[int]:
     """Lognormal latencies, heavy-tailed outliers, negatives, zeros and duplicates."""
-    pool = [
+    pool: list[Callable[[], int]] = [
         lambda: round(rng.lognormvariate(4, 1.5)),
         lambda: -round(rng.paretovariate(1.2) * 10),
         lambda: 0,
