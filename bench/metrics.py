@@ -6,6 +6,8 @@
    loaded fast with BatchWriteItem, using the store's own item builders; then the real
    compaction runs as the schedule would leave it at that instant.
 2. 16 threads posting through the store's real write path to one key vs to 16 keys.
+3. Quantiles: GET /metric/{key}/quantiles?q=0.99 (one hour) at 100 vs 100,000 events, the same way; write units per
+   posted value with and without the sketch's ADD; the size of the largest sketch items.
 
     python -m bench metrics          (or: python -m bench.metrics, which starts DynamoDB Local itself)
 """
@@ -20,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
-from chalicelib import clock, keys
+from chalicelib import clock, keys, sketch
 from chalicelib.dynamo import query_items
 from chalicelib.metrics import compaction, window
 from chalicelib.metrics.store import SumStore
@@ -36,7 +38,7 @@ WRITE_ROUNDS = 3
 def _load(store: SumStore, key: str, count: int, now_ms: int, rng: random.Random) -> None:
     """`count` events uniformly over (now - 1 h, now], as BatchWriteItem of the store's own item shapes."""
     items = []
-    parts: dict[tuple[int, int], list[Any]] = defaultdict(lambda: [0, 0, defaultdict(int)])
+    parts: dict[tuple[int, int], list[Any]] = defaultdict(lambda: [0, 0, defaultdict(int), defaultdict(int)])
     for i in range(count):
         at_ms = now_ms - int(i * window.MINUTE_MS * 60 / count)
         value = rng.randint(-1000, 1000)
@@ -46,20 +48,79 @@ def _load(store: SumStore, key: str, count: int, now_ms: int, rng: random.Random
         part[0] += value
         part[1] += 1
         part[2][window.second_of(at_ms)] += value
-    items += [store.sub_total_item(key, m, k, t, n, dict(s)) for (m, k), (t, n, s) in parts.items()]
+        part[3][sketch.bin_key(value)] += 1
+    items += [store.sub_total_item(key, m, k, t, n, dict(s)) for (m, k), (t, n, s, _) in parts.items()]
+    items += [i for (m, k), (*_, bins) in parts.items() for i in store.sketch_sub_items(key, m, k, bins)]
     items += [store.dirty_item(key, m) for m in {m for m, _ in parts}]
 
     load_items(store.client, store.table, items)
 
 
-def _read_case(gateway: Any, meter: Meter, key: str) -> tuple[float, float, int]:
-    """One GET: (latency ms, read capacity units, value)."""
+def _read_case(gateway: Any, meter: Meter, key: str, what: str = "sum") -> tuple[float, float, Any]:
+    """One GET: (latency ms, read capacity units, answer)."""
     meter.reset()
     started = time.perf_counter()
-    response = gateway.handle_request("GET", f"/metric/{key}/sum", {}, b"")
+    response = gateway.handle_request("GET", f"/metric/{key}/{what}", {}, b"")
     elapsed = (time.perf_counter() - started) * 1000
     assert response["statusCode"] == 200, response
-    return elapsed, meter.read_units, json.loads(response["body"])["value"]
+    answer = json.loads(response["body"])
+    return elapsed, meter.read_units, answer["value"] if what == "sum" else answer
+
+
+def _item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values (numbers ~ 1 byte per 2 digits + 1; binary, strings)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if "N" in value:
+            size += (len(value["N"].lstrip("-")) + 1) // 2 + 1
+        elif "B" in value:
+            size += len(value["B"])
+        else:
+            size += len(str(value["S"]).encode())
+    return size
+
+
+def _largest(store: SumStore, key: str, prefix: str) -> int:
+    request: dict[str, Any] = {
+        "TableName": store.table,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+        "ExpressionAttributeValues": {":pk": {"S": keys.sum_sketch_pk(key)}, ":p": {"S": prefix}},
+    }
+    return max((_item_size(i) for i in query_items(store.client, request)), default=0)
+
+
+def _write_units(store: SumStore, meter: Meter, with_sketch: bool, posts: int = 200) -> float:
+    """Write units per posted value (lognormal latencies), through the post's own transaction, with or without the
+    sketch item's ADD."""
+    rng = random.Random(3)
+    meter.reset()
+    for i in range(posts):
+        value = round(rng.lognormvariate(5, 1.5))
+        request = store.post_transaction(
+            f"wcu-{with_sketch}", value, clock.now_ms(), f"w{i}", i % keys.SUM_WRITE_SHARDS
+        )
+        if not with_sketch:
+            request["TransactItems"] = request["TransactItems"][:2]
+        store.client.transact_write_items(**request)
+    return meter.write_units / posts
+
+
+def _quantile_rows(gateway: Any, meter: Meter, truth: dict[str, list[int]]) -> list[list[str]]:
+    samples: dict[str, dict[str, list[float]]] = {name: {"ms": [], "rcu": []} for name in SIZES}
+    for r in range(ROUNDS):
+        for name in SIZES if r % 2 == 0 else reversed(list(SIZES)):
+            for _ in range(GETS_PER_ROUND):
+                ms, rcu, answer = _read_case(gateway, meter, name, "quantiles?q=0.99")
+                expected = sorted(truth[name])[int(0.99 * (len(truth[name]) - 1))]
+                assert answer["count"] == len(truth[name]), (name, answer)
+                assert abs(answer["quantiles"]["0.99"] - expected) <= 0.01 * abs(expected), (answer, expected)
+                samples[name]["ms"].append(ms)
+                samples[name]["rcu"].append(rcu)
+    small, large = ({k: median(v) for k, v in samples[name].items()} for name in SIZES)
+    rows = [[f"{SIZES[n]:,}", f"{median(samples[n]['ms']):.1f}", f"{median(samples[n]['rcu']):.1f}"] for n in SIZES]
+    rows.append(["ratio 100,000 / 100", f"{large['ms'] / small['ms']:.2f}x", f"{large['rcu'] / small['rcu']:.2f}x"])
+    return rows
 
 
 def _write_case(store: SumStore, targets: list[str]) -> float:
@@ -92,6 +153,7 @@ def run(endpoint_url: str) -> str:
     load_s = time.perf_counter() - started
     report = compaction.compact(store, now_ms, lookback=70)
     truth = {name: _expected(store, name, now_ms) for name in SIZES}
+    covered = {name: _covered(store, name, now_ms) for name in SIZES}
     clock.set_source(lambda: now_ms / 1000)
     gateway = local_gateway()
     samples: dict[str, dict[str, list[float]]] = {name: {"ms": [], "rcu": []} for name in SIZES}
@@ -103,8 +165,15 @@ def run(endpoint_url: str) -> str:
                     assert value == truth[name], (name, value, truth[name])
                     samples[name]["ms"].append(ms)
                     samples[name]["rcu"].append(rcu)
+        quantile_rows = _quantile_rows(gateway, meter, covered)
     finally:
         clock.set_source(None)
+    sizes = [
+        ["largest sub-total sketch item (100,000 events)", f"{_largest(store, 'large', 'S'):,}"],
+        ["largest sketch bucket item (100,000 events)", f"{_largest(store, 'large', 'B'):,}"],
+    ]
+    units = [["without the sketch", f"{_write_units(store, meter, False):.2f}"]]
+    units.append(["with the sketch", f"{_write_units(store, meter, True):.2f}"])
     small, large = ({k: median(v) for k, v in samples[name].items()} for name in SIZES)
     rows = [
         [f"{SIZES[name]:,}", f"{median(samples[name]['ms']):.1f}", f"{median(samples[name]['rcu']):.1f}"]
@@ -136,6 +205,11 @@ def run(endpoint_url: str) -> str:
             table_md(["target", "posts/s"], write_rows),
             f"Each post is one TransactWriteItems (event Put + sub-total ADD on one of {keys.SUM_WRITE_SHARDS} "
             f"shards); {retried} transactions (for {posts} posts) were cancelled by a TransactionConflict and retried.",
+            "`GET /metric/{key}/quantiles?q=0.99` (one hour, whole minutes), the same keys, rounds and medians:",
+            table_md(["events in the last hour", "latency ms", "read capacity units"], quantile_rows),
+            "Write capacity units per posted value (200 lognormal values through the post's transaction):",
+            table_md(["post", "write units per value"], units),
+            table_md(["item", "bytes"], sizes),
         ]
     )
 
@@ -156,6 +230,21 @@ def _expected(store: SumStore, key: str, now_ms: int) -> int:
                 if now_ms - 3_600_000 < int(i["at"]["N"]) <= now_ms
             )
     return total
+
+
+def _covered(store: SumStore, key: str, now_ms: int) -> list[int]:
+    """The values a one-hour quantile covers (every minute overlapping the window), from a full Query of the
+    events."""
+    values = []
+    for minute in window.minutes_overlapping(now_ms, 3_600_000):
+        for shard in range(keys.SUM_EVENT_SHARDS):
+            request: dict[str, Any] = {
+                "TableName": store.table,
+                "KeyConditionExpression": "pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": keys.sum_event_pk(key, minute, shard)}},
+            }
+            values += [int(i["v"]["N"]) for i in query_items(store.client, request)]
+    return values
 
 
 if __name__ == "__main__":

@@ -111,6 +111,40 @@ class KeyPath(Strict):
     key: KeyName
 
 
+MAX_QUANTILES = 20
+_LEVEL = re.compile(r"(?:[01](?:\.[0-9]{0,17})?|\.[0-9]{1,17})")
+
+
+def quantile_levels(text: str) -> list[tuple[str, float]]:
+    """`q`: 1 to MAX_QUANTILES comma-separated decimals in [0, 1], each with its text as sent (the answer's key)."""
+    parts = text.split(",")
+    if not 1 <= len(parts) <= MAX_QUANTILES:
+        raise ValueError(f"takes 1 to {MAX_QUANTILES} comma-separated values")
+    levels = []
+    for part in parts:
+        if not _LEVEL.fullmatch(part) or float(part) > 1:
+            raise ValueError(f"{part[:20]!r} is not a decimal from 0 to 1")
+        levels.append((part, float(part)))
+    return levels
+
+
+def _levels_text(text: str) -> str:
+    quantile_levels(text)
+    return text
+
+
+# The `q` query parameter of the quantile routes (answers are keyed by each level's text as sent).
+QuantileLevels = Annotated[
+    str,
+    Field(
+        max_length=MAX_QUANTILES * 20,
+        description=f"1 to {MAX_QUANTILES} comma-separated decimals from 0 to 1, e.g. 0.5,0.999",
+        examples=["0.5,0.9,0.99"],
+    ),
+    AfterValidator(_levels_text),
+]
+
+
 # --- declarations -----------------------------------------------------------------------------------------
 
 

@@ -32,6 +32,11 @@ with the kind of thing they hold, so features never collide:
                                                     once), values that came after sealing (lt, ln, l00..l59, per stream shard
                                                     the last record applied) (TTL)
   SUMDONE                     {minute:010d}         "every key's bucket for this minute is written" (TTL)
+  SUMQ#{key}                  S{minute:010d}#{k:02d}#{part:02d}  the bins (`sketch.bin_key` -> count) of a minute's values
+                                                    written to sub-total k, those of bin group `part` (TTL)
+  SUMQ#{key}                  B{minute:010d}        a key's minute sketch: `sketch`, the bucket (encoded, written once by
+                                                    compaction) (TTL)
+  SUMQ#{key}                  B{minute:010d}#L{part:02d}  the bins of the values that came after sealing, group `part` (TTL)
 
 Each shard lives in its own partition so that a hot stream spreads its writes
 over SHARDS partitions instead of one item's ~1,000 writes/s.
@@ -249,3 +254,49 @@ def sum_bucket_pk(key: str) -> str:
 
 def sum_minute_sk(minute: int) -> str:
     return f"{minute:010d}"
+
+
+# Quantile sketches of last-hour sums: in their own partition per key, so that reads of sums (charged by the size of
+# the items a Query reads) never pay for bins. A minute's bins are split into groups of at most SUM_SKETCH_PART_BINS
+# bins per item, so one update's expression always fits DynamoDB's 4 KB.
+SUM_SKETCH_PART_BINS = 200
+
+
+def sum_sketch_pk(key: str) -> str:
+    return f"SUMQ#{key}"
+
+
+def sum_sketch_part(bin_key: str) -> int:
+    """The group of a bin (`sketch.bin_key` form): 0 for zero, then groups of SUM_SKETCH_PART_BINS bin indexes per
+    sign (positive odd, negative even); integer values (|v| >= 1) have indexes >= 0."""
+    if bin_key == "z":
+        return 0
+    group = int(bin_key[1:]) // SUM_SKETCH_PART_BINS
+    return 1 + 2 * group + (0 if bin_key[0] == "p" else 1)
+
+
+def sum_sketch_sub_sk(minute: int, shard: int, part: int) -> str:
+    return f"S{minute:010d}#{shard:02d}#{part:02d}"
+
+
+def sum_sketch_sub_sk_range(first: int, last: int) -> tuple[str, str]:
+    """BETWEEN bounds holding every sub-total sketch item of the minutes first..last."""
+    return f"S{first:010d}#", f"S{last:010d}#~"
+
+
+def sum_sketch_bucket_sk(minute: int) -> str:
+    return f"B{minute:010d}"
+
+
+def sum_sketch_late_sk(minute: int, part: int) -> str:
+    return f"B{minute:010d}#L{part:02d}"
+
+
+def sum_sketch_bucket_sk_range(first: int, last: int) -> tuple[str, str]:
+    """BETWEEN bounds holding the buckets and late bins of the minutes first..last."""
+    return f"B{first:010d}", f"B{last:010d}#~"
+
+
+def sum_sketch_minute(sk: str) -> int:
+    """The minute of any SUMQ# sort key."""
+    return int(sk[1:11])

@@ -7,9 +7,9 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import clock, contract, pages, runtime, web
+from chalicelib import clock, contract, pages, runtime, sketch, web
 from chalicelib.metrics import compaction, window
-from chalicelib.metrics.models import Minutes, Sum, ValueBody, WindowQuery
+from chalicelib.metrics.models import Minutes, Quantiles, QuantilesQuery, Sum, ValueBody, WindowQuery
 from chalicelib.metrics.store import SumStore
 from chalicelib.observability import count, logger
 
@@ -57,6 +57,25 @@ def post_value(key: str, body: ValueBody) -> Response:
 def get_sum(key: str, query: WindowQuery) -> Response:
     value = _store().sum(key, clock.now_ms(), query.window * window.SECOND_MS)
     return web.json_response({"value": value})
+
+
+@bp.route("/metric/{key}/quantiles", methods=["GET"])
+@contract.operation(
+    "Quantiles of the values posted in the minutes the window overlaps (whole minutes), within 1% relative error",
+    tags=("metrics",),
+    path=contract.KeyPath,
+    query=QuantilesQuery,
+    responses={200: Quantiles},
+)
+def get_quantiles(key: str, query: QuantilesQuery) -> Response:
+    merged = _store().quantile_sketch(key, clock.now_ms(), query.window * window.SECOND_MS)
+    return web.json_response(
+        {
+            "quantiles": {text: merged.quantile(q) for text, q in contract.quantile_levels(query.q)},
+            "relative_accuracy": sketch.RELATIVE_ACCURACY,
+            "count": merged.count,
+        }
+    )
 
 
 @bp.route("/metric/{key}/minutes", methods=["GET"])

@@ -12,14 +12,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from chalicelib import keys, sketch
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import window
 
 # Values per packed item: at most ~22 KB of text (offset:value pairs), far below DynamoDB's 400 KB per item.
 PACK_MAX = 1_000
-# TransactWriteItems takes 100 items: the minute's state and sub-total updates, then the packed items.
-PACKED_PER_TRANSACTION = 98
+# Sketch items one run may add to (one per group of bins, keys.sum_sketch_part): every bin of |v| <= MAX_MAGNITUDE.
+SKETCH_PARTS = keys.sum_sketch_part(sketch.bin_key(-window.MAX_MAGNITUDE)) + 1
+# TransactWriteItems takes 100 items: the minute's state and sub-total updates, the sketch items, the packed items.
+PACKED_PER_TRANSACTION = 100 - 2 - SKETCH_PARTS
 
 GroupKey = tuple[str, int, str]  # metric key, minute, stream shard id
 
@@ -115,3 +118,13 @@ def sums(events: Iterable[Delivered]) -> Sums:
         count += 1
         seconds[window.second_of(event.time_ms)] += event.value
     return Sums(total, count, dict(seconds))
+
+
+def bins(events: Iterable[Delivered]) -> dict[int, dict[str, int]]:
+    """What a run adds to the minute's sketch: per group of bins (keys.sum_sketch_part), bin key -> count."""
+    parts: dict[int, dict[str, int]] = defaultdict(dict)
+    for d in events:
+        name = sketch.bin_key(metric(d).value)
+        part = parts[keys.sum_sketch_part(name)]
+        part[name] = part.get(name, 0) + 1
+    return dict(parts)

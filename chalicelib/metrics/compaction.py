@@ -3,21 +3,25 @@
 Data access (its DynamoDB expressions live here): for each key listed under a minute (SUMDIRTY markers), the key's
 minute state item is marked sealed (the fence: from then on the stream's consumer cannot add to the minute's
 sub-totals, its transactions fail the "not sealed" condition and add to the minute's late values instead); only then
-are the sub-totals read, and their sum is written once (`attribute_not_exists`) as the bucket, in the state item.
+are the sub-totals read, and their sum is written once (`attribute_not_exists`) as the bucket, in the state item;
+the minute's sub-total sketches, read after the same seal, are merged, bounded and written once as its sketch bucket,
+before the sum's bucket (so a minute with a sum bucket has its sketch bucket).
 When every key of the minute is done, a SUMDONE marker says so. The sub-totals and done markers are read through
 the SumStore, which owns their shapes.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chalicelib import keys, runtime, table
 from chalicelib.dynamo import error_code, item_key, num, query_items, retry, sort_key_between, sort_key_of
 from chalicelib.metrics import window
-from chalicelib.metrics.store import BUCKET_COUNT, BUCKET_TOTAL, SEALED, SumStore
+from chalicelib.metrics.store import BUCKET_COUNT, BUCKET_TOTAL, SEALED, SKETCH_BUCKET, SumStore
 from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
+from chalicelib.sketch import EMPTY, Sketch
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,12 @@ def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> C
     # them committed before the seal and is read; one after it fails its condition and goes to the late values.
     runtime.fan_out(lambda pair: _seal(store, *pair, now_ms), [(k, m) for k, ms in by_key.items() for m in ms])
     parts = dict(zip(by_key, runtime.fan_out(lambda k: store.sub_totals(k, by_key[k]), by_key), strict=True))
+    sketches = dict(zip(by_key, runtime.fan_out(lambda k: store.sub_sketches(k, by_key[k]), by_key), strict=True))
     finished: list[int] = []
     written = existing = 0
     for minute in pending:
         for key in sorted(listed.get(minute, ())):
+            _put_sketch_bucket(store, key, minute, sketches[key].get(minute, EMPTY))
             if _put_bucket(store, key, minute, parts[key].get(minute, MinuteParts())):
                 written += 1
             else:
@@ -114,6 +120,27 @@ def _seal(store: SumStore, key: str, minute: int, now_ms: int) -> None:
         lost=_conflicted,
         busy="the stream's consumer kept the minute busy; compaction resumes next run",
     )
+
+
+def _put_sketch_bucket(store: SumStore, key: str, minute: int, merged: Sketch) -> None:
+    """Write the minute's sketch bucket once (bounded: sketch.MAX_BINS per sign); an existing one holds the same."""
+    client = store.client
+
+    def attempt(_: int) -> None:
+        with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
+            client.update_item(
+                TableName=store.table,
+                Key=item_key(keys.sum_sketch_pk(key), keys.sum_sketch_bucket_sk(minute)),
+                UpdateExpression="SET #sketch = :sketch, #exp = :exp",
+                ConditionExpression="attribute_not_exists(#sketch)",
+                ExpressionAttributeNames={"#sketch": SKETCH_BUCKET, "#exp": table.TTL_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":sketch": {"B": merged.bounded().encode()},
+                    ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+                },
+            )
+
+    retry(attempt, lost=_conflicted, busy="the stream's consumer kept the minute busy; compaction resumes next run")
 
 
 def _put_bucket(store: SumStore, key: str, minute: int, parts: MinuteParts) -> bool:

@@ -6,8 +6,12 @@ from typing import Annotated
 
 from pydantic import Field
 
-from chalicelib.contract import PARAM_INT, Reply, Strict, Timestamp
+from chalicelib import sketch
+from chalicelib.contract import PARAM_INT, QuantileLevels, Reply, Strict, Timestamp
 from chalicelib.metrics import window
+
+DEFAULT_QUANTILES = "0.5,0.9,0.95,0.99"
+
 
 # A value for a sum (POST /metric/{key}, a metric event).
 MetricValue = Annotated[
@@ -30,6 +34,20 @@ class WindowQuery(Strict):
         Field(default=window.DEFAULT_WINDOW_S, ge=1, le=window.MAX_WINDOW_S, description="seconds back from now"),
         PARAM_INT,
     ]
+
+
+class QuantilesQuery(WindowQuery):
+    q: QuantileLevels = DEFAULT_QUANTILES
+
+
+class Quantiles(Reply):
+    quantiles: dict[str, float | None] = Field(
+        description="each requested `q` as sent -> its value, null when the window holds none"
+    )
+    relative_accuracy: float = Field(
+        description=f"every value is within this relative error of a true quantile ({sketch.RELATIVE_ACCURACY})"
+    )
+    count: int = Field(description="how many values the window covers")
 
 
 class Sum(Reply):

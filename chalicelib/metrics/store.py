@@ -30,6 +30,12 @@ after compaction listed the minute, whose state item exists without a bucket) an
 two edge minutes (one Query per run of such minutes, not per minute), raw values only for the two edge *seconds*.
 A bucket equals the sum of the sub-totals it was made from, late values are in neither, so the answer does not
 depend on how far compaction got.
+Quantile sketches (chalicelib/sketch.py) follow the same life in their own partition (SUMQ#{key}; reads of sums are
+charged by the size of the items they read, so they must not read bins): every write above also ADDs its values'
+bins (`sketch.bin_key` -> count, no read) to the sketch items of the sub-total it adds to, in the same transaction
+(or, once sealed, to the minute's late bins); compaction merges a minute's sub-total sketches, after the seal, into
+one bounded encoded bucket, written before the sum's bucket. A quantile read merges, per minute of the window,
+the bucket or the sub-total sketches, plus the late bins: whole minutes only (see `quantiles`).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
-from chalicelib import keys, runtime, table
+from chalicelib import keys, runtime, sketch, table
 from chalicelib.dynamo import (
     ITEM_IS_NEW,
     batch_get,
@@ -63,6 +69,7 @@ from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered
 from chalicelib.metrics import batch, window
 from chalicelib.metrics.window import MinuteParts, MinuteState, SubTotal, Totals
+from chalicelib.sketch import Sketch
 
 # Transaction attempts per post under contention (each on a freshly drawn shard) before answering Busy.
 POST_ATTEMPTS = 8
@@ -75,6 +82,9 @@ BUCKET_TOTAL = "total"
 BUCKET_COUNT = "n"
 LATE_TOTAL = "lt"
 LATE_COUNT = "ln"
+# The attribute of a minute's sketch bucket item (SUMQ# B{minute}) holding the encoded, bounded bucket.
+SKETCH_BUCKET = "sketch"
+_NOT_BINS = frozenset({table.PARTITION_KEY, table.SORT_KEY, table.TTL_ATTRIBUTE, SKETCH_BUCKET})
 
 
 def late_second_attr(second: int) -> str:
@@ -134,6 +144,22 @@ def minute_state_of(item: dict[str, Any]) -> MinuteState:
     return MinuteState(read_int(item[BUCKET_TOTAL]), read_int(item.get(BUCKET_COUNT)), late)
 
 
+def bins_of(item: Mapping[str, Any]) -> dict[str, int]:
+    """The bin counts of a sketch item (its other attributes are its key and TTL)."""
+    return {name: read_int(value) for name, value in item.items() if name not in _NOT_BINS}
+
+
+def sketch_adds(bins: Mapping[str, int], expires: dict[str, str]) -> dict[str, Any]:
+    """The update of one sketch item adding `bins` (bin key -> count): ADD only, no read, no condition."""
+    names = {f"#{name}": name for name in bins}
+    adds = ", ".join(f"#{name} :{name}" for name in bins)
+    return {
+        "UpdateExpression": f"ADD {adds} SET #exp = :exp",
+        "ExpressionAttributeNames": {**names, "#exp": table.TTL_ATTRIBUTE},
+        "ExpressionAttributeValues": {**{f":{name}": num(c) for name, c in bins.items()}, ":exp": expires},
+    }
+
+
 def _call(read: Callable[[], Any]) -> Any:
     return read()
 
@@ -167,6 +193,21 @@ class SumStore:
         item.update({second_attr(s): num(v) for s, v in seconds.items()})
         return item
 
+    def sketch_sub_items(self, key: str, minute: int, shard: int, bins: Mapping[str, int]) -> list[dict[str, Any]]:
+        """The sub-total's sketch items as the posts' `ADD`s leave them, one per group of bins."""
+        parts: dict[int, dict[str, Any]] = {}
+        for name, count in bins.items():
+            part = keys.sum_sketch_part(name)
+            item = parts.setdefault(
+                part,
+                {
+                    **item_key(keys.sum_sketch_pk(key), keys.sum_sketch_sub_sk(minute, shard, part)),
+                    table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+                },
+            )
+            item[name] = num(count)
+        return list(parts.values())
+
     def dirty_item(self, key: str, minute: int) -> dict[str, Any]:
         return {
             **item_key(keys.sum_dirty_pk(keys.sum_dirty_partition(key)), keys.sum_dirty_sk(minute, key)),
@@ -176,7 +217,8 @@ class SumStore:
     def post_transaction(
         self, key: str, value: int, at_ms: int, event_id: str, shard: int, event_shard: int = 0, attempt: int = 0
     ) -> dict[str, Any]:
-        """The arguments of the post's TransactWriteItems: the event Put and its sub-total ADD.
+        """The arguments of the post's TransactWriteItems: the event Put, its sub-total ADD and its bin's ADD to
+        the sub-total's sketch.
 
         The token is a digest of the event id and everything else the request carries (DynamoDB rejects a token
         reused with other parameters), plus the attempt: a retry after a conflict is a new request, and the event's
@@ -185,6 +227,8 @@ class SumStore:
         minute = window.minute_of(at_ms)
         identity = f"{self.table}\0{key}\0{event_id}\0{value}\0{at_ms}\0{shard}\0{event_shard}"
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        expires = num(window.expires_at((minute + 1) * window.MINUTE_MS))
+        bin_name = sketch.bin_key(value)
         return {
             "TransactItems": [
                 {
@@ -205,11 +249,17 @@ class SumStore:
                             "#sec": second_attr(window.second_of(at_ms)),
                             "#exp": table.TTL_ATTRIBUTE,
                         },
-                        "ExpressionAttributeValues": {
-                            ":v": num(value),
-                            ":one": num(1),
-                            ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
-                        },
+                        "ExpressionAttributeValues": {":v": num(value), ":one": num(1), ":exp": expires},
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": item_key(
+                            keys.sum_sketch_pk(key),
+                            keys.sum_sketch_sub_sk(minute, shard, keys.sum_sketch_part(bin_name)),
+                        ),
+                        **sketch_adds({bin_name: 1}, expires),
                     }
                 },
             ],
@@ -253,8 +303,8 @@ class SumStore:
     def apply_delivered(self, delivered: Sequence[Delivered], now_ms: int) -> None:
         """Apply a consumer batch's metric events (stream order), each at its own time, exactly once.
 
-        Per key, minute and stream shard, one transaction (more only past 98 packed items) adds the values to the
-        sub-total item the shard always writes, and marks there the last record applied; records at or below the
+        Per key, minute and stream shard, one transaction (more only past batch.PACKED_PER_TRANSACTION packed items)
+        adds the values to the sub-total item (and their bins to its sketch items) the shard always writes, and marks there the last record applied; records at or below the
         marker are skipped. Once compaction sealed the minute, the same values go to the minute's late values
         instead (see the module docstring). Events older than retention are not applied: TooOld lists them, after
         the rest was applied.
@@ -372,11 +422,27 @@ class SumStore:
                     }
                 },
             ]
+        sub_shard = consumer_sub_total_shard(shard_id)
+        sketches = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": item_key(
+                        keys.sum_sketch_pk(key),
+                        keys.sum_sketch_late_sk(minute, part)
+                        if late
+                        else keys.sum_sketch_sub_sk(minute, sub_shard, part),
+                    ),
+                    **sketch_adds(bins, expires),
+                }
+            }
+            for part, bins in sorted(batch.bins(run).items())
+        ]
         packed = [
             {"Put": {"TableName": self.table, "Item": self.packed_item(key, minute, shard_id, pack)}}
             for pack in batch.packs(run)
         ]
-        return {"TransactItems": writes + packed}
+        return {"TransactItems": writes + sketches + packed}
 
     def packed_item(self, key: str, minute: int, shard_id: str, pack: batch.Pack) -> dict[str, Any]:
         return {
@@ -403,6 +469,71 @@ class SumStore:
             {m: totals[m].seconds for m in partial_minutes if m in totals},
             totals.raw,
         )
+
+    def quantile_sketch(self, key: str, now_ms: int, window_ms: int) -> Sketch:
+        """The sketch of the values of every minute overlapping (now - window, now] (whole minutes: see the README),
+        merged from each minute's bucket or, where compaction has not written it, its sub-total sketches, plus its
+        late bins. The same rounds of reads as sums, none of them of raw values."""
+        span = window.minutes_overlapping(now_ms, window_ms)
+        reads = window.minute_reads(span, now_ms, {})
+        first: list[Callable[[], Any]] = [
+            partial(self._states, key, span[0], span[-1]),
+            partial(self.done_minutes, span[0], span[-1]),
+            partial(self._sketch_buckets, key, span[0], span[-1]),
+            *(partial(self.sub_sketches, key, range(a, b + 1)) for (a, b), _ in reads.sub_total_runs),
+        ]
+        states, done, (buckets, late), *fresh = runtime.fan_out(_call, first)
+        subs: dict[int, Sketch] = {m: sk for found in fresh for m, sk in found.items()}
+        missing = reads.missing(states, done)
+        if missing:
+            subs.update(self.sub_sketches(key, missing))
+        return window.window_sketch(span, buckets, subs, late)
+
+    def _sketch_buckets(self, key: str, first: int, last: int) -> tuple[dict[int, Sketch], dict[int, Sketch]]:
+        """The minutes' sketch buckets (where compaction wrote them) and late bins, first..last (one Query)."""
+        items = query_items(
+            self.client,
+            {
+                "TableName": self.table,
+                **sort_key_between(keys.sum_sketch_pk(key), *keys.sum_sketch_bucket_sk_range(first, last)),
+                "ConsistentRead": True,
+            },
+        )
+        buckets: dict[int, Sketch] = {}
+        late: dict[int, dict[str, int]] = {}
+        for item in items:
+            minute = keys.sum_sketch_minute(sort_key_of(item))
+            if SKETCH_BUCKET in item:
+                buckets[minute] = Sketch.decode(item[SKETCH_BUCKET]["B"])
+            into = late.setdefault(minute, {})
+            for name, count in bins_of(item).items():
+                into[name] = into.get(name, 0) + count
+        return buckets, {m: Sketch.from_bins(b) for m, b in late.items() if b}
+
+    def sub_sketches(self, key: str, minutes: Iterable[int]) -> dict[int, Sketch]:
+        """The sub-total sketches of a key's minutes, merged over shards and groups of bins: one strongly
+        consistent Query per run of minutes (at most window.MAX_RUNS); minutes read but not asked for are dropped."""
+        wanted = set(minutes)
+
+        def run_items(run: tuple[int, int]) -> list[dict[str, Any]]:
+            return query_items(
+                self.client,
+                {
+                    "TableName": self.table,
+                    **sort_key_between(keys.sum_sketch_pk(key), *keys.sum_sketch_sub_sk_range(*run)),
+                    "ConsistentRead": True,
+                },
+            )
+
+        merged: dict[int, dict[str, int]] = {}
+        for items in runtime.fan_out(run_items, window.runs(wanted)):
+            for item in items:
+                minute = keys.sum_sketch_minute(sort_key_of(item))
+                if minute in wanted:
+                    into = merged.setdefault(minute, {})
+                    for name, count in bins_of(item).items():
+                        into[name] = into.get(name, 0) + count
+        return {m: Sketch.from_bins(b) for m, b in merged.items()}
 
     def minutes(self, key: str, now_ms: int, window_ms: int) -> list[tuple[int, int]]:
         """(minute, that minute's total) for every minute overlapping the window; the last is the minute so far."""

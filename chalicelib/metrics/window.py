@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from chalicelib.sketch import EMPTY, Sketch
+
 SECOND_MS = 1_000
 MINUTE_MS = 60_000
 SECONDS_PER_MINUTE = 60
@@ -299,3 +301,13 @@ def compaction_minutes(now_ms: int, lookback: int = LOOKBACK_MINUTES) -> range:
 def pending_by_key(pending: Sequence[int], listed: Mapping[int, set[str]]) -> dict[str, list[int]]:
     """Each key listed under a pending minute, with the pending minutes it is listed under (oldest first)."""
     return {key: [m for m in pending if key in listed.get(m, ())] for key in {k for ks in listed.values() for k in ks}}
+
+
+def window_sketch(
+    span: range, buckets: Mapping[int, Sketch], subs: Mapping[int, Sketch], late: Mapping[int, Sketch]
+) -> Sketch:
+    """The sketch of the minutes in `span`: each minute's bucket (where compaction wrote it; it equals the sub-total
+    sketches it was made from) or else its sub-total sketches, plus the bins of values that came after sealing (in
+    neither)."""
+    parts = [buckets.get(m, subs.get(m)) for m in span] + [late[m] for m in span if m in late]
+    return EMPTY.merge(*(p for p in parts if p is not None))

@@ -42,8 +42,14 @@ function draw(minutes) {
 async function refresh() {
   if (!$("key").checkValidity()) return;
   try {
-    const [sum, series] = await Promise.all([call("GET", `/metric/${key()}/sum`), call("GET", `/metric/${key()}/minutes?window=3600`)]);
+    const [sum, series, quantiles] = await Promise.all([call("GET", `/metric/${key()}/sum`),
+      call("GET", `/metric/${key()}/minutes?window=3600`), call("GET", `/metric/${key()}/quantiles?window=3600&q=0.5,0.9,0.95,0.99`)]);
     $("sum").textContent = sum.value.toLocaleString();
+    for (const [id, q] of [["p50", "0.5"], ["p90", "0.9"], ["p95", "0.95"], ["p99", "0.99"]]) {
+      const v = quantiles.quantiles[q];
+      $(id).textContent = v === null ? "—" : Number(v.toPrecision(4)).toLocaleString();
+    }
+    $("count").textContent = quantiles.count.toLocaleString();
     draw(series.minutes);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     $("error").textContent = "";

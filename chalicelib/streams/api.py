@@ -20,7 +20,6 @@ from chalicelib.streams.models import (
     Snapshot,
     StreamPath,
     ValuesBody,
-    quantile_levels,
 )
 from chalicelib.streams.store import AuditEntry, SessionFigures, StreamStore
 
@@ -118,7 +117,8 @@ def snapshot(stream: str) -> Response:
 def quantiles(stream: str, query: QuantilesQuery) -> Response:
     figures = _store().snapshot(stream)
     answers = {
-        text: figures.sketch.quantile(q) if figures.has_quantiles else None for text, q in quantile_levels(query.q)
+        text: figures.sketch.quantile(q) if figures.has_quantiles else None
+        for text, q in contract.quantile_levels(query.q)
     }
     body = {"quantiles": answers, "relative_accuracy": sketch.RELATIVE_ACCURACY, "count": figures.moments.count}
     return web.json_response(body)

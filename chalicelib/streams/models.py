@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field
 
 from chalicelib import sketch, textcheck
-from chalicelib.contract import PARAM_INT, Reply, StatisticValue, Strict, Timestamp
+from chalicelib.contract import PARAM_INT, QuantileLevels, Reply, StatisticValue, Strict, Timestamp
 
 MAX_BATCH = 100
 USER_MAX = 64
@@ -29,39 +28,6 @@ User = Annotated[
 StreamName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="1 to 128 characters")]
 Limit = Annotated[int, Field(default=20, ge=1, le=100), PARAM_INT]
 Cursor = Annotated[str | None, Field(default=None, description="opaque: the `cursor` of the previous page")]
-
-
-MAX_QUANTILES = 20
-_LEVEL = re.compile(r"(?:[01](?:\.[0-9]{0,17})?|\.[0-9]{1,17})")
-
-
-def quantile_levels(text: str) -> list[tuple[str, float]]:
-    """`q`: 1 to MAX_QUANTILES comma-separated decimals in [0, 1], each with its text as sent (the answer's key)."""
-    parts = text.split(",")
-    if not 1 <= len(parts) <= MAX_QUANTILES:
-        raise ValueError(f"takes 1 to {MAX_QUANTILES} comma-separated values")
-    levels = []
-    for part in parts:
-        if not _LEVEL.fullmatch(part) or float(part) > 1:
-            raise ValueError(f"{part[:20]!r} is not a decimal from 0 to 1")
-        levels.append((part, float(part)))
-    return levels
-
-
-def _levels_text(text: str) -> str:
-    quantile_levels(text)
-    return text
-
-
-QuantileLevels = Annotated[
-    str,
-    Field(
-        max_length=MAX_QUANTILES * 20,
-        description=f"1 to {MAX_QUANTILES} comma-separated decimals from 0 to 1, e.g. 0.5,0.999",
-        examples=["0.5,0.9,0.99"],
-    ),
-    AfterValidator(_levels_text),
-]
 
 
 class StreamPath(Strict):

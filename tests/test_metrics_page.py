@@ -1,0 +1,24 @@
+"""The metrics page shows the last hour's quantiles, in a real headless Chromium (see tests/test_browser.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.test_browser import WAIT_MS, base_url, browser, expect, pytestmark  # noqa: F401 (fixtures, skip marker)
+from tests.test_survey_api import survey  # noqa: F401 (fixture of base_url)
+
+
+def test_the_metrics_page_shows_the_quantiles_of_the_values_posted(browser: Any, base_url: str) -> None:  # noqa: F811
+    page = browser.new_context().new_page()
+    page.goto(f"{base_url}/ui/metrics?key=page-latency")
+    expect(page.locator("#count")).to_have_text("0", timeout=WAIT_MS)
+    expect(page.locator("#p99")).to_have_text("—")
+    for value in ("100", "100", "100", "-7", "0"):
+        with page.expect_response(lambda r: "/quantiles" in r.url, timeout=WAIT_MS):
+            page.fill("#value", value)
+            page.press("#value", "Enter")
+    expect(page.locator("#count")).to_have_text("5", timeout=WAIT_MS)
+    # Lower quantiles of [-7, 0, 100, 100, 100]: p50 is 100 (within 1%: DDSketch's bin value 99.99...), p99 too.
+    for q in ("p50", "p90", "p99"):
+        assert abs(float(page.locator(f"#{q}").inner_text().replace(",", "")) - 100) <= 1
+    expect(page.locator("#error")).to_have_text("")
