@@ -146,7 +146,7 @@ def idempotency(event: Request, get_response: GetResponse) -> Response:
         return {
             "status": response.status_code,
             "headers": dict(response.headers),
-            "body": body if isinstance(body, str) else json.dumps(body),
+            "body": body if isinstance(body, str) else json.dumps(body, separators=(",", ":")),
         }
 
     try:

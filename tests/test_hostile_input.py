@@ -52,7 +52,7 @@ def table_items(dynamodb: Any) -> list[dict[str, Any]]:
         page = dynamodb.scan(**request)
         items += page["Items"]
         if "LastEvaluatedKey" not in page:
-            return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+            return sorted(items, key=lambda item: json.dumps(item, sort_keys=True, default=repr))  # Binary: bytes
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 

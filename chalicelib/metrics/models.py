@@ -14,8 +14,10 @@ DEFAULT_QUANTILES = "0.5,0.9,0.95,0.99"
 
 
 # A value for a sum (POST /metric/{key}, a metric event).
+# A number, not `int | float`: a union names its members in errors (`value.int`). Integers up to 1e15 are exact as
+# floats (below 2**53), so nothing is lost before rounding.
 MetricValue = Annotated[
-    int | float,
+    float,
     Field(
         ge=-window.MAX_MAGNITUDE,
         le=window.MAX_MAGNITUDE,
