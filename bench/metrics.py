@@ -6,8 +6,9 @@
    loaded fast with BatchWriteItem, using the store's own item builders; then the real
    compaction runs as the schedule would leave it at that instant.
 2. 16 threads posting through the store's real write path to one key vs to 16 keys.
-3. Quantiles: GET /metric/{key}/quantiles?q=0.99 (one hour) at 100 vs 100,000 events, the same way; write units per
-   posted value with and without the sketch's ADD; the size of the largest sketch items.
+3. Quantiles: GET /metric/{key}/quantiles?q=0.99 (one hour: two prefixes of the key's chain, not a bucket per minute)
+   at 100 vs 100,000 events, the same way; write units per posted value with and without the sketch's ADD; the size
+   of the largest sketch items.
 
     python -m bench metrics          (or: python -m bench.metrics, which starts DynamoDB Local itself)
 """
@@ -171,6 +172,7 @@ def run(endpoint_url: str) -> str:
     sizes = [
         ["largest sub-total sketch item (100,000 events)", f"{_largest(store, 'large', 'S'):,}"],
         ["largest sketch bucket item (100,000 events)", f"{_largest(store, 'large', 'B'):,}"],
+        ["largest prefix item (100,000 events)", f"{_largest(store, 'large', 'P'):,}"],
     ]
     units = [["without the sketch", f"{_write_units(store, meter, False):.2f}"]]
     units.append(["with the sketch", f"{_write_units(store, meter, True):.2f}"])

@@ -37,6 +37,9 @@ with the kind of thing they hold, so features never collide:
   SUMQ#{key}                  B{minute:010d}        a key's minute sketch: `sketch`, the bucket (encoded, written once by
                                                     compaction) (TTL)
   SUMQ#{key}                  B{minute:010d}#L{part:02d}  the bins of the values that came after sealing, group `part` (TTL)
+  SUMQ#{key}                  H                     the head of the key's prefix chain: `minute`, `chain`, `k`, `n`, `cum`
+  SUMQ#{key}                  P{minute:010d}        a prefix: `cum`, the merged buckets of the chain's minutes up to this one
+                                                    (encoded), `chain` (its first minute), `k` (its minutes), `n` (count) (TTL)
 
 Each shard lives in its own partition so that a hot stream spreads its writes
 over SHARDS partitions instead of one item's ~1,000 writes/s.
@@ -295,6 +298,18 @@ def sum_sketch_late_sk(minute: int, part: int) -> str:
 def sum_sketch_bucket_sk_range(first: int, last: int) -> tuple[str, str]:
     """BETWEEN bounds holding the buckets and late bins of the minutes first..last."""
     return f"B{first:010d}", f"B{last:010d}#~"
+
+
+SUM_SKETCH_HEAD_SK = "H"
+
+
+def sum_sketch_prefix_sk(minute: int) -> str:
+    return f"P{minute:010d}"
+
+
+def sum_sketch_prefix_sk_range(first: int, last: int) -> tuple[str, str]:
+    """BETWEEN bounds holding the prefixes of the minutes first..last."""
+    return sum_sketch_prefix_sk(max(first, 0)), sum_sketch_prefix_sk(last)
 
 
 def sum_sketch_minute(sk: str) -> int:

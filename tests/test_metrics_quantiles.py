@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from chalicelib import clock, keys, sketch
@@ -271,3 +271,126 @@ def test_a_window_sketch_is_its_minutes_values_however_far_compaction_got(
     assert w.window_sketch(span, buckets, subs, late) == expected
     # minutes outside the span are not counted
     assert w.window_sketch(range(0), buckets, subs, late) == sketch.EMPTY
+
+
+PLACES = ["compacted", "crashed", "passed", "fresh", "none"]
+
+
+@pytest.mark.pure
+@given(
+    st.lists(st.tuples(minute_values, st.sampled_from(["compacted", "passed"])), max_size=4),
+    st.lists(st.tuples(minute_values, st.sampled_from(PLACES), minute_values), max_size=6),
+    st.booleans(),
+)
+# A minute passed by and a crashed one with as many values: only the passed minute's own flag tells them apart.
+@example(before=[], minutes=[([7], "passed", []), ([5], "crashed", []), ([1], "compacted", [])], restart=False)
+def test_a_window_sketch_from_prefixes_is_exact_or_declined(
+    before: list[tuple[list[int], str]], minutes: list[tuple[list[int], str, list[int]]], restart: bool
+) -> None:
+    """Prefixes of a chain that only grows at its head: each compacted minute is in it (or was passed by, and says
+    so), a crash may leave a prefix without its sum bucket, and the chain may restart (its head expired). The
+    answer from two prefixes is the sketch of the span's values, or None (then the buckets are merged); never
+    anything else, and None only when a minute of the span is crashed or passed by."""
+    first = 100
+    span = range(first, first + len(minutes))
+    places: dict[int, tuple[list[int], str, list[int]]] = {
+        first - len(before) + i: (values, place, []) for i, (values, place) in enumerate(before)
+    }
+    places.update({m: entry for m, entry in zip(span, minutes, strict=True)})
+    prefixes: dict[int, w.Prefix] = {}
+    head: w.Prefix | None = None
+    for m in sorted(places):
+        values, place, _ = places[m]
+        if place not in ("compacted", "crashed"):
+            continue
+        if head is None or (restart and m >= first and head.minute < first):
+            head = w.Prefix(m, m, 0, sketch.EMPTY)
+        head = w.Prefix(m, head.chain, head.k + 1, head.sketch.merge(Sketch.of(values)))
+        prefixes[m] = head
+    states: dict[int, w.MinuteState] = {}
+    subs: dict[int, Sketch] = {}
+    late: dict[int, Sketch] = {}
+    for m in span:
+        values, place, after = places[m]
+        late_parts = w.MinuteParts(sum(after), len(after))
+        if place in ("compacted", "passed"):
+            states[m] = w.MinuteState(sum(values), len(values), late_parts, chained=place == "compacted")
+        elif place == "crashed" or after:
+            states[m] = w.MinuteState(late=late_parts)
+        if place != "none":
+            subs[m] = Sketch.of(values)
+        if after:
+            late[m] = Sketch.of(after)
+    at_end = [p for p in prefixes if p < first + len(minutes)]
+    before_start = [p for p in prefixes if p < first]
+    end = prefixes[max(at_end)] if at_end else None
+    start = prefixes[max(before_start)] if before_start else None
+    got = w.prefix_sketch(span, states, end, start, subs, late)
+    expected = Sketch.of(v for values, place, after in minutes for v in ([] if place == "none" else values) + after)
+    assert got is None or got == expected
+    if not any(place in ("crashed", "passed") for _, place, _ in minutes):
+        assert got == expected
+
+
+def test_compaction_chains_prefixes_and_reads_use_them_not_the_buckets(store: SumStore, dynamodb: Any) -> None:
+    rng = random.Random(7)
+    events = [(T0 + rng.randrange(6 * w.MINUTE_MS), v) for v in mixed_values(rng, 300)]
+    for i, (t, v) in enumerate(events):
+        store.post("k", v, t, event_id=f"e{i}")
+    now = T0 + 8 * w.MINUTE_MS + w.SEAL_LAG_MS
+    compaction.compact(store, now)
+    head = store.prefix_head("k")
+    assert head is not None and (head.minute, head.chain, head.k) == (MINUTE + 5, MINUTE, 6)
+    assert head.sketch == Sketch.of(v for _, v in events)
+    ranges: list[str] = []
+    dynamodb.meta.events.register(
+        "provide-client-params.dynamodb.Query",
+        lambda params, **_: ranges.append(params["ExpressionAttributeValues"].get(":low", {}).get("S", "")),
+    )
+    for window_ms in (1_000, 3 * w.MINUTE_MS + 1, 5 * w.MINUTE_MS, HOUR_MS):
+        for later in (0, 2 * w.MINUTE_MS):
+            values = covered(events, now + later, window_ms)
+            assert store.quantile_sketch("k", now + later, window_ms) == Sketch.of(values), window_ms
+    assert ranges and not any(low.startswith("B") for low in ranges)  # no per-minute buckets were read
+
+
+def test_a_minute_the_chain_passed_by_is_read_exactly(store: SumStore, dynamodb: Any) -> None:
+    """A run that had the older minutes out of its lookback got ahead of the one that compacts them."""
+    events = [(T0 + i * 7_000, i % 11 - 5) for i in range(40)]  # minutes MINUTE..MINUTE+4
+    for i, (t, v) in enumerate(events):
+        store.post("k", v, t, event_id=f"e{i}")
+    now = T0 + 6 * w.MINUTE_MS + w.SEAL_LAG_MS  # minutes up to MINUTE + 5 may be compacted
+    compaction.compact(store, now, lookback=3)  # MINUTE+3..MINUTE+5
+    compaction.compact(store, now)  # MINUTE..MINUTE+2: behind the chain's head
+    head = store.prefix_head("k")
+    assert head is not None and (head.minute, head.k) == (MINUTE + 4, 2)
+    for window_ms in (w.MINUTE_MS, 3 * w.MINUTE_MS, HOUR_MS):
+        assert store.quantile_sketch("k", now, window_ms) == Sketch.of(covered(events, now, window_ms))
+
+
+def test_a_crash_between_a_prefix_and_its_sum_bucket_is_read_exactly(
+    store: SumStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [(T0 + i * 5_000, (i * 37) % 101 - 50) for i in range(36)]  # minutes MINUTE..MINUTE+2
+    for i, (t, v) in enumerate(events):
+        store.post("k", v, t, event_id=f"e{i}")
+    now = T0 + 3 * w.MINUTE_MS + w.SEAL_LAG_MS
+    compaction.compact(store, T0 + w.MINUTE_MS + w.SEAL_LAG_MS)  # MINUTE
+    put_bucket = compaction._put_bucket
+
+    def crash(*args: Any) -> bool:
+        raise RuntimeError("crashed")
+
+    monkeypatch.setattr(compaction, "_put_bucket", crash)
+    with pytest.raises(RuntimeError):
+        compaction.compact(store, now)  # MINUTE+1's prefix written, not its sum bucket
+    head = store.prefix_head("k")
+    assert head is not None and head.minute == MINUTE + 1
+    for window_ms in (w.MINUTE_MS, 2 * w.MINUTE_MS, HOUR_MS):
+        assert store.quantile_sketch("k", now, window_ms) == Sketch.of(covered(events, now, window_ms))
+    monkeypatch.setattr(compaction, "_put_bucket", put_bucket)
+    compaction.compact(store, now)
+    head = store.prefix_head("k")
+    assert head is not None and (head.minute, head.k) == (MINUTE + 2, 3)
+    for window_ms in (w.MINUTE_MS, 2 * w.MINUTE_MS, HOUR_MS):
+        assert store.quantile_sketch("k", now, window_ms) == Sketch.of(covered(events, now, window_ms))

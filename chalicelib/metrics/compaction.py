@@ -5,7 +5,8 @@ minute state item is marked sealed (the fence: from then on the stream's consume
 sub-totals, its transactions fail the "not sealed" condition and add to the minute's late values instead); only then
 are the sub-totals read, and their sum is written once (`attribute_not_exists`) as the bucket, in the state item;
 the minute's sub-total sketches, read after the same seal, are merged, bounded and written once as its sketch bucket,
-before the sum's bucket (so a minute with a sum bucket has its sketch bucket).
+and appended to the key's prefix chain, before the sum's bucket (so a minute with a sum bucket has its sketch
+bucket and, unless an overlapping run passed it by, its prefix).
 When every key of the minute is done, a SUMDONE marker says so. The sub-totals and done markers are read through
 the SumStore, which owns their shapes.
 """
@@ -19,7 +20,18 @@ from dataclasses import dataclass
 from chalicelib import keys, runtime, table
 from chalicelib.dynamo import error_code, item_key, num, query_items, retry, sort_key_between, sort_key_of
 from chalicelib.metrics import window
-from chalicelib.metrics.store import BUCKET_COUNT, BUCKET_TOTAL, SEALED, SKETCH_BUCKET, SumStore
+from chalicelib.metrics.store import (
+    BUCKET_COUNT,
+    BUCKET_TOTAL,
+    CHAINED,
+    PREFIX_CHAIN,
+    PREFIX_MINUTE,
+    PREFIX_MINUTES,
+    PREFIX_SKETCH,
+    SEALED,
+    SKETCH_BUCKET,
+    SumStore,
+)
 from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
 from chalicelib.sketch import EMPTY, Sketch
 
@@ -55,8 +67,10 @@ def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> C
     written = existing = 0
     for minute in pending:
         for key in sorted(listed.get(minute, ())):
-            _put_sketch_bucket(store, key, minute, sketches[key].get(minute, EMPTY))
-            if _put_bucket(store, key, minute, parts[key].get(minute, MinuteParts())):
+            bucket = sketches[key].get(minute, EMPTY).bounded()
+            _put_sketch_bucket(store, key, minute, bucket)
+            chained = _extend_prefix(store, key, minute, bucket)
+            if _put_bucket(store, key, minute, parts[key].get(minute, MinuteParts()), chained):
                 written += 1
             else:
                 existing += 1
@@ -123,7 +137,7 @@ def _seal(store: SumStore, key: str, minute: int, now_ms: int) -> None:
 
 
 def _put_sketch_bucket(store: SumStore, key: str, minute: int, merged: Sketch) -> None:
-    """Write the minute's sketch bucket once (bounded: sketch.MAX_BINS per sign); an existing one holds the same."""
+    """Write the minute's sketch bucket (bounded: sketch.MAX_BINS per sign) once; an existing one holds the same."""
     client = store.client
 
     def attempt(_: int) -> None:
@@ -135,7 +149,7 @@ def _put_sketch_bucket(store: SumStore, key: str, minute: int, merged: Sketch) -
                 ConditionExpression="attribute_not_exists(#sketch)",
                 ExpressionAttributeNames={"#sketch": SKETCH_BUCKET, "#exp": table.TTL_ATTRIBUTE},
                 ExpressionAttributeValues={
-                    ":sketch": {"B": merged.bounded().encode()},
+                    ":sketch": {"B": merged.encode()},
                     ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
                 },
             )
@@ -143,8 +157,60 @@ def _put_sketch_bucket(store: SumStore, key: str, minute: int, merged: Sketch) -
     retry(attempt, lost=_conflicted, busy="the stream's consumer kept the minute busy; compaction resumes next run")
 
 
-def _put_bucket(store: SumStore, key: str, minute: int, parts: MinuteParts) -> bool:
-    """Write the bucket once. False if it exists (another run wrote the same figures)."""
+def _extend_prefix(store: SumStore, key: str, minute: int, bucket: Sketch) -> bool:
+    """Append the minute's bucket to the key's prefix chain: its prefix P(minute) = the head's + the bucket, and the
+    head moves to it, in one transaction conditional on the head read (so the chain only grows at its head, in
+    minute order, each minute once). A head already at or past the minute leaves the chain alone: the minute is in
+    it, or was passed by (a run that had it out of its lookback got ahead of a slower one). Whether the minute is in
+    the chain (its prefix exists), for the sum's bucket, written after it."""
+    client = store.client
+    expires = num(window.expires_at((minute + 1) * window.MINUTE_MS))
+
+    def attempt(_: int) -> bool:
+        head = store.prefix_head(key)
+        if head is not None and head.minute >= minute:
+            found = store.prefix_at_or_before(key, minute)
+            return found is not None and found.minute == minute
+        chain, k, cum = (head.chain, head.k + 1, head.sketch.merge(bucket)) if head else (minute, 1, bucket)
+        fields = {
+            PREFIX_CHAIN: num(chain),
+            PREFIX_MINUTES: num(k),
+            PREFIX_SKETCH: {"B": cum.encode()},
+            table.TTL_ATTRIBUTE: expires,
+        }
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": store.table,
+                        "Item": {
+                            **item_key(keys.sum_sketch_pk(key), keys.SUM_SKETCH_HEAD_SK),
+                            PREFIX_MINUTE: num(minute),
+                            **fields,
+                        },
+                        "ConditionExpression": "attribute_not_exists(#m) OR #m = :head",
+                        "ExpressionAttributeNames": {"#m": PREFIX_MINUTE},
+                        "ExpressionAttributeValues": {":head": num(head.minute if head else -1)},
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": store.table,
+                        "Item": {**item_key(keys.sum_sketch_pk(key), keys.sum_sketch_prefix_sk(minute)), **fields},
+                        "ConditionExpression": "attribute_not_exists(#cum)",
+                        "ExpressionAttributeNames": {"#cum": PREFIX_SKETCH},
+                    }
+                },
+            ]
+        )
+        return True
+
+    return retry(attempt, busy="the key's prefix chain kept changing; compaction resumes next run")
+
+
+def _put_bucket(store: SumStore, key: str, minute: int, parts: MinuteParts, chained: bool) -> bool:
+    """Write the bucket once, saying whether the minute's sketch is in the prefix chain. False if it exists (another
+    run wrote the same figures)."""
     client = store.client
 
     def attempt(_: int) -> bool:
@@ -152,10 +218,14 @@ def _put_bucket(store: SumStore, key: str, minute: int, parts: MinuteParts) -> b
             client.update_item(
                 TableName=store.table,
                 Key=item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
-                UpdateExpression="SET #total = :total, #n = :n",
+                UpdateExpression="SET #total = :total, #n = :n, #chained = :chained",
                 ConditionExpression="attribute_not_exists(#total)",
-                ExpressionAttributeNames={"#total": BUCKET_TOTAL, "#n": BUCKET_COUNT},
-                ExpressionAttributeValues={":total": num(parts.total), ":n": num(parts.count)},
+                ExpressionAttributeNames={"#total": BUCKET_TOTAL, "#n": BUCKET_COUNT, "#chained": CHAINED},
+                ExpressionAttributeValues={
+                    ":total": num(parts.total),
+                    ":n": num(parts.count),
+                    ":chained": num(int(chained)),
+                },
             )
         except client.exceptions.ConditionalCheckFailedException:
             return False

@@ -34,8 +34,12 @@ Quantile sketches (chalicelib/sketch.py) follow the same life in their own parti
 charged by the size of the items they read, so they must not read bins): every write above also ADDs its values'
 bins (`sketch.bin_key` -> count, no read) to the sketch items of the sub-total it adds to, in the same transaction
 (or, once sealed, to the minute's late bins); compaction merges a minute's sub-total sketches, after the seal, into
-one bounded encoded bucket, written before the sum's bucket. A quantile read merges, per minute of the window,
-the bucket or the sub-total sketches, plus the late bins: whole minutes only (see `quantiles`).
+one bounded encoded bucket and appends it to the key's prefix chain (P{minute}: the merged buckets of every chained
+minute so far), both before the sum's bucket, which says whether the minute is in the chain. A quantile read (whole
+minutes only, see `quantile_sketch`) takes the compacted minutes as the difference of two prefixes (bins are exact
+counts), the others from their sub-total sketches, plus the late bins of minutes whose state has late values; when
+the prefixes cannot be shown to hold exactly the compacted minutes (window.prefix_sketch), it merges each minute's
+bucket as before.
 """
 
 from __future__ import annotations
@@ -80,10 +84,17 @@ APPLY_ATTEMPTS = 8
 SEALED = "sealed"
 BUCKET_TOTAL = "total"
 BUCKET_COUNT = "n"
+# 1 when the minute's sketch bucket is in the key's prefix chain (see compaction._extend_prefix), else 0.
+CHAINED = "q"
 LATE_TOTAL = "lt"
 LATE_COUNT = "ln"
 # The attribute of a minute's sketch bucket item (SUMQ# B{minute}) holding the encoded, bounded bucket.
 SKETCH_BUCKET = "sketch"
+# Attributes of a prefix item (SUMQ# P{minute}) and of the chain's head (SUMQ# H), which also names its minute.
+PREFIX_SKETCH = "cum"
+PREFIX_CHAIN = "chain"
+PREFIX_MINUTES = "k"
+PREFIX_MINUTE = "minute"
 _NOT_BINS = frozenset({table.PARTITION_KEY, table.SORT_KEY, table.TTL_ATTRIBUTE, SKETCH_BUCKET})
 
 
@@ -141,12 +152,20 @@ def minute_state_of(item: dict[str, Any]) -> MinuteState:
     late = MinuteParts(read_int(item.get(LATE_TOTAL)), read_int(item.get(LATE_COUNT)), seconds)
     if BUCKET_TOTAL not in item:
         return MinuteState(late=late)
-    return MinuteState(read_int(item[BUCKET_TOTAL]), read_int(item.get(BUCKET_COUNT)), late)
+    chained = read_int(item.get(CHAINED)) == 1
+    return MinuteState(read_int(item[BUCKET_TOTAL]), read_int(item.get(BUCKET_COUNT)), late, chained)
 
 
 def bins_of(item: Mapping[str, Any]) -> dict[str, int]:
     """The bin counts of a sketch item (its other attributes are its key and TTL)."""
     return {name: read_int(value) for name, value in item.items() if name not in _NOT_BINS}
+
+
+def prefix_of(item: Mapping[str, Any], minute: int) -> window.Prefix:
+    """A prefix item (or the chain's head) as read."""
+    return window.Prefix(
+        minute, read_int(item[PREFIX_CHAIN]), read_int(item[PREFIX_MINUTES]), Sketch.decode(item[PREFIX_SKETCH]["B"])
+    )
 
 
 def sketch_adds(bins: Mapping[str, int], expires: dict[str, str]) -> dict[str, Any]:
@@ -471,23 +490,60 @@ class SumStore:
         )
 
     def quantile_sketch(self, key: str, now_ms: int, window_ms: int) -> Sketch:
-        """The sketch of the values of every minute overlapping (now - window, now] (whole minutes: see the README),
-        merged from each minute's bucket or, where compaction has not written it, its sub-total sketches, plus its
-        late bins. The same rounds of reads as sums, none of them of raw values."""
+        """The sketch of the values of every minute overlapping (now - window, now] (whole minutes: see the README).
+
+        The compacted minutes come from two prefixes of the key's chain (window.prefix_sketch), the others from
+        their sub-total sketches, plus the late bins of the minutes whose state has late values: reads that do not
+        grow with the window's values. If the prefixes cannot be shown to hold exactly the compacted minutes, it
+        merges each minute's bucket instead (window.window_sketch). Never raw values."""
         span = window.minutes_overlapping(now_ms, window_ms)
         reads = window.minute_reads(span, now_ms, {})
         first: list[Callable[[], Any]] = [
             partial(self._states, key, span[0], span[-1]),
             partial(self.done_minutes, span[0], span[-1]),
-            partial(self._sketch_buckets, key, span[0], span[-1]),
+            partial(self.prefix_at_or_before, key, span[-1]),
+            partial(self.prefix_at_or_before, key, span[0] - 1),
             *(partial(self.sub_sketches, key, range(a, b + 1)) for (a, b), _ in reads.sub_total_runs),
         ]
-        states, done, (buckets, late), *fresh = runtime.fan_out(_call, first)
+        states, done, end, start, *fresh = runtime.fan_out(_call, first)
         subs: dict[int, Sketch] = {m: sk for found in fresh for m, sk in found.items()}
         missing = reads.missing(states, done)
-        if missing:
-            subs.update(self.sub_sketches(key, missing))
+        with_late = [m for m, state in states.items() if state.late.count]
+        # Second round, only if a minute is not compacted (as for sums) or has late values.
+        missing_reads: list[Callable[[], Any]] = [partial(self.sub_sketches, key, missing)] if missing else []
+        late_reads: list[Callable[[], Any]] = [
+            partial(self._sketch_buckets, key, a, b) for a, b in window.runs(with_late)
+        ]
+        results = runtime.fan_out(_call, [*missing_reads, *late_reads])
+        for found in results[: len(missing_reads)]:
+            subs.update(found)
+        late = {m: sk for _, late_bins in results[len(missing_reads) :] for m, sk in late_bins.items()}
+        merged = window.prefix_sketch(span, states, end, start, subs, late)
+        if merged is not None:
+            return merged
+        buckets, late = self._sketch_buckets(key, span[0], span[-1])
         return window.window_sketch(span, buckets, subs, late)
+
+    def prefix_at_or_before(self, key: str, minute: int) -> window.Prefix | None:
+        """The latest prefix of the key's chain at or before `minute` (one Query of one item)."""
+        lo, hi = keys.sum_sketch_prefix_sk_range(0, minute)
+        items = self.client.query(
+            TableName=self.table,
+            **sort_key_between(keys.sum_sketch_pk(key), lo, hi),
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        ).get("Items", [])
+        return prefix_of(items[0], keys.sum_sketch_minute(sort_key_of(items[0]))) if items else None
+
+    def prefix_head(self, key: str) -> window.Prefix | None:
+        """The head of the key's prefix chain: its last prefix (strongly consistent)."""
+        item = self.client.get_item(
+            TableName=self.table,
+            Key=item_key(keys.sum_sketch_pk(key), keys.SUM_SKETCH_HEAD_SK),
+            ConsistentRead=True,
+        ).get("Item")
+        return prefix_of(item, read_int(item[PREFIX_MINUTE])) if item else None
 
     def _sketch_buckets(self, key: str, first: int, last: int) -> tuple[dict[int, Sketch], dict[int, Sketch]]:
         """The minutes' sketch buckets (where compaction wrote them) and late bins, first..last (one Query)."""

@@ -207,6 +207,7 @@ class MinuteState:
     total: int | None = None
     count: int = 0
     late: MinuteParts = field(default_factory=MinuteParts)
+    chained: bool = False  # the minute's sketch bucket is in the key's prefix chain
 
 
 class Totals(dict[int, MinuteParts]):
@@ -311,3 +312,82 @@ def window_sketch(
     neither)."""
     parts = [buckets.get(m, subs.get(m)) for m in span] + [late[m] for m in span if m in late]
     return EMPTY.merge(*(p for p in parts if p is not None))
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A prefix of a key's chain: the merged sketch buckets of the chain's minutes up to `minute` (compaction appends
+    each minute it compacts to the chain, in order; see compaction.py)."""
+
+    minute: int
+    chain: int  # the chain's first minute: a chain restarts only once its head expired (a day without values)
+    k: int  # how many minutes of the chain it holds
+    sketch: Sketch
+
+
+def prefix_sketch(
+    span: range,
+    states: Mapping[int, MinuteState],
+    end: Prefix | None,
+    start: Prefix | None,
+    subs: Mapping[int, Sketch],
+    late: Mapping[int, Sketch],
+) -> Sketch | None:
+    """The sketch of the minutes in `span`, reading two prefixes instead of a bucket per minute: the compacted
+    minutes (a sum bucket in their state) are `end` - `start` (the latest prefixes at or before the span's last
+    minute, and before its first), the others their sub-total sketches, plus every minute's late bins.
+
+    None when the prefixes cannot be shown to hold exactly the compacted minutes of the span: the caller then merges
+    the minutes' buckets. Shown means: every compacted minute says it is in the chain (not one the chain passed by,
+    nor compacted before prefixes existed), `end` is the last one's prefix, and the chain holds as many minutes
+    between `start` and `end` as there are (none more: a crash between a prefix and its sum bucket) and as many
+    values as their buckets. The chain only grows at its head, so those are exactly the compacted minutes."""
+    compacted = [m for m in span if (s := states.get(m)) is not None and s.total is not None]
+    if any(not states[m].chained for m in compacted):
+        return None
+    if compacted:
+        between = _between(span[0], end, start, compacted)
+        if between is None or between.count != sum(states[m].count for m in compacted):
+            return None
+    else:
+        between = EMPTY
+    done = set(compacted)
+    parts = [subs[m] for m in span if m in subs and m not in done] + [late[m] for m in span if m in late]
+    return between.merge(*parts)
+
+
+def _between(first: int, end: Prefix | None, start: Prefix | None, compacted: Sequence[int]) -> Sketch | None:
+    """end - start, if `end` is the prefix of the last compacted minute, `start` precedes `first` in the same
+    chain, and the chain holds as many minutes between them as are compacted."""
+    if end is None or end.minute != compacted[-1]:
+        return None
+    if start is not None and start.chain == end.chain and start.minute < first:
+        base_k, base = start.k, start.sketch
+    elif end.chain >= first:  # the chain began inside the span: nothing of it comes before
+        base_k, base = 0, EMPTY
+    else:
+        return None
+    if end.k - base_k != len(compacted):
+        return None
+    return difference(end.sketch, base)
+
+
+def difference(a: Sketch, b: Sketch) -> Sketch | None:
+    """a - b, bin by bin (exact counts); None if b holds a bin count that a does not."""
+    positive, negative = _minus(a.positive, b.positive), _minus(a.negative, b.negative)
+    if positive is None or negative is None or a.zeros < b.zeros:
+        return None
+    return Sketch(positive, negative, a.zeros - b.zeros)
+
+
+def _minus(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int] | None:
+    out = dict(a)
+    for i, count in b.items():
+        left = out.get(i, 0) - count
+        if left < 0:
+            return None
+        if left:
+            out[i] = left
+        else:
+            out.pop(i, None)
+    return out
