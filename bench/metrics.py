@@ -216,9 +216,10 @@ def run(endpoint_url: str) -> str:
     )
 
 
-def _expected(store: SumStore, key: str, now_ms: int) -> int:
-    """The true sum, from a full Query of the events (what the design avoids at read time)."""
-    total = 0
+def _posted(store: SumStore, key: str, now_ms: int) -> list[tuple[int, int]]:
+    """(time ms, value) of every value posted in the minutes overlapping the last hour, from a full Query of the
+    events (what the design avoids at read time)."""
+    posted: list[tuple[int, int]] = []
     for minute in window.minutes_overlapping(now_ms, 3_600_000):
         for shard in range(keys.SUM_EVENT_SHARDS):
             request: dict[str, Any] = {
@@ -226,27 +227,18 @@ def _expected(store: SumStore, key: str, now_ms: int) -> int:
                 "KeyConditionExpression": "pk = :pk",
                 "ExpressionAttributeValues": {":pk": {"S": keys.sum_event_pk(key, minute, shard)}},
             }
-            total += sum(
-                int(i["v"]["N"])
-                for i in query_items(store.client, request)
-                if now_ms - 3_600_000 < int(i["at"]["N"]) <= now_ms
-            )
-    return total
+            posted += [(int(i["at"]["N"]), int(i["v"]["N"])) for i in query_items(store.client, request)]
+    return posted
+
+
+def _expected(store: SumStore, key: str, now_ms: int) -> int:
+    """The true sum of the last hour."""
+    return sum(v for at, v in _posted(store, key, now_ms) if now_ms - 3_600_000 < at <= now_ms)
 
 
 def _covered(store: SumStore, key: str, now_ms: int) -> list[int]:
-    """The values a one-hour quantile covers (every minute overlapping the window), from a full Query of the
-    events."""
-    values = []
-    for minute in window.minutes_overlapping(now_ms, 3_600_000):
-        for shard in range(keys.SUM_EVENT_SHARDS):
-            request: dict[str, Any] = {
-                "TableName": store.table,
-                "KeyConditionExpression": "pk = :pk",
-                "ExpressionAttributeValues": {":pk": {"S": keys.sum_event_pk(key, minute, shard)}},
-            }
-            values += [int(i["v"]["N"]) for i in query_items(store.client, request)]
-    return values
+    """The values a one-hour quantile covers (every minute overlapping the window)."""
+    return [v for _, v in _posted(store, key, now_ms)]
 
 
 if __name__ == "__main__":

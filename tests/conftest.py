@@ -323,6 +323,24 @@ def partition_items(dynamodb: Any, pk: str) -> list[dict[str, Any]]:
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+# `q` values every quantile route refuses (one parser: contract.quantile_levels).
+BAD_QUANTILE_LEVELS = (
+    "",
+    "1.5",
+    "-0.1",
+    "abc",
+    "nan",
+    "inf",
+    "1e-3",
+    "0.5,",
+    "0.5,,0.9",
+    "%200.5",
+    "2",
+    "1.01",
+    ",".join(["0.5"] * 21),
+)
+
+
 def ok(response: Any, status: int = 200) -> Any:
     """The response has this status (200 by default); its JSON body."""
     assert response.status_code == status, response.body
