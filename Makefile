@@ -28,11 +28,15 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+# Two worker processes (pytest-xdist), one per core; a worker that finishes early takes queued tests from the other.
+# Each ddblocal worker starts its own DynamoDB Local.
+PYTEST_WORKERS := -n 2 --dist worksteal
+
 test-moto: $(STAMP)
-	$(PY) -m pytest --backend=moto
+	$(PY) -m pytest --backend=moto $(PYTEST_WORKERS)
 
 test-ddblocal: $(STAMP)
-	$(PY) -m pytest --backend=ddblocal
+	$(PY) -m pytest --backend=ddblocal $(PYTEST_WORKERS)
 
 # The committed OpenAPI document, regenerated from the routes and models (tests/test_contract.py checks it).
 openapi: $(STAMP)

@@ -23,7 +23,7 @@ from chalicelib.streams.store import StreamStore
 from devtools.kinesis_poller import Checkpoints, KinesisPoller, registrations
 from tests.conftest import TABLE, Api, EventsStream, ok
 
-WINDOW = 20
+WINDOW = 8  # each average key gets about 20 of the events: its window evicts
 AVERAGES = ("a0", "a1")
 
 
@@ -116,14 +116,14 @@ def test_events_through_the_stream_equal_the_same_events_direct(
     # a minute boundary between them would move values between minutes (the dynamodb fixture restores the clock).
     instant = time.time() // 60 * 60 + 30
     clock.set_source(lambda: instant)
-    events = _events(random.Random(11), 400)
+    events = _events(random.Random(11), 160)
     for suffix in ("-d", "-s"):
         for name in AVERAGES:
             ok(api.put(f"/averages/{name}{suffix}", {"size": WINDOW}))
     for event in events:
         _send_direct(api, _twin(event, "-d"))
-    for start in range(0, len(events), 150):
-        batch = [_twin(e, "-s") for e in events[start : start + 150]]
+    for start in range(0, len(events), 60):
+        batch = [_twin(e, "-s") for e in events[start : start + 60]]
         answer = ok(api.post("/events", {"events": batch}), 202)
         assert answer == {"accepted": len(batch), "rejected": []}
 

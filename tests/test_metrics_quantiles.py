@@ -197,7 +197,7 @@ def test_a_replayed_batch_adds_its_bins_once(store: SumStore, dynamodb: Any) -> 
 
 
 def test_compaction_writes_a_bounded_bucket_that_reads_the_same(store: SumStore, dynamodb: Any) -> None:
-    values = [-(10**15), -1, 0, 1, 10**15, *range(-300, 300)]
+    values = [-(10**15), -1, 0, 1, 10**15, *range(-100, 100)]
     for i, v in enumerate(values):
         store.post("k", v, T0 + i, event_id=f"e{i}")
     before = store.quantile_sketch("k", T0 + w.MINUTE_MS - 1, HOUR_MS)
