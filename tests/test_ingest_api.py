@@ -248,14 +248,57 @@ def test_failed_entries_are_retried_alone_until_put(ingest: Api, events_stream: 
     )
 
 
-def test_entries_that_keep_failing_are_503_with_retry_after(ingest: Api, events_stream: EventsStream) -> None:
-    FailingEntries(runtime.kinesis(), lambda call, index: index == 0)
-    batch = [{"type": "metric", "key": "a", "value": 1}, {"type": "metric", "key": "b", "value": 2}]
+def test_events_whose_records_keep_failing_are_rejected_by_index_and_the_rest_put(
+    ingest: Api, events_stream: EventsStream
+) -> None:
+    FailingEntries(runtime.kinesis(), lambda call, index: index == 0)  # key a's record, on every call
+    batch = [
+        {"type": "metric", "key": "a", "value": 1},
+        {"type": "metric", "key": "b", "value": 2},
+        {"type": "hit"},
+        {"type": "metric", "key": "a", "value": 3},
+    ]
     response = post(ingest, batch)
+    answer = accepted(response)
+    assert answer["accepted"] == 1
+    assert [(r["index"], r["error"]["code"], r["error"].get("field")) for r in answer["rejected"]] == [
+        (0, "stream_unavailable", "events[0]"),
+        (2, "invalid_input", "events[2].path"),
+        (3, "stream_unavailable", "events[3]"),
+    ]
+    assert response.headers["Retry-After"] == str(producer.RETRY_AFTER_S)
+    # Only key b's record is on the stream: sending events 0 and 3 again puts each of them once.
+    assert [record["PartitionKey"] for record in events_stream.records()] == ["metric:b"]
+
+
+def test_a_partly_refused_request_retried_with_its_key_puts_nothing_twice(
+    ingest: Api, events_stream: EventsStream
+) -> None:
+    refusing = {"now": True}
+    FailingEntries(runtime.kinesis(), lambda call, index: refusing["now"] and index == 0)  # key a's record
+    batch = [{"type": "metric", "key": "a", "value": 1}, {"type": "metric", "key": "b", "value": 2}]
+    key = {"Idempotency-Key": "partly"}
+    first = post(ingest, batch, headers=key)
+    refusing["now"] = False
+    again = post(ingest, batch, headers=key)
+    assert accepted(first) == accepted(again)
+    assert [r["index"] for r in accepted(first)["rejected"]] == [0] and accepted(first)["accepted"] == 1
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.headers["Retry-After"] == "1"
+    # The answer said which to send again; sent in a new request, each event is on the stream once.
+    assert accepted(post(ingest, [batch[0]])) == {"accepted": 1, "rejected": []}
+    assert sorted(map(repr, events_stream.events())) == sorted(
+        repr(records.MetricEvent(k, v, NOW_MS)) for k, v in (("a", 1), ("b", 2))
+    )
+
+
+def test_a_stream_that_takes_none_of_the_records_is_503_and_puts_nothing(
+    ingest: Api, events_stream: EventsStream
+) -> None:
+    FailingEntries(runtime.kinesis(), lambda call, index: True)
+    response = post(ingest, [{"type": "metric", "key": "a", "value": 1}, {"type": "metric", "key": "b", "value": 2}])
     assert_error(response, 503, "stream_unavailable")
     assert response.headers["Retry-After"] == str(producer.RETRY_AFTER_S)
-    # The record put on the first call stays put (documented); the other never was.
-    assert [record["PartitionKey"] for record in events_stream.records()] == ["metric:b"]
+    assert events_stream.records() == []
 
 
 def test_a_stream_that_is_not_there_is_503_not_500(ingest: Api, events_stream: EventsStream) -> None:
@@ -345,11 +388,14 @@ def test_events_are_grouped_by_key_in_request_order_and_packed_into_few_records(
     packed = producer.pack(events)
     assert [r.partition_key for r in packed] == ["metric:b", "metric:a"]
     assert [records.decode(r.data) for r in packed] == [b_events, a_events]
+    # Each record names its events' positions, so that a refused record's events can be answered by index.
+    assert [[events[p] for p in r.positions] for r in packed] == [b_events, a_events]
     # A small record limit: the same events, in order, in more records, each within the limit and as full as allowed.
     limit = 200
     small = producer.pack(events, max_record_bytes=limit)
     assert all(r.size <= limit for r in small) and len(small) > 2
     assert [e for r in small for e in records.decode(r.data)] == [*b_events, *a_events]
+    assert all([events[p] for p in r.positions] == records.decode(r.data) for r in small)
     for first, second in itertools.pairwise(small):
         if first.partition_key == second.partition_key:
             grown = records.encode([*records.decode(first.data), records.decode(second.data)[0]])

@@ -10,7 +10,7 @@ from chalicelib.averages.store import AverageStore
 from chalicelib.errors import NotFound
 from chalicelib.ingest import records
 from chalicelib.ingest.models import MAX_EVENTS, Accepted, EventsBody, Rejected, normalise
-from chalicelib.ingest.producer import Producer
+from chalicelib.ingest.producer import RETRY_AFTER_S, Producer, StreamUnavailable
 from chalicelib.observability import count
 
 bp: Blueprint = Blueprint(__name__)
@@ -27,8 +27,9 @@ none is valid: then `accepted` is 0). The events are applied by the stream's con
 the answer.
 
 A body that is not `{{"events": [...]}}` with 1 to {MAX_EVENTS} events, or over 256 KiB, is refused whole (400, \
-413). 503 `stream_unavailable` (with Retry-After) when the stream does not take all the records in time: the \
-records already put stay put."""
+413). When the stream refuses some events' records even after retries, those events are in `rejected` with code \
+`stream_unavailable` (and the answer carries Retry-After): send them again, in a new request; the others were put. \
+503 `stream_unavailable` (with Retry-After) when the stream took none of them: retrying the request is safe."""
 
 
 @bp.route("/events", methods=["POST"])
@@ -43,14 +44,18 @@ def post_events(body: EventsBody) -> Response:
     now_ms = clock.now_ms()
     checked = [normalise(index, raw, now_ms) for index, raw in enumerate(body.events)]
     checked = _windows_exist(checked)
-    accepted = [event for event in checked if not isinstance(event, Rejected)]
+    valid = [(index, event) for index, event in enumerate(checked) if not isinstance(event, Rejected)]
     rejected = [result for result in checked if isinstance(result, Rejected)]
-    if accepted:
-        Producer(runtime.kinesis(), settings.get().events_stream_name).put(accepted)
-    count("EventsAccepted", len(accepted))
+    refused = Producer(runtime.kinesis(), settings.get().events_stream_name).put([e for _, e in valid]) if valid else []
+    rejected += [Rejected(valid[position][0], _refused(valid[position][0])) for position in refused]
+    rejected.sort(key=lambda result: result.index)
+    count("EventsAccepted", len(valid) - len(refused))
     count("EventsRejected", len(rejected))
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if refused else {}
     return web.json_response(
-        {"accepted": len(accepted), "rejected": [result.body() for result in rejected]}, status=202
+        {"accepted": len(valid) - len(refused), "rejected": [result.body() for result in rejected]},
+        status=202,
+        headers=headers,
     )
 
 
@@ -66,6 +71,13 @@ def _windows_exist(checked: list[records.Event | Rejected]) -> list[records.Even
         else event
         for index, event in enumerate(checked)
     ]
+
+
+def _refused(index: int) -> StreamUnavailable:
+    field = f"events[{index}]"
+    return StreamUnavailable(
+        f"{field}: the events stream refused this event's record; send it again in a new request", field=field
+    )
 
 
 def _no_window(index: int) -> NotFound:

@@ -10,9 +10,9 @@ retrying failed entries cannot reorder one key's events. Records are put in call
 A PutRecords call can succeed while some of its entries fail (FailedRecordCount, a per-entry ErrorCode such as
 ProvisionedThroughputExceededException): only those entries are put again, with the codebase's one retry loop
 (dynamo.retry: jittered backoff, bounded attempts; the Kinesis client refuses to start a call once the request's
-budget is spent). Entries that still fail, or a stream that does not answer, leave as 503 `stream_unavailable`
-with Retry-After; the entries already put stay put (a retried request may put those again: the documented
-residual of retrying a write whose answer was lost).
+budget is spent). Records that still fail are refused: `put` names their events, so that the answer can say which
+events to send again, and a retry of the request never puts the others twice. Only when no record was put at all
+is the request refused whole (503 `stream_unavailable`, with Retry-After), which a retry can repeat safely.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class StreamUnavailable(ServiceError):
 class Record:
     partition_key: str
     data: bytes
+    positions: tuple[int, ...] = ()  # its events' positions in the sequence packed
 
     @property
     def size(self) -> int:
@@ -60,25 +61,29 @@ class Record:
 def pack(events: Sequence[records.Event], max_record_bytes: int = MAX_RECORD_BYTES) -> list[Record]:
     """The records for these events: per partition key (first appearance first), request order kept, as few records
     as fit `max_record_bytes` each."""
-    groups: dict[str, list[records.Event]] = {}
-    for event in events:
-        groups.setdefault(records.partition_key(event), []).append(event)
+    groups: dict[str, list[int]] = {}
+    for position, event in enumerate(events):
+        groups.setdefault(records.partition_key(event), []).append(position)
     packed: list[Record] = []
     for key, group in groups.items():
         room = max_record_bytes - len(key.encode()) - _EMPTY_RECORD_BYTES
-        chunk: list[records.Event] = []
+        chunk: list[int] = []
         used = 0
-        for event in group:
-            size = _encoded_size(event) + (1 if chunk else 0)  # a comma after the first
+        for position in group:
+            size = _encoded_size(events[position]) + (1 if chunk else 0)  # a comma after the first
             if chunk and used + size > room:
-                packed.append(Record(key, records.encode(chunk)))
+                packed.append(_record(key, events, chunk))
                 chunk, used, size = [], 0, size - 1
             if size > room:
                 raise ValueError(f"an event of {size} bytes does not fit in a record")
-            chunk.append(event)
+            chunk.append(position)
             used += size
-        packed.append(Record(key, records.encode(chunk)))
+        packed.append(_record(key, events, chunk))
     return packed
+
+
+def _record(key: str, events: Sequence[records.Event], positions: list[int]) -> Record:
+    return Record(key, records.encode([events[p] for p in positions]), tuple(positions))
 
 
 def _encoded_size(event: records.Event) -> int:
@@ -104,45 +109,51 @@ class Producer:
         self.client = client
         self.stream = stream
 
-    def put(self, events: Sequence[records.Event]) -> int:
-        """Put the events on the stream; the number of records put. StreamUnavailable if some could not be."""
-        packed = pack(events)
-        for call in calls(packed):
-            self._put_call([record.entry() for record in call])
-        count("EventRecordsPut", len(packed))
-        return len(packed)
+    def put(self, events: Sequence[records.Event]) -> list[int]:
+        """Put the events on the stream; the positions of the events refused (their records could not be put).
 
-    def _put_call(self, entries: list[dict[str, Any]]) -> None:
-        pending = entries
+        StreamUnavailable if none could be: then nothing was put."""
+        packed = pack(events)
+        refused = [record for call in calls(packed) for record in self._put_call(call)]
+        if len(refused) == len(packed):
+            raise StreamUnavailable(
+                "The events stream cannot take events right now; retry later.",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        count("EventRecordsPut", len(packed) - len(refused))
+        return sorted(position for record in refused for position in record.positions)
+
+    def _put_call(self, call: list[Record]) -> list[Record]:
+        """Put one call's records, retrying failed entries alone; the records still refused."""
+        pending = call
 
         def attempt(n: int) -> None:
             nonlocal pending
-            response = self.client.put_records(StreamName=self.stream, Records=pending)
+            response = self.client.put_records(StreamName=self.stream, Records=[r.entry() for r in pending])
             if response.get("FailedRecordCount", 0):
                 results = response["Records"]
                 codes = sorted({result["ErrorCode"] for result in results if "ErrorCode" in result})
-                pending = [entry for entry, result in zip(pending, results, strict=True) if "ErrorCode" in result]
+                pending = [record for record, result in zip(pending, results, strict=True) if "ErrorCode" in result]
                 logger.info("event records failed; retrying them", extra={"failed": len(pending), "codes": codes})
                 count("EventRecordsRetried", len(pending))
                 raise dynamo.LostRace
 
+        cause: Exception | None = None
         try:
             dynamo.retry(attempt, lost=lambda _: False, busy="the events stream keeps refusing records")
+            return []
         except Busy:
-            self._unavailable(f"{len(pending)} of {len(entries)} records still refused after retries", None)
+            pass
         except (ClientError, BotoCoreError, BudgetSpent) as exc:
-            self._unavailable(str(exc), exc)
-
-    def _unavailable(self, detail: str, cause: Exception | None) -> None:
+            cause = exc
         logger.warning(
-            "events stream unavailable",
+            "events stream refused records",
             extra={
                 "stream": self.stream,
                 "cause": type(cause).__name__ if cause else "FailedRecords",
-                "detail": detail,
+                "detail": str(cause) if cause else "still refused after retries",
+                "refused": len(pending),
+                "of": len(call),
             },
         )
-        raise StreamUnavailable(
-            "The events stream cannot take the events right now; retry later. Events already put stay put.",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        ) from cause
+        return pending
