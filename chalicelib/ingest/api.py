@@ -46,8 +46,9 @@ def post_events(body: EventsBody) -> Response:
     checked = _windows_exist(checked)
     valid = [(index, event) for index, event in enumerate(checked) if not isinstance(event, Rejected)]
     rejected = [result for result in checked if isinstance(result, Rejected)]
-    refused = Producer(runtime.kinesis(), settings.get().events_stream_name).put([e for _, e in valid]) if valid else []
-    rejected += [Rejected(valid[position][0], _refused(valid[position][0])) for position in refused]
+    producer = Producer(runtime.kinesis(), settings.get().events_stream_name)
+    refused = [valid[position][0] for position in producer.put([event for _, event in valid])] if valid else []
+    rejected += [Rejected(index, _refused(index)) for index in refused]
     rejected.sort(key=lambda result: result.index)
     count("EventsAccepted", len(valid) - len(refused))
     count("EventsRejected", len(rejected))

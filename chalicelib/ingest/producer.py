@@ -112,7 +112,7 @@ class Producer:
     def put(self, events: Sequence[records.Event]) -> list[int]:
         """Put the events on the stream; the positions of the events refused (their records could not be put).
 
-        StreamUnavailable if none could be: then nothing was put."""
+        StreamUnavailable if none could be."""
         packed = pack(events)
         refused = [record for call in calls(packed) for record in self._put_call(call)]
         if len(refused) == len(packed):
