@@ -4,22 +4,39 @@ Each variant is its own table on DynamoDB Local with the response item built as 
 (SurveyStore._item), its index key attributes laid out the variant's way. A save is replayed as the store does it
 (one TransactWriteItems: the response conditioned on its version + one summary shard ADD) and as alternatives
 (UpdateItem SET of the changed attributes; plain PutItem outside a transaction). Write units are what DynamoDB
-Local reports with ReturnConsumedCapacity INDEXES. Item sizes follow DynamoDB's rules (names + values).
+Local reports with ReturnConsumedCapacity INDEXES. Item sizes follow DynamoDB's rules (names + values). The last
+section (async_report) measures keeping the sort keys on a separate item written by a stream consumer.
 
-    python -m bench.survey_wcu
+    python -m bench.survey_wcu          # everything
+    python -m bench.survey_wcu async    # only the stream consumer's section
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import statistics
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
+from unittest.mock import patch
 
-from bench.common import Meter, table_md, use_endpoint
-from bench.survey import _responses, item_size
+from bench.common import Meter, fresh_table, local_gateway, set_env, table_md, use_endpoint
+from bench.survey import (
+    ADMIN_TOKEN,
+    INDEX_ATTRIBUTES,
+    SESSION,
+    SaveProbe,
+    Written,
+    _kb,
+    _responses,
+    _session,
+    aws_units,
+    index_moves,
+    item_size,
+)
 from chalicelib import keys
 from chalicelib.dynamo import num, string
 from chalicelib.survey import sorting
@@ -333,12 +350,203 @@ def run(endpoint_url: str) -> str:
             "index writes). short: the name's sort key changes; long: only updated_at's index moves.",
             "",
             table_md(["layout", "save", "item B", "short: WU (index)", "long: WU (index)"], save_rows),
+            "",
+            async_report(client),
+        ]
+    )
+
+
+# --- sort keys kept by a stream consumer ----------------------------------------------------------------------------
+# The save writes the response without index keys (its transaction: the response + one summary shard, as now); the
+# keys live on a small sort item per response (pk SURVEY#sort, sk the response's id) that the 11 GSIs index instead,
+# written by a consumer of the table's stream (DynamoDB Streams -> Lambda, batching window W s): once a window per
+# response, the latest image's keys, if any changed, conditioned on the version. Stream reads by Lambda are free, so
+# the consumer costs its writes only.
+
+SORT_ITEM_PK = "SURVEY#sort"
+WINDOWS = (0, 5, 10, 30, 60)
+LOCAL_BEFORE = 2.0  # DynamoDB Local's units per save before the indexes (bench/survey.py's BEFORE)
+
+
+def sort_item(store: SurveyStore, response_item: dict[str, Any]) -> dict[str, Any]:
+    """The sort item of a response as stored: its id, version and its key in each column's index."""
+    response = store._from_item(response_item)
+    keys_ = SurveyStore._sort_keys(response)
+    return {"pk": string(SORT_ITEM_PK), "sk": string(response.id), "version": num(response.version), **keys_}
+
+
+def windows(times: list[float], seconds: float) -> list[list[int]]:
+    """The saves each consumer invocation gets (by index): a window opens at the first save not yet consumed and
+    closes `seconds` later; with 0, every save alone."""
+    out: list[list[int]] = []
+    for i, at in enumerate(times):
+        if out and at < times[out[-1][0]] + seconds:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """What the consumer wrote over the session, in total."""
+
+    writes: int
+    keys_changed: int  # index entries whose key changed (or appeared)
+    local_units: float
+    local_index_units: float
+    aws_units: float
+    aws_index_units: float
+    lags: list[float]  # per save: seconds from the save to its window's end (the consumer's own latency excluded)
+
+
+def consume(
+    client: Any, store: SurveyStore, images: list[dict[str, Any]], times: list[float], seconds: float
+) -> Consumed:
+    """Replay the consumer on a fresh table built as chalicelib/table.py builds it (the same 11 keys-only GSIs): at
+    each window's end, a conditioned PutItem of the sort item of the response's latest image, if a key changed."""
+    table = fresh_table(client, "sort-items")
+    last: dict[str, Any] | None = None
+    writes = changed = 0
+    local = local_index = aws = aws_index = 0.0
+    lags: list[float] = []
+    try:
+        with Meter(client, capacity="INDEXES") as meter:
+            for window in windows(times, seconds):
+                closes = times[window[0]] + seconds
+                lags += [closes - times[i] for i in window]
+                new = sort_item(store, images[window[-1]])
+                if last is not None and all(last.get(name) == new.get(name) for name in INDEX_ATTRIBUTES):
+                    continue
+                meter.reset()
+                client.put_item(
+                    TableName=table,
+                    Item=new,
+                    ConditionExpression="attribute_not_exists(pk) OR version < :v",
+                    ExpressionAttributeValues={":v": new["version"]},
+                )
+                moves = index_moves(last, new)
+                writes += 1
+                changed += sum(units > 0 for units in moves.values())
+                local, local_index = local + meter.write_units, local_index + meter.index_units
+                aws, aws_index = aws + _kb(last, new) + sum(moves.values()), aws_index + sum(moves.values())
+                last = new
+    finally:
+        client.delete_table(TableName=table)
+    return Consumed(writes, changed, local, local_index, aws, aws_index, lags)
+
+
+def _no_keys(response: StoredResponse) -> dict[str, Any]:
+    return {}
+
+
+def _session_saves(client: Any, gateway: Any, meter: Meter, with_index_keys: bool) -> list[Written]:
+    """bench/survey.py's scripted session through the real handler on a fresh table; without index keys, the
+    store's _sort_keys is stubbed out for the run, so the save is today's transaction minus those attributes."""
+    table = fresh_table(client, "survey-async")
+    set_env("TABLE_NAME", table)
+    stub = (
+        contextlib.nullcontext() if with_index_keys else patch.object(SurveyStore, "_sort_keys", staticmethod(_no_keys))
+    )
+    try:
+        with stub:
+            return [written for _, written in _session(SaveProbe(gateway, meter, SurveyStore(client, table)))]
+    finally:
+        client.delete_table(TableName=table)
+
+
+def _sums(rows: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
+    return tuple(sum(r[i] for r in rows) for i in range(4))  # type: ignore[return-value]
+
+
+def _row(
+    name: str, lag: str, writes: str, changed: int, units: tuple[float, ...], n: int, aws_before: float
+) -> list[str]:
+    """A design's row; units: Local, Local index, AWS rules, AWS rules index, then the sort items' Local and AWS
+    (totals over the session's n saves, shown per save)."""
+    local, local_index, aws, aws_index, *sort_items = (u / n for u in units)
+    return [
+        name, lag, writes, str(changed), f"{local:.1f} ({local_index:.1f})", f"{local / LOCAL_BEFORE:.2f}x",
+        f"{aws:.1f} ({aws_index:.1f})", f"{aws / aws_before:.2f}x",
+        " / ".join(f"{u:.1f}" for u in sort_items) if sort_items else "",
+    ]  # fmt: skip
+
+
+def async_report(client: Any) -> str:
+    """The session saved as now and without index keys, then the consumer replayed for each window."""
+    saved_env = {name: os.environ.get(name) for name in ("TABLE_NAME", "ADMIN_TOKEN", "CURSOR_SECRET")}
+    set_env("ADMIN_TOKEN", ADMIN_TOKEN)
+    set_env("CURSOR_SECRET", "bench-cursor-secret")  # the dev stage would read it from SSM
+    try:
+        gateway = local_gateway()
+        with Meter(client, capacity="INDEXES") as meter:
+            current = _session_saves(client, gateway, meter, with_index_keys=True)
+            bare = _session_saves(client, gateway, meter, with_index_keys=False)
+    finally:
+        for name, value in saved_env.items():
+            set_env(name, value)
+    assert not any(w.local_index_units or INDEX_ATTRIBUTES & set(w.response[1] or ()) for w in bare)
+    store = SurveyStore(client, "unused")
+    times = [at for at, _, _ in SESSION]
+    images = [w.response[1] for w in bare if w.response[1] is not None]
+    assert len(images) == len(times), "every save leaves a response"
+    n = len(bare)
+    aws_before = sum(aws_units(w, indexes=False)[0] for w in current) / n
+    now = _sums([(w.local_units, w.local_index_units, sum(aws_units(w)), aws_units(w)[1]) for w in current])
+    saves = _sums([(w.local_units, w.local_index_units, *aws_units(w)) for w in bare])
+    now_changed = sum(units > 0 for w in current for units in index_moves(*w.response).values())
+    rows = [
+        _row("as now: keys in the save's transaction", "0 (in the save)", "", now_changed, now, n, aws_before),
+        _row("the save alone, no sort keys kept", "never sorted", "", 0, saves, n, aws_before),
+    ]
+    for seconds in WINDOWS:
+        c = consume(client, store, images, times, seconds)
+        lag = f"{sum(c.lags) / n:.1f} / {max(c.lags):.0f}"
+        consumer = (c.local_units, c.local_index_units, c.aws_units, c.aws_index_units)
+        total = (*(a + b for a, b in zip(saves, consumer, strict=True)), c.local_units, c.aws_units)
+        rows.append(_row(f"stream consumer, W = {seconds} s", lag, str(c.writes), c.keys_changed, total, n, aws_before))
+    note = (
+        f"DynamoDB Local's transactions: index entry writes cost {now[1] / n:.1f} units per save as now, against "
+        f"{now[3] / n:.1f} entry writes by the rules (Local: 2 units each); the table part costs {(now[0] - now[1]) / n:.1f} "
+        f"per save as now, against {saves[0] / n:.1f} for the same transaction without index keys. The sort items' "
+        "plain PutItems: compare the last column's two figures."
+    )
+    return _async_section(rows, n, aws_before, item_size(sort_item(store, images[-1]))) + "\n\n" + note
+
+
+def _async_section(rows: list[list[str]], n: int, aws_before: float, sort_item_bytes: int) -> str:
+    headers = [
+        "design", "sort lag s, mean / max (+ the consumer's latency)", "sort-item writes", "index keys changed",
+        "Local WU per save (index)", f"Local / {LOCAL_BEFORE:.1f}", "AWS rules WU per save (index)",
+        f"AWS rules / {aws_before:.1f}", "of which sort items: Local / AWS rules",
+    ]  # fmt: skip
+    return "\n".join(
+        [
+            f"Sort keys kept by a stream consumer instead of the save: bench/survey.py's scripted session ({n} saves "
+            f"over {SESSION[-1][0] - SESSION[0][0]:.0f} s) through the real handler, once as now and once with the "
+            "response's index keys left out of the save (the same transaction: response + one summary shard); then "
+            "the consumer's writes replayed for each batching window W by the session's clock (a window opens at "
+            "the first unconsumed save; W = 0: a write after every save): a PutItem of the sort item (pk "
+            f"{SORT_ITEM_PK}, sk the id, {sort_item_bytes} B; a table with the 11 keys-only GSIs), conditioned on the "
+            "version, if a key changed. Units per saved answer, the whole session: as DynamoDB Local reports them (INDEXES), and "
+            "by AWS's published rules (transactional 2 WCU per KB of each item, standard 1 per KB of the larger "
+            "image, a moved keys-only entry a delete + a put, a new one a put). Stream reads by Lambda are free. "
+            f"Ratios to {LOCAL_BEFORE:.1f} (Local, before the indexes) and {aws_before:.1f} (AWS rules, the same "
+            "saves without indexes). The lag is by the session's clock: W at most, plus the stream's and Lambda's "
+            "own latency, not measured here.",
+            "",
+            table_md(headers, rows),
         ]
     )
 
 
 if __name__ == "__main__":
+    import sys
+
     from devtools.ddblocal import DynamoDBLocal
 
     with DynamoDBLocal() as database:
-        print(run(database.endpoint_url))
+        if sys.argv[1:] == ["async"]:  # only the stream consumer's section
+            print(async_report(use_endpoint(database.endpoint_url)))
+        else:
+            print(run(database.endpoint_url))
