@@ -91,13 +91,18 @@ KeyName = Annotated[
 ]
 
 
-_DIGITS = re.compile(r"[0-9]{1,9}")
+_INTEGER = re.compile(r"-?[0-9]+")
+# Beyond every integer parameter's bounds: a longer integer is answered with its bound, never converted.
+_PARAM_DIGITS = 18
 
 
 def _whole_number(value: Any) -> Any:
-    if isinstance(value, str):  # a path or query parameter: plain digits only (no sign, spaces, `_` or `.0`)
-        if not _DIGITS.fullmatch(value):
+    if isinstance(value, str):  # a path or query parameter: digits, maybe a minus (no plus, spaces, `_` or `.0`)
+        if not _INTEGER.fullmatch(value):
             raise ValueError("must be a whole number")
+        digits = value.lstrip("-")
+        if len(digits) > _PARAM_DIGITS:
+            return -(10**_PARAM_DIGITS) if value.startswith("-") else 10**_PARAM_DIGITS
         return int(value)
     return value
 

@@ -18,6 +18,7 @@ from chalicelib.errors import MethodNotAllowed, NotFound
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _CHANGES_STATE = "_changes_state_on_get"
+_REFUSES = "_refuses_method"
 
 
 def changes_state(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,6 +49,12 @@ def install_fallback_routes(app: Chalice) -> None:
         raise NotFound("no such resource")
 
 
+def allowed_methods(app: Chalice, path: str) -> list[str]:
+    """The methods route `path` answers (not with a 405), in HTTP_METHODS order: what its `Allow` lists."""
+    entries = app.routes[path]
+    return [m for m in HTTP_METHODS if m in entries and not getattr(entries[m].view_function, _REFUSES, False)]
+
+
 def _name(prefix: str, path: str) -> str:
     return prefix + "".join(ch if ch.isalnum() else "_" for ch in path)
 
@@ -63,4 +70,5 @@ def _method_not_allowed(allow: str) -> Callable[..., None]:
     def handler(**_: str) -> None:
         raise MethodNotAllowed(f"method not allowed; use {allow}", headers={"Allow": allow})
 
+    setattr(handler, _REFUSES, True)
     return handler

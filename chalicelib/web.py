@@ -13,6 +13,7 @@ import json
 import math
 import re
 import secrets
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any, cast
@@ -51,9 +52,11 @@ def _parse_float(literal: str) -> float:
 
 def _parse_int(literal: str) -> int | float:
     try:
-        return int(literal)
+        n = int(literal)
     except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
         return _Unrepresentable(math.inf)
+    # Every number field is a float or a small int: an integer past a float's range is as unrepresentable as 1e400.
+    return _Unrepresentable(math.inf) if abs(n) > sys.float_info.max else n
 
 
 def _reject_constant(name: str) -> Any:
@@ -97,6 +100,10 @@ def _check_document(document: Any) -> None:
             raise InvalidInput(f"{field or 'body'} is a number too small or too large to represent", field=field)
 
 
+def body_too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
+
+
 def _check_charset(request: Request) -> None:
     """Bodies are UTF-8 JSON; a Content-Type naming another charset is refused."""
     _, *params = (request.headers.get("content-type") or "").split(";")
@@ -131,7 +138,7 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
     _check_charset(request)
     raw = cast(bytes, request.raw_body or b"")  # chalice encodes a str body; its annotation still says str | bytes
     if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
+        raise body_too_large()
     if not raw.strip():
         if required:
             raise InvalidInput("a JSON object body is required", code="invalid_json")

@@ -43,6 +43,8 @@ from chalice.config import Config
 from chalice.deploy.validate import validate_routes
 from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException
 
+from chalicelib import routing, web
+from chalicelib.errors import error_body
 from devtools import local_routes
 from devtools.ddblocal import (
     PROJECT_DIR,
@@ -65,15 +67,13 @@ STAGE = "dev"
 OWN_ENV_KEYS = ("DDB_ENDPOINT_URL", "KINESIS_ENDPOINT_URL")
 
 
-# What the app routes; a method outside it never reaches the app.
-ROUTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-MAX_BODY_BYTES = 1 << 20
 # A client that stops sending mid-body must not hold a server thread forever.
 BODY_READ_TIMEOUT_S = 30.0
 MAX_MESSAGE_CHARS = 200
 # method SP request-target SP HTTP-version, nothing else: BaseHTTPRequestHandler splits on any whitespace,
-# so a tab or a control character would otherwise pass.
-_REQUEST_LINE = re.compile(rb"[!-~]+ [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]\r?\n")
+# so a tab or a control character would otherwise pass. A request-target is visible ASCII (RFC 9112): other bytes
+# must be percent-encoded, and the standard library would read raw UTF-8 as Latin-1.
+_REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/[0-9]\.[0-9]\r?\n")
 _DIGITS = re.compile(r"[0-9]+")
 # BaseHTTPRequestHandler's own rejections as (status, code). No 5xx: a 5xx would mean a bug in this service.
 _STDLIB_REJECTIONS: dict[int, tuple[int, str]] = {
@@ -185,10 +185,9 @@ class DevRequestHandler(ChaliceRequestHandler):
         if len(set(values)) != 1 or not _DIGITS.fullmatch(values[0]):
             raise RequestRejected(400, "bad_request", f"invalid Content-Length {', '.join(values)!r}")
         length = int(values[0])
-        if length > MAX_BODY_BYTES:
-            raise RequestRejected(
-                413, "body_too_large", f"request body of {length} bytes; the limit is {MAX_BODY_BYTES} bytes"
-            )
+        if length > web.MAX_BODY_BYTES:  # the app would refuse it: refuse it unread, as the app words it
+            too_large = web.body_too_large()
+            raise RequestRejected(too_large.status, too_large.code, too_large.message)
         return length
 
     def _read_body(self, length: int) -> bytes:
@@ -208,15 +207,15 @@ class DevRequestHandler(ChaliceRequestHandler):
         return body
 
     def _allowed_methods(self) -> list[str]:
-        """The methods the app routes for this path (all it routes anywhere if the path matches nothing)."""
+        """The methods the app answers for this path, as its own 405s list them (all if it matches no route)."""
         try:
             # chalice.local.RouteMatcher is looked up now: devtools.local_routes may have replaced it.
             route = chalice.local.RouteMatcher(list(self.app_object.routes)).match_route(self.path)
         except ValueError:  # chalice's matcher raises where devtools.local_routes' returns None
             route = None
         if route is None:
-            return [m for m in ROUTED_METHODS if m != "OPTIONS"]
-        return [m for m in ROUTED_METHODS if m in self.app_object.routes[route.route]]
+            return [m for m in routing.HTTP_METHODS if m != "OPTIONS"]
+        return routing.allowed_methods(self.app_object, route.route)
 
     # --- responses
 
@@ -262,7 +261,7 @@ class DevRequestHandler(ChaliceRequestHandler):
         self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None, *, close: bool = True
     ) -> None:
         """An answer from this layer; `close` (the default) when the rest of the request was not read."""
-        body = json.dumps({"error": {"code": code, "message": message[:MAX_MESSAGE_CHARS]}}).encode()
+        body = json.dumps(error_body(code, message[:MAX_MESSAGE_CHARS]), separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -145,6 +145,8 @@ def test_a_utf8_charset_is_accepted(api: Api, charset: str) -> None:
         ("/streams/s/values", '{"values": [1, 1e-400]}', "values[1]"),
         ("/streams/s/values", '{"value": 1e400}', "value"),
         ("/streams/s/values", '{"value": ' + "9" * 5000 + "}", "value"),
+        ("/streams/s/values", '{"value": ' + "9" * 4300 + "}", "value"),  # converts to an int, not to a float
+        ("/metric/k", '{"value": -1' + "0" * 309 + "}", "value"),
         ("/metric/k", '{"value": 1e-400}', "value"),
         ("/metric/k", '{"value": -' + "1" * 4301 + "}", "value"),
         ("/survey/responses", '{"age": ' + "3" * 5000 + "}", "age"),
@@ -153,7 +155,8 @@ def test_a_utf8_charset_is_accepted(api: Api, charset: str) -> None:
 def test_numbers_that_do_not_survive_parsing_are_refused(
     api: Api, dynamodb: Any, url: str, raw: str, field: str
 ) -> None:
-    assert refused(api, dynamodb, "POST", url, raw, 400, "invalid_input")["field"] == field
+    error = refused(api, dynamodb, "POST", url, raw, 400, "invalid_input")
+    assert error["field"] == field and error["message"] == f"{field} is a number too small or too large to represent"
 
 
 def test_zero_written_any_way_is_still_zero(api: Api) -> None:

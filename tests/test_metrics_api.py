@@ -119,6 +119,20 @@ def test_bad_window_is_400(api: Api, window: str) -> None:
     assert_error(api.get(f"/metric/k/minutes?window={window}"), 400)
 
 
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        ("-1", "window: input should be greater than or equal to 1"),
+        ("9" * 30, "window: input should be less than or equal to 86400"),
+        ("-" + "9" * 30, "window: input should be greater than or equal to 1"),
+        ("+5", "window: must be a whole number"),
+    ],
+)
+def test_a_bad_window_is_told_what_is_wrong(api: Api, window: str, message: str) -> None:
+    # A whole number out of range is answered with its bound; only what is not a whole number is called that.
+    assert assert_error(api.get(f"/metric/k/sum?window={window}"), 400)["message"] == message
+
+
 def test_window_bounds_accepted(api: Api) -> None:
     at(T0_MS)
     api.post("/metric/b", {"value": 5})
