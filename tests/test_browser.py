@@ -53,7 +53,11 @@ def base_url(survey: Any, chalice_config: Any) -> Iterator[str]:  # noqa: F811
 
     from devtools.devserver import DevRequestHandler
 
-    server = LocalDevServer(chalice_config.chalice_app, chalice_config, "127.0.0.1", 0, handler_cls=DevRequestHandler)
+    class QuietHandler(DevRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # a page's late poll would print its access line between pytest's own
+
+    server = LocalDevServer(chalice_config.chalice_app, chalice_config, "127.0.0.1", 0, handler_cls=QuietHandler)
     thread = threading.Thread(target=server.server.serve_forever, name="browser-test-http", daemon=True)
     thread.start()
     try:
