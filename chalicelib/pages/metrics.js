@@ -60,8 +60,10 @@ $("post").addEventListener("submit", async (event) => {
   event.preventDefault();
   const value = Number($("value").value);
   if ($("value").value.trim() === "" || !Number.isFinite(value)) { $("error").textContent = "Enter a number."; return; }
-  try { await call("POST", `/metric/${key()}`, {value}); $("value").value = ""; await refresh(); }
-  catch (e) { $("error").textContent = e.message; }
+  // The field is free for the next value at once; a failed send puts its text back unless something new was typed.
+  const sent = $("value").value; $("value").value = "";
+  try { await call("POST", `/metric/${key()}`, {value}); await refresh(); }
+  catch (e) { if ($("value").value === "") $("value").value = sent; $("error").textContent = e.message; }
 });
 $("choose").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
 $("key").addEventListener("change", refresh);

@@ -54,8 +54,10 @@ $("submit").addEventListener("submit", async (event) => {
   const values = parts.map(Number);
   if (!values.length || values.some((v) => !Number.isFinite(v))) { $("error").textContent = "Enter numbers separated by commas or spaces."; return; }
   const body = {values}; const user = $("user").value.trim(); if (user) body.user = user;
-  try { showFigures(await call("POST", `/streams/${stream()}/values`, body)); $("numbers").value = ""; refresh(); }
-  catch (e) { $("error").textContent = e.message; }
+  // The field is free for the next numbers at once; a failed send puts its text back unless something new was typed.
+  const sent = $("numbers").value; $("numbers").value = "";
+  try { showFigures(await call("POST", `/streams/${stream()}/values`, body)); refresh(); }
+  catch (e) { if ($("numbers").value === "") $("numbers").value = sent; $("error").textContent = e.message; }
 });
 
 $("reset").addEventListener("click", async () => {
