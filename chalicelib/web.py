@@ -59,6 +59,17 @@ def _parse_int(literal: str) -> int | float:
     return _Unrepresentable(math.inf) if abs(n) > sys.float_info.max else n
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON leaves a repeated name's meaning to the parser (RFC 8259: first, last, or an error), so two parsers on
+    # the way (a gateway's filter, this service) could read different values: refuse instead of picking one.
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InvalidInput(f"body repeats the key {key[:40]!r} in one object", code="invalid_json")
+        seen.add(key)
+    return dict(pairs)
+
+
 def _reject_constant(name: str) -> Any:
     raise InvalidInput(f"{name} is not a number JSON allows", code="invalid_json")
 
@@ -122,7 +133,13 @@ def parse_json(raw: bytes) -> Any:
     if text.startswith("\ufeff"):
         raise InvalidInput("body must not start with a byte order mark", code="invalid_json")
     try:
-        document = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float, parse_int=_parse_int)
+        document = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+            object_pairs_hook=_unique_keys,
+        )
     except RecursionError:
         raise InvalidInput(f"body is nested more than {MAX_JSON_DEPTH} levels deep", code="invalid_json") from None
     except ValueError as exc:

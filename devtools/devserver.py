@@ -549,6 +549,7 @@ def serve(options: Options, project_dir: Path) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             print("Stopping...", flush=True)
+    print("Stopped.", flush=True)
     return 0
 
 

@@ -159,6 +159,21 @@ def test_numbers_that_do_not_survive_parsing_are_refused(
     assert error["field"] == field and error["message"] == f"{field} is a number too small or too large to represent"
 
 
+@pytest.mark.parametrize(
+    "url,raw",
+    [
+        ("/streams/s/values", '{"value": 1, "value": 2}'),
+        ("/streams/s/values", '{"values": [1], "user": "a", "user": "b"}'),
+        ("/events", '{"events": [{"type": "hit", "path": "/api/a", "path": "/api/b"}]}'),
+        ("/survey/responses", '{"name": "A", "name": "B"}'),
+    ],
+)
+def test_a_key_repeated_in_one_object_is_refused(api: Api, dynamodb: Any, url: str, raw: str) -> None:
+    # Parsers disagree on which of two values counts; the service takes neither.
+    error = refused(api, dynamodb, "POST", url, raw, 400, "invalid_json")
+    assert "repeats the key" in error["message"]
+
+
 def test_zero_written_any_way_is_still_zero(api: Api) -> None:
     snap = json.loads(api.post("/streams/z/values", '{"values": [0e-400, 0.000e999, -0.0, 0]}').body)
     assert snap["count"] == 4 and snap["sum"] == 0
