@@ -313,9 +313,19 @@ def invalid_input(error: ValidationError) -> InvalidInput:
         return InvalidInput(str(ctx["error"]), field=name)
     if isinstance(ctx.get("error"), ValueError):
         message = str(ctx["error"])  # a validator's own words, after the field's name
+    elif first["type"] in _BOUNDS and isinstance(bound := next(iter(ctx.values()), None), float):
+        message = f"input should be {_BOUNDS[first['type']]} {bound:g}"  # 1e+50, not its 51 digits
     else:
         message = first["msg"][:1].lower() + first["msg"][1:]
     return InvalidInput(f"{name}: {message}" if name else message, field=name)
+
+
+_BOUNDS = {
+    "less_than_equal": "less than or equal to",
+    "greater_than_equal": "greater than or equal to",
+    "less_than": "less than",
+    "greater_than": "greater than",
+}
 
 
 def _validate(model: type[M], data: Mapping[str, Any]) -> M:

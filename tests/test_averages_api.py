@@ -153,6 +153,18 @@ def test_bad_values_are_rejected_and_store_nothing(api: Api, raw: Any) -> None:
     assert body(api.get("/averages/v")) == {"size": 3, "count": 1, "average": 2.0, "elements": [2]}
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (1e51, "value: input should be less than or equal to 1e+50"),
+        (-1e51, "value: input should be greater than or equal to -1e+50"),
+    ],
+)
+def test_a_value_out_of_range_is_told_its_bound_readably(api: Api, value: float, message: str) -> None:
+    body(api.put("/averages/v", {"size": 3}))
+    assert assert_error(api.post("/averages/v", {"value": value}), 400)["message"] == message
+
+
 def test_value_bounds_are_inclusive(api: Api) -> None:
     body(api.put("/averages/b", {"size": 4}))
     for x in (1e50, -1e50, 1e-50, 0):
