@@ -10,7 +10,7 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import auth, dynamo, keys, runtime, table
+from chalicelib import auth, dynamo, keys, runtime, table, web
 from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceError, error_response
 from chalicelib.observability import count, logger
 
@@ -112,6 +112,16 @@ def _idempotent_runner() -> _IdempotentRunner:
     return runtime.cached("idempotency_runner", lambda: _IdempotentRunner(runtime.dynamodb()))
 
 
+def _body_fingerprint(raw: bytes | str) -> str:
+    """What a retry must repeat: the body as parsed JSON, so that spacing and key order do not make it another
+    request (a client may serialise its retry anew); the text as sent when it is not JSON the service takes."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    try:
+        return json.dumps(web.parse_json(data), sort_keys=True, separators=(",", ":"))
+    except ServiceError:  # the view refuses it too, and a refusal is not recorded
+        return data.decode("utf-8", "replace")
+
+
 def idempotency(event: Request, get_response: GetResponse) -> Response:
     """A mutating request with an Idempotency-Key header is applied at most once per key."""
     key = event.headers.get(IDEMPOTENCY_HEADER)
@@ -129,12 +139,11 @@ def idempotency(event: Request, get_response: GetResponse) -> Response:
         runner.config.register_lambda_context(event.lambda_context)
     # The route template plus its parameters names the resource the same way in API Gateway and locally.
     target = f"{event.path} {json.dumps(event.uri_params or {}, sort_keys=True)}"
-    raw = event.raw_body or b""
     request = {
         # Bound to the credential that passed `auth.authorizer`: the same key under another credential is
         # another request, and a replay goes only to the credential that made the original.
         "key": f"{auth.principal(event).binding} {event.method} {target} {key}",
-        "body": raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw,
+        "body": _body_fingerprint(event.raw_body or b""),
     }
     executed = False
 

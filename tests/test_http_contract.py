@@ -49,6 +49,17 @@ def test_idempotency_key_reused_with_another_body_is_422(api: Api) -> None:
     assert json.loads(api.get("/streams/j").body)["count"] == 1
 
 
+def test_a_retry_serialised_anew_is_the_same_request(api: Api) -> None:
+    headers = {"Idempotency-Key": "k2"}
+    first = api.post("/streams/r/values", '{"values": [1, 2], "user": "ana"}', headers=headers)
+    again = api.post("/streams/r/values", '{"user":"ana",\n "values":[1,2]}', headers=headers)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.body == first.body
+    # As parsed JSON 2.0 is not 2: another request.
+    refused = api.post("/streams/r/values", '{"values": [1, 2.0], "user": "ana"}', headers=headers)
+    assert_error(refused, 422, "idempotency_key_reused")
+    assert json.loads(api.get("/streams/r").body)["count"] == 2
+
+
 def test_same_key_on_another_path_is_independent(api: Api) -> None:
     api.post("/streams/k1/values", {"value": 1}, headers={"Idempotency-Key": "same"})
     api.post("/streams/k2/values", {"value": 1}, headers={"Idempotency-Key": "same"})
