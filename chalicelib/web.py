@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import hashlib
 import hmac
 import json
@@ -150,6 +151,20 @@ def parse_json(raw: bytes) -> Any:
     return document
 
 
+# A request's body, parsed once: the idempotency check's fingerprint and the view read the same document.
+_parsed: contextvars.ContextVar[tuple[bytes, Any] | None] = contextvars.ContextVar("parsed_body", default=None)
+
+
+def parse_body(raw: bytes) -> Any:
+    """parse_json(raw), remembered for this request's context (a refusal is not remembered: it raises again)."""
+    remembered = _parsed.get()
+    if remembered is not None and remembered[0] is raw:
+        return remembered[1]
+    document = parse_json(raw)
+    _parsed.set((raw, document))
+    return document
+
+
 def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
     """The body as a JSON object. An empty body is `{}` unless `required`."""
     _check_charset(request)
@@ -160,7 +175,7 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
         if required:
             raise InvalidInput("a JSON object body is required", code="invalid_json")
         return {}
-    body = parse_json(raw)
+    body = parse_body(raw)
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object", code="invalid_json")
     return body

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib import web
 from tests.conftest import Api, assert_error, partition_items
 
 
@@ -58,6 +59,22 @@ def test_a_retry_serialised_anew_is_the_same_request(api: Api) -> None:
     refused = api.post("/streams/r/values", '{"values": [1, 2.0], "user": "ana"}', headers=headers)
     assert_error(refused, 422, "idempotency_key_reused")
     assert json.loads(api.get("/streams/r").body)["count"] == 2
+
+
+def test_a_keyed_body_is_parsed_once_and_an_oversized_one_never(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[int] = []
+    real = web.parse_json
+
+    def counted(raw: bytes) -> Any:
+        parsed.append(len(raw))
+        return real(raw)
+
+    monkeypatch.setattr(web, "parse_json", counted)
+    assert api.post("/streams/once/values", {"value": 1}, headers={"Idempotency-Key": "once"}).status_code == 200
+    assert len(parsed) == 1  # the fingerprint's parse, which the view reuses
+    huge = json.dumps({"value": 1, "user": "u" * web.MAX_BODY_BYTES})
+    assert_error(api.post("/streams/once/values", huge, headers={"Idempotency-Key": "huge"}), 413, "body_too_large")
+    assert len(parsed) == 1
 
 
 def test_same_key_on_another_path_is_independent(api: Api) -> None:
