@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable
@@ -116,12 +117,11 @@ def _body_fingerprint(raw: bytes | str) -> str:
     """What a retry must repeat: the body as parsed JSON, so that spacing and key order do not make it another
     request (a client may serialise its retry anew); the text as sent when it is not JSON the service takes."""
     data = raw.encode() if isinstance(raw, str) else raw
-    if len(data) > web.MAX_BODY_BYTES:  # refused by the view unparsed: never parse it here either
-        return data.decode("utf-8", "replace")
-    try:
-        return json.dumps(web.parse_body(data), sort_keys=True, separators=(",", ":"))
-    except ServiceError:  # the view refuses it too, and a refusal is not recorded
-        return data.decode("utf-8", "replace")
+    # Over the limit the view refuses it unparsed, and any refusal is not recorded: never parse for those here.
+    if len(data) <= web.MAX_BODY_BYTES:
+        with contextlib.suppress(ServiceError):
+            return json.dumps(web.parse_json_once(data), sort_keys=True, separators=(",", ":"))
+    return data.decode("utf-8", "replace")
 
 
 def idempotency(event: Request, get_response: GetResponse) -> Response:

@@ -155,7 +155,7 @@ def parse_json(raw: bytes) -> Any:
 _parsed: contextvars.ContextVar[tuple[bytes, Any] | None] = contextvars.ContextVar("parsed_body", default=None)
 
 
-def parse_body(raw: bytes) -> Any:
+def parse_json_once(raw: bytes) -> Any:
     """parse_json(raw), remembered for this request's context (a refusal is not remembered: it raises again)."""
     remembered = _parsed.get()
     if remembered is not None and remembered[0] is raw:
@@ -175,7 +175,7 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
         if required:
             raise InvalidInput("a JSON object body is required", code="invalid_json")
         return {}
-    body = parse_body(raw)
+    body = parse_json_once(raw)
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object", code="invalid_json")
     return body
