@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-moto test-ddblocal lint bench package clean browser-deps openapi
+.PHONY: run test test-moto test-ddblocal lint bench package deploy destroy clean browser-deps openapi
 
 $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,11 +45,18 @@ openapi: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# A stage of .chalice/config.json: `make package STAGE=dev`, `make deploy STAGE=dev`, `make destroy STAGE=dev`.
+# DRY_RUN=1 prints every command deploy or destroy would run, and runs none (deploy/commands.py).
+STAGE ?= prod
+
 package: $(STAMP)
-	rm -rf out && mkdir -p out
-	$(PY) -m devtools.cfn prod > out/resources.json
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage prod --pkg-format cloudformation --merge-template out/resources.json out/
-	$(VENV)/bin/cfn-lint out/sam.json
+	$(PY) -m deploy package $(STAGE)
+
+deploy: $(STAMP)
+	$(PY) -m deploy deploy $(STAGE)
+
+destroy: $(STAMP)
+	$(PY) -m deploy destroy $(STAGE)
 
 clean:
 	rm -rf $(VENV) node_modules .data out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TextIO, cast
@@ -25,7 +26,9 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 SERVICE = "livestats"
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace="livestats", service=SERVICE)
+# Each deployed stage has its own namespace (POWERTOOLS_METRICS_NAMESPACE in .chalice/config.json, which its
+# dashboard and alarms read); elsewhere the service's name.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or SERVICE, service=SERVICE)
 
 
 # Metrics is one object per process. Lambda runs one request at a time, but the threaded dev server

@@ -1,7 +1,7 @@
 """The one DynamoDB table, defined once.
 
 The local bootstrap, the tests and the CloudFormation resource merged into the
-deployment template (`python -m devtools.cfn`) are all generated from here.
+deployment template (`python -m deploy.template`) are all generated from here.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalice.app import Chalice, KinesisEventConfig
 from chalice.local import LambdaContext
 
-from devtools.cfn import EVENTS_MAPPING
+from deploy.template import EVENTS_MAPPING
 
 log = logging.getLogger(__name__)
 
