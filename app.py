@@ -18,7 +18,7 @@ from chalicelib.hits import api as hits_api
 from chalicelib.ingest import api as ingest_api
 from chalicelib.ingest import consumer as ingest_consumer
 from chalicelib.metrics import api as metrics_api
-from chalicelib.observability import SERVICE, flush_metrics
+from chalicelib.observability import SERVICE, flush_metrics, trace
 from chalicelib.routing import install_fallback_routes
 from chalicelib.streams import api as streams_api
 from chalicelib.survey import api as survey_api
@@ -26,10 +26,11 @@ from chalicelib.survey import api as survey_api
 # configure_logs=False: Powertools' logger (same name) is the only handler.
 app = ThreadSafeChalice(app_name=SERVICE, configure_logs=False)
 
-# Outermost first: each event's own context (request id, log keys, time budget; access line), metrics flush,
-# the error shape, the credential check, then idempotency (a replay is answered only after the credential
-# that made it is checked again).
+# Outermost first: each event's own context (request id, log keys, time budget; access line), its trace (where the
+# stage traces), metrics flush, the error shape, the credential check, then idempotency (a replay is answered only
+# after the credential that made it is checked again).
 app.register_middleware(request_context.request_scope)
+app.register_middleware(trace)
 app.register_middleware(flush_metrics)
 app.register_middleware(middleware.error_shape, "http")
 app.register_middleware(auth.authorizer(app), "http")

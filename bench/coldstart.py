@@ -50,6 +50,7 @@ while todo:
     todo += model.__subclasses__()
     model.model_rebuild()
 """
+TRACED_NAME = "`import app` + its DynamoDB client + the tracer (a stage with `xray` on)"
 CASES = {
     "python (interpreter start only)": "pass",
     BASELINE_NAME: BASELINE,
@@ -57,7 +58,11 @@ CASES = {
     APP_CLIENT_NAME: "import app; from chalicelib import runtime; runtime.dynamodb()",
     "`import app` + its DynamoDB client + every model built": "import app; from chalicelib import runtime; runtime.dynamodb()"
     + BUILD_MODELS,
+    # What a traced stage's first request adds: Powertools' Tracer imports the X-Ray SDK and patches botocore. As in
+    # Lambda (LAMBDA_TASK_ROOT set), or Powertools would switch the tracer off and skip the patching.
+    TRACED_NAME: "import app; from chalicelib import observability, runtime; runtime.dynamodb(); observability.tracer()",
 }
+CASE_ENV = {TRACED_NAME: {"TRACING": "true", "LAMBDA_TASK_ROOT": str(PROJECT_DIR)}}
 # Each case also prints its own time from its first statement to its last: the process without the interpreter's
 # start and exit (a Lambda container is never shut down between requests, so its exit is not a cold start's).
 TIMED = "import time as _time; _started = _time.perf_counter()\n{code}\nprint(_time.perf_counter() - _started)"
@@ -87,11 +92,11 @@ def lambda_env() -> dict[str, str]:
     }
 
 
-def _python(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
+def _python(code: str, *flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *flags, "-c", code],
         cwd=PROJECT_DIR,
-        env=lambda_env(),
+        env={**lambda_env(), **(env or {})},
         check=True,
         capture_output=True,
         text=True,
@@ -106,7 +111,7 @@ def _wall_times() -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     for round_number in range(WARM_UP_ROUNDS + ROUNDS):
         for name, code in CASES.items():  # interleaved: each round runs every case
             started = time.perf_counter()
-            own = float(_python(TIMED.format(code=code)).stdout.split()[-1])
+            own = float(_python(TIMED.format(code=code), env=CASE_ENV.get(name)).stdout.split()[-1])
             if round_number >= WARM_UP_ROUNDS:
                 times[name].append(time.perf_counter() - started)
                 ready[name].append(own)
@@ -184,7 +189,7 @@ def _zip_sizes(path: Path) -> tuple[dict[str, int], int]:
 def _import_section(times: dict[str, list[float]], ready: dict[str, list[float]], probe: dict[str, bool]) -> list[str]:
     medians = {name: median(values) * 1000 for name, values in times.items()}
     own = {name: median(values) * 1000 for name, values in ready.items()}
-    _floor, baseline, bare_app, app_client, all_models = (medians[name] for name in CASES)
+    _floor, baseline, bare_app, app_client, all_models, traced = (medians[name] for name in CASES)
     own_baseline, own_app_client = own[BASELINE_NAME], own[APP_CLIENT_NAME]
     rows = [
         [name, f"{ms:.0f}", f"{ms / baseline:.2f}x", f"{own[name]:.0f}", f"{own[name] / own_baseline:.2f}x"]
@@ -209,6 +214,11 @@ def _import_section(times: dict[str, list[float]], ready: dict[str, list[float]]
         f"{all_models - app_client:.0f} ms to the process, and a request builds only the few it uses. app.py "
         "freezes what its imports made (`gc.freeze()`), which also spares the process's exit a collection over "
         "them: the whole-process figures count that, the own-code figures do not.",
+        "",
+        f"Tracing (Powertools Tracer, a stage setting: Chalice's `xray`, off by default) adds **{traced - app_client:.0f} "
+        f"ms** to a cold start ({traced / app_client:.2f}x of `import app` + its client; {traced / baseline:.2f}x the "
+        "baseline): the X-Ray SDK's import and botocore's patching, paid at the first request of a traced stage. "
+        "Where it is off the SDK is never imported.",
     ]
 
 

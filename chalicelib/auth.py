@@ -8,19 +8,29 @@ passed its check again.
 
 A policy returns a Principal or raises: Unauthorized (401, no or unusable credential), NotFound (404,
 where a wrong credential must not reveal whether the resource exists) or Forbidden (403).
+
+The stage's two bearer tokens are checked here, in constant time, failing closed:
+  admin  the survey dashboard and the admin API (ADMIN_TOKEN, or the SSM SecureString ADMIN_TOKEN_PARAMETER names)
+  write  whatever changes or destroys data, when the stage's WRITE_ACCESS is `token` (WRITE_TOKEN, or
+         WRITE_TOKEN_PARAMETER); the admin token passes there too
+A parameter is read through `chalicelib.stage_secrets` (cached 5 minutes, so a rotation takes effect within that).
+Neither set: that token is configured nowhere and every request needing it is refused (401). The parameter
+unreadable: 503 `unavailable`, since the credential can't be checked (and the client's may well be right).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from chalice import Chalice, Response
 from chalice.app import Request
 
-from chalicelib.survey import admin as admin_token
+from chalicelib import settings, stage_secrets
+from chalicelib.errors import ServiceError, Unauthorized
 
 GetResponse = Callable[[Request], Response]
 
@@ -83,8 +93,69 @@ def authorizer(app: Chalice) -> Callable[[Request, GetResponse], Response]:
     return authorize
 
 
+# --- the stage's bearer tokens ---------------------------------------------------------------------------------
+
+MAX_TOKEN_LENGTH = 512
+TokenKind = Literal["admin", "write"]
+
+
+class CredentialsUnavailable(ServiceError):
+    status = 503
+    code = "unavailable"
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    return token
+
+
+def expected_token(kind: TokenKind) -> str | None:
+    """The stage's token of this kind; None when none is configured."""
+    current = settings.get()
+    if kind == "admin":
+        direct, parameter = current.admin_token, current.admin_token_parameter
+    else:
+        direct, parameter = current.write_token, current.write_token_parameter
+    try:
+        return stage_secrets.value(direct, parameter)
+    except stage_secrets.SecretUnavailable:
+        raise CredentialsUnavailable(
+            "credentials cannot be checked right now; retry shortly", headers={"Retry-After": "5"}
+        ) from None
+
+
+def _matches(given: str, kind: TokenKind) -> bool:
+    expected = expected_token(kind)
+    # Compared even when nothing is configured, so timing does not tell the two cases apart.
+    matches = hmac.compare_digest(given.encode(), (expected or "\x00" * 43).encode())
+    return expected is not None and matches
+
+
+def token_holder(request: Request, kinds: tuple[TokenKind, ...], needed: str) -> Principal:
+    """The principal of the first of `kinds` whose token the request carries; 401 naming what is `needed`."""
+    given = bearer(request.headers.get("authorization"))
+    if given is None:
+        raise Unauthorized(f"{needed} is required: send Authorization: Bearer <token>")
+    # Every kind is compared, so timing does not tell which one matched.
+    matched = [kind for kind in kinds if _matches(given, kind)]
+    if not matched:
+        raise Unauthorized(f"the token is not valid here: {needed} is required")
+    return Principal(matched[0], credential_binding(matched[0], given))
+
+
 def admin(request: Request) -> Principal:
     """The stage's admin bearer token."""
-    authorization = request.headers.get("authorization")
-    admin_token.require_admin(authorization)
-    return Principal("admin", credential_binding("admin", authorization or ""))
+    return token_holder(request, ("admin",), "an admin token")
+
+
+def writer(request: Request) -> Principal:
+    """Changing data: anyone where the stage's WRITE_ACCESS is `open`; else the write token or the admin token."""
+    if settings.get().write_access == "open":
+        return ANONYMOUS
+    return token_holder(request, ("write", "admin"), "a write token")

@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from chalicelib import auth, request_context, web
 from chalicelib.errors import InvalidInput
+from chalicelib.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "livestats"
@@ -244,9 +245,13 @@ def operation_of(view: Callable[..., Any]) -> Operation | None:
 
 
 _SECURITY = "contract_security"
+Requirements = list[dict[str, list[str]]]
+# A policy's security requirements: fixed, or decided by the stage's settings (the document says what the running
+# stage accepts: `make run` leaves writes open, a deployed stage needs the write token).
+Declared = Requirements | Callable[[Settings], Requirements]
 
 
-def security(requirements: list[dict[str, list[str]]], description: str) -> Callable[[auth.Policy], auth.Policy]:
+def security(requirements: Declared, description: str) -> Callable[[auth.Policy], auth.Policy]:
     """Declare how an auth policy appears in the document (its OpenAPI security requirements)."""
 
     def mark(policy: auth.Policy) -> auth.Policy:
@@ -256,13 +261,21 @@ def security(requirements: list[dict[str, list[str]]], description: str) -> Call
     return mark
 
 
-ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
+ADMIN: Requirements = [{"adminToken": []}]
+WRITE: Requirements = [{"writeToken": []}, {"adminToken": []}]
 SECURITY_SCHEMES = {
     "adminToken": {
         "type": "http",
         "scheme": "bearer",
         "description": "The stage's admin token: `Authorization: Bearer <token>` (ADMIN_TOKEN or the SSM parameter "
         "ADMIN_TOKEN_PARAMETER names; with none configured every admin request gets 401).",
+    },
+    "writeToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The stage's write token: `Authorization: Bearer <token>` (WRITE_TOKEN or the SSM parameter "
+        "WRITE_TOKEN_PARAMETER names). Needed to change or destroy data where the stage's WRITE_ACCESS is `token`, "
+        "the default of every deployed stage; the admin token passes too.",
     },
     "responseToken": {
         "type": "apiKey",
@@ -278,16 +291,30 @@ SECURITY_SCHEMES = {
 }
 
 
-def security_of(policy: auth.Policy) -> tuple[list[dict[str, list[str]]], str | None]:
-    """The security requirements of a policy, and a note on it (None for public routes)."""
+def writer_requirements(current: Settings) -> Requirements:
+    return WRITE if current.write_access == "token" else []
+
+
+security(
+    writer_requirements,
+    "Changes data: where the stage's WRITE_ACCESS is `token` (every deployed stage unless it says otherwise) it "
+    "needs the write token or the admin token, else 401 with nothing changed; where it is `open` (`make run`), "
+    "anyone may.",
+)(auth.writer)
+
+
+def security_of(policy: auth.Policy, current: Settings) -> tuple[Requirements, str | None]:
+    """The security requirements of a policy in a stage with these settings, and a note on it (None for public
+    routes)."""
     if policy is auth.public:
         return [], None
     if policy is auth.admin:
         return ADMIN, None
-    declared: tuple[list[dict[str, list[str]]], str] | None = getattr(policy, _SECURITY, None)
+    declared: tuple[Declared, str] | None = getattr(policy, _SECURITY, None)
     if declared is None:
         raise TypeError(f"auth policy {policy.__qualname__} has no @contract.security declaration")
-    return declared
+    requirements, note = declared
+    return (requirements(current) if callable(requirements) else requirements), note
 
 
 # --- validation through the models ----------------------------------------------------------------------
@@ -534,9 +561,11 @@ def _error_statuses(method: str, declared: Operation, authenticated: bool) -> li
     return sorted(errors)
 
 
-def _operation(path: str, method: str, view: Callable[..., Any], schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(
+    path: str, method: str, view: Callable[..., Any], schemas: dict[str, Any], current: Settings
+) -> dict[str, Any]:
     declared = _declaration(path, method, view)
-    requirements, note = security_of(auth.policy_of(view))
+    requirements, note = security_of(auth.policy_of(view), current)
     result: dict[str, Any] = {"operationId": view.__name__, "summary": declared.summary}
     if declared.tags:
         result["tags"] = list(declared.tags)
@@ -582,13 +611,15 @@ def _check_links(paths: dict[str, dict[str, Any]]) -> None:
                         raise TypeError(f"{operation['operationId']}: link {name} names no operation")
 
 
-def document(app: Chalice) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route the app declares."""
+def document(app: Chalice, current: Settings | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route the app declares, as a stage with these settings answers them (by
+    default, a deployed stage that sets nothing: writes need the write token)."""
+    current = current or Settings()
     schemas: dict[str, Any] = {}
     _schema_ref(Error, schemas, "serialization")
     paths: dict[str, dict[str, Any]] = {}
     for (path, method), view in sorted(documented_routes(app).items()):
-        paths.setdefault(openapi_path(path), {})[method.lower()] = _operation(path, method, view, schemas)
+        paths.setdefault(openapi_path(path), {})[method.lower()] = _operation(path, method, view, schemas, current)
     _check_links(paths)
     return {
         "openapi": OPENAPI_VERSION,

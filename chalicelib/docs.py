@@ -12,7 +12,7 @@ import aws_lambda_powertools
 from chalice import Blueprint, Chalice, Response
 from pydantic import ConfigDict, Field
 
-from chalicelib import contract, pages, web
+from chalicelib import contract, pages, settings, web
 from chalicelib.errors import NotFound
 
 bp: Blueprint = Blueprint(__name__)
@@ -29,8 +29,8 @@ SWAGGER_UI_ASSETS = {
 
 
 @cache
-def _document(app: Chalice) -> str:
-    return json.dumps(contract.document(app), ensure_ascii=False)
+def _document(app: Chalice, current: settings.Settings) -> str:
+    return json.dumps(contract.document(app, current), ensure_ascii=False)
 
 
 @cache
@@ -56,7 +56,8 @@ class OpenAPIDocument(contract.Reply):
     "This document: the service's OpenAPI 3.1 contract", tags=("service",), responses={200: OpenAPIDocument}
 )
 def openapi() -> Response:
-    return web.json_response(_document(bp.current_app))
+    # What this stage accepts: its settings decide who may write (the settings model is frozen, so hashable).
+    return web.json_response(_document(bp.current_app, settings.get()))
 
 
 @bp.route("/docs", methods=["GET"])

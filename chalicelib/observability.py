@@ -1,4 +1,4 @@
-"""Powertools logger and metrics, shared by every handler.
+"""Powertools logger, metrics and (where the stage turns it on) tracer, shared by every handler.
 
 The logger's service name equals the Chalice app name, and the app is created
 with configure_logs=False: Chalice's own error log ("Caught exception for
@@ -17,11 +17,16 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+from chalicelib import settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
 
 SERVICE = "livestats"
 
@@ -67,3 +72,34 @@ def _write_line(line: str) -> None:
         handler.flush()
     finally:
         handler.release()
+
+
+# --- tracing (X-Ray), where the stage's `xray` sets TRACING --------------------------------------------------
+
+_tracer_lock = threading.Lock()
+_tracer: Tracer | None = None
+
+
+def tracer() -> Tracer:
+    """Powertools' Tracer, made on first use: it imports the X-Ray SDK and patches botocore, so every DynamoDB,
+    Kinesis and SSM call becomes a subsegment. Made only where tracing is on (bench/coldstart.py measures it)."""
+    global _tracer
+    with _tracer_lock:
+        if _tracer is None:
+            from aws_lambda_powertools import Tracer
+
+            _tracer = Tracer(service=SERVICE, patch_modules=["botocore"])
+        return _tracer
+
+
+def trace(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Middleware (every event type): where TRACING is on, each invocation is a subsegment named after its route or
+    function, annotated so traces can be searched by it."""
+    if not settings.get().tracing:
+        return get_response(event)
+    # The route template of an HTTP request (few distinct values); the function's name for other events.
+    route = getattr(event, "path", None) or getattr(getattr(event, "context", None), "function_name", None)
+    route = route or type(event).__name__
+    with tracer().provider.in_subsegment(f"## {route}") as subsegment:
+        subsegment.put_annotation(key="route", value=route)
+        return get_response(event)

@@ -41,9 +41,21 @@ class Settings(BaseModel):
     cursor_secret: SecretStr | None = None
     cursor_secret_parameter: str | None = None
 
-    # POST /test/{n}/ spends write capacity: open to anyone (make run), the admin token only (the default in
-    # a deployed stage), or switched off (prod).
+    # Who may change or destroy data (stream values and resets, metric posts, moving averages, POST /events, an
+    # open load generator): anyone (`make run`), or only a bearer of the write token or the admin token (the
+    # default, so every deployed stage is closed unless it says otherwise). Counting a hit, reads and the survey
+    # respondent's own routes stay public.
+    write_access: Literal["open", "token"] = "token"
+    # The write token: the token itself (local runs) or the name of an SSM SecureString.
+    write_token: SecretStr | None = None
+    write_token_parameter: str | None = None
+
+    # POST /test/{n}/ spends write capacity: open to anyone who may write (make run), the admin token only (the
+    # default in a deployed stage), or switched off (prod).
     load_test_access: Literal["open", "admin", "off"] = "admin"
+
+    # Powertools Tracer (X-Ray): set by the deployed template where the stage's Chalice `xray` is on.
+    tracing: bool = False
 
     # DynamoDB client limits. No database attempt starts after request_budget_s, so a request that meets a
     # stalled database answers 503 (Retry-After) within worst_case_s, which must leave API Gateway's 29 s

@@ -228,8 +228,11 @@ def stack_outputs(stage: Stage, runner: Runner, where: str) -> dict[str, str]:
 
 
 def urls(stage: Stage, outputs: dict[str, str], where: str) -> list[str]:
-    api = outputs["EndpointURL"]
+    # Behind a custom domain the pages are at its URL (a root mapping drops the stage's /api/ prefix).
+    api = outputs.get("CustomDomainURL") or outputs["EndpointURL"]
     lines = [f"API:        {api}"]
+    if "CustomDomainTarget" in outputs:
+        lines.append(f"DNS:        point {api} (CNAME or alias) at {outputs['CustomDomainTarget']}")
     lines += [f"{name.capitalize() + ':':11} {api}{path}" for name, path in PAGES.items()]
     lines.append(f"Reference:  {api}docs")
     if "DashboardURL" in outputs:

@@ -42,6 +42,9 @@ class DeployOptions(BaseModel):
     alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     # The table refuses DeleteTable while this is on (it is retained when the stack is deleted either way).
     table_deletion_protection: bool = False
+    # The events stream: on demand (None: it scales itself, at $0.04 per stream-hour, ~$29 a month at rest), or
+    # this many provisioned shards ($0.015 per shard-hour each: one shard, ~$11 a month, takes 1,000 records/s).
+    stream_shards: int | None = Field(default=None, ge=1, le=500)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,12 @@ class Stage:
     @property
     def api_stage(self) -> str:
         return self.chalice.api_gateway_stage
+
+    @property
+    def custom_domain(self) -> dict[str, Any] | None:
+        """Chalice's `api_gateway_custom_domain` (domain_name, certificate_arn, url_prefix), if the stage has one."""
+        found: dict[str, Any] | None = self.chalice.api_gateway_custom_domain or None
+        return found
 
     @property
     def xray(self) -> bool:

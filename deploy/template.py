@@ -125,12 +125,18 @@ def table(stage: Stage) -> dict[str, Any]:
     return resource
 
 
-def stream(name: str) -> dict[str, Any]:
+def stream(stage: Stage) -> dict[str, Any]:
+    shards = stage.options.stream_shards
+    capacity: dict[str, Any] = (
+        {"StreamModeDetails": {"StreamMode": "ON_DEMAND"}}
+        if shards is None
+        else {"StreamModeDetails": {"StreamMode": "PROVISIONED"}, "ShardCount": shards}
+    )
     return {
         "Type": "AWS::Kinesis::Stream",
         "Properties": {
-            "Name": name,
-            "StreamModeDetails": {"StreamMode": "ON_DEMAND"},
+            "Name": stage.stream_name,
+            **capacity,
             "RetentionPeriodHours": STREAM_RETENTION_HOURS,
             # The AWS-managed key: its key policy lets the account's principals use it through Kinesis.
             "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
@@ -231,6 +237,23 @@ def function_properties(stage: Stage, function: Function) -> dict[str, Any]:
     return {"Properties": properties}
 
 
+# Chalice's logical id for the API's custom domain (`api_gateway_custom_domain` in the stage's config).
+CUSTOM_DOMAIN = "ApiGatewayCustomDomain"
+
+
+def custom_domain_outputs(stage: Stage) -> dict[str, Any]:
+    """Where a stage with a custom domain answers, and the name its DNS record must point at."""
+    domain = stage.custom_domain
+    if domain is None:
+        return {}
+    prefix = str(domain.get("url_prefix", "")).strip("/")
+    return {
+        "CustomDomainURL": {"Value": f"https://{domain['domain_name']}/{prefix + '/' if prefix else ''}"},
+        # A regional endpoint: a CNAME (or Route 53 alias) of the domain to this name.
+        "CustomDomainTarget": {"Value": {"Fn::GetAtt": [CUSTOM_DOMAIN, "RegionalDomainName"]}},
+    }
+
+
 def resources(stage_name: str) -> dict[str, Any]:
     from deploy import monitoring
 
@@ -240,7 +263,7 @@ def resources(stage_name: str) -> dict[str, Any]:
         REST_API: rest_api(stage),
         "GatewayDefault4xx": gateway_response("DEFAULT_4XX"),
         "GatewayDefault5xx": gateway_response("DEFAULT_5XX"),
-        STREAM: stream(stage.stream_name),
+        STREAM: stream(stage),
         DEAD_LETTER_QUEUE: dead_letter_queue(),
     }
     for function in functions():
@@ -248,7 +271,7 @@ def resources(stage_name: str) -> dict[str, Any]:
         merged[function.role] = role_policies(stage, function.role, function_statements(stage, function))
         merged[function.logical_id] = function_properties(stage, function)
     merged.update(monitoring.resources(stage, functions()))
-    return {"Resources": merged, "Outputs": monitoring.outputs(stage)}
+    return {"Resources": merged, "Outputs": {**monitoring.outputs(stage), **custom_domain_outputs(stage)}}
 
 
 if __name__ == "__main__":

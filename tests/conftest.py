@@ -131,7 +131,15 @@ def secrets_env(env: Environment) -> Iterator[Environment]:
     """
     from chalicelib import runtime
 
-    for name in ("ADMIN_TOKEN", "ADMIN_TOKEN_PARAMETER", "CURSOR_SECRET", "CURSOR_SECRET_PARAMETER"):
+    for name in (
+        "ADMIN_TOKEN",
+        "ADMIN_TOKEN_PARAMETER",
+        "CURSOR_SECRET",
+        "CURSOR_SECRET_PARAMETER",
+        "WRITE_TOKEN",
+        "WRITE_TOKEN_PARAMETER",
+        "WRITE_ACCESS",
+    ):
         env.set(name, "placeholder")
         env.unset(name)
     env.set("AWS_ACCESS_KEY_ID", "local")
@@ -303,6 +311,8 @@ def api(dynamodb: Any, chalice_config: Any, env: Environment) -> Api:
         env.set(name, value)
     # The key itself wins over the stage's SSM parameter, so no test reaches SSM for it.
     env.set("CURSOR_SECRET", "test-cursor-secret")
+    # Writes open, as under `make run`; tests of the write token switch it to `token`.
+    env.set("WRITE_ACCESS", "open")
     return Api(LocalGateway(chalice_config.chalice_app, chalice_config))
 
 

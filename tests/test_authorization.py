@@ -14,7 +14,7 @@ from app import app
 from chalicelib import auth, keys
 from chalicelib.hits import api as hits_api
 from chalicelib.survey import api as survey_api
-from tests.conftest import Api, Environment, assert_error, ok, partition_items
+from tests.conftest import Api, Environment, EventsStream, assert_error, ok, partition_items
 
 ADMIN_TOKEN = "admin-token-0123456789abcdefghijklmnop"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -77,18 +77,24 @@ CASES: dict[tuple[str, str], Case] = {
 }
 
 
+def routes_with(*policies: auth.Policy) -> set[tuple[str, str]]:
+    return {
+        (method, path)
+        for path, methods in app.routes.items()
+        for method, entry in methods.items()
+        if auth.policy_of(entry.view_function) in policies
+    }
+
+
 def authenticated_routes() -> set[tuple[str, str]]:
-    found = set()
-    for path, methods in app.routes.items():
-        for method, entry in methods.items():
-            if auth.policy_of(entry.view_function) not in (auth.public, survey_api.creator):
-                found.add((method, path))
-    return found
+    everything = {(method, path) for path, methods in app.routes.items() for method in methods}
+    return everything - routes_with(auth.public, survey_api.creator)
 
 
 def test_the_cases_cover_every_authenticated_route() -> None:
-    # A new route with a policy must be added to CASES, so the test below checks it.
-    assert authenticated_routes() == set(CASES)
+    # A new route with a policy must be added to CASES or WRITES, so the tests below check it.
+    assert authenticated_routes() == set(CASES) | set(WRITES)
+    assert routes_with(auth.writer) == set(WRITES)
 
 
 @pytest.mark.parametrize("route", sorted(CASES))
@@ -221,6 +227,15 @@ def test_in_a_deployed_stage_the_load_generator_needs_the_admin_token(service: A
     assert ok(service.post("/test/4/", headers=ADMIN))["counted"] == 4
 
 
+def test_an_open_load_generator_needs_the_write_token_where_writes_do(service: Api, env: Environment) -> None:
+    env.set("LOAD_TEST_ACCESS", "open")
+    env.set("WRITE_ACCESS", "token")
+    env.set("WRITE_TOKEN", WRITE_TOKEN)
+    unauthorized(service.post("/test/4/"))
+    assert ok(service.get("/stats/"))["total_hits"] == 0
+    assert ok(service.post("/test/4/", headers=WRITER))["counted"] == 4
+
+
 def test_prod_switches_the_load_generator_off(service: Api, env: Environment, chalice_config: Any) -> None:
     from chalice.cli.factory import CLIFactory
 
@@ -249,3 +264,104 @@ def test_make_run_opens_the_load_generator_unless_told_otherwise(env: Environmen
 def test_the_load_generators_policy_is_declared_on_its_route() -> None:
     entry = app.routes["/test/{n}"]["POST"]
     assert auth.policy_of(entry.view_function) is hits_api.load_test_access
+
+
+# --- writes, where the stage's WRITE_ACCESS is `token` ---------------------------------------------------------
+
+WRITE_TOKEN = "write-token-0123456789abcdefghijklmnopq"
+WRITER = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+
+
+class Write:
+    """How to call one write route once the fixture's stream, window and values exist."""
+
+    def __init__(self, method: str, path: str, body: Any) -> None:
+        self.method, self.path, self.body = method, path, body
+
+
+WRITES: dict[tuple[str, str], Write] = {
+    ("POST", "/streams/{stream}/values"): Write("POST", "/streams/s/values", {"value": 5}),
+    ("POST", "/streams/{stream}/reset"): Write("POST", "/streams/s/reset", {}),
+    ("POST", "/metric/{key}"): Write("POST", "/metric/m", {"value": 5}),
+    ("PUT", "/averages/{key}"): Write("PUT", "/averages/w", {"size": 4}),
+    ("POST", "/averages/{key}"): Write("POST", "/averages/w", {"value": 5}),
+    ("POST", "/events"): Write("POST", "/events", {"events": [{"type": "metric", "key": "e", "value": 5}]}),
+}
+
+
+@pytest.fixture
+def writes(service: Api, events_stream: EventsStream, env: Environment) -> Api:
+    """Data for every write route to change, made while writes are open; then writes need the write token."""
+    ok(service.post("/streams/s/values", {"values": [1, 2]}))
+    ok(service.post("/metric/m", {"value": 1}))
+    ok(service.put("/averages/w", {"size": 3}))
+    env.set("WRITE_ACCESS", "token")
+    env.set("WRITE_TOKEN", WRITE_TOKEN)
+    return service
+
+
+def state(api: Api, stream: EventsStream) -> Any:
+    """Everything a write route can change."""
+    return (
+        ok(api.get("/streams/s")),
+        ok(api.get("/streams/s/sessions")),
+        ok(api.get("/metric/m/sum?window=3600")),
+        ok(api.get("/averages/w")),
+        len(stream.records()),
+    )
+
+
+@pytest.mark.parametrize("route", sorted(WRITES))
+def test_a_write_needs_the_write_or_admin_token_and_a_refusal_changes_nothing(
+    writes: Api, events_stream: EventsStream, route: tuple[str, str]
+) -> None:
+    case = WRITES[route]
+    before = state(writes, events_stream)
+    _, respondent_token = start(writes)
+    for headers in (
+        {},
+        {"Authorization": "Bearer " + "w" * 43},
+        {"Authorization": f"Bearer {respondent_token}"},
+        {"X-Response-Token": respondent_token},
+        {"Authorization": WRITE_TOKEN},  # not a bearer header
+        {"Idempotency-Key": "k-refused"},
+    ):
+        unauthorized(writes.request(case.method, case.path, case.body, headers=headers))
+    assert state(writes, events_stream) == before
+    for credential in (WRITER, ADMIN):
+        response = writes.request(case.method, case.path, case.body, headers=credential)
+        assert 200 <= response.status_code < 300, response.body
+        if route == ("POST", "/streams/{stream}/reset"):  # a second reset has nothing to close
+            break
+    assert state(writes, events_stream) != before
+
+
+def test_a_replayed_write_needs_the_credential_that_made_it(writes: Api, events_stream: EventsStream) -> None:
+    key = {"Idempotency-Key": "w-1"}
+    first = writes.post("/streams/s/values", {"value": 7}, headers={**WRITER, **key})
+    assert ok(first)["count"] == 3
+    # No credential, a wrong one: 401 before any replay; nothing applied.
+    for headers in (key, {**key, "Authorization": "Bearer nope"}):
+        response = writes.post("/streams/s/values", {"value": 7}, headers=headers)
+        unauthorized(response)
+        assert "Idempotent-Replayed" not in response.headers
+    again = writes.post("/streams/s/values", {"value": 7}, headers={**WRITER, **key})
+    assert again.headers.get("Idempotent-Replayed") == "true" and ok(again) == ok(first)
+    assert ok(writes.get("/streams/s"))["count"] == 3
+
+
+def test_reads_hits_and_the_respondents_routes_stay_public_under_token(writes: Api) -> None:
+    assert ok(writes.get("/api/a/page"))["count"] == 1
+    for path in ("/streams/s", "/stats/", "/metric/m/sum?window=60", "/averages/w", "/openapi.json", "/health"):
+        ok(writes.get(path))
+    rid, token = start(writes)
+    ok(writes.request("PATCH", f"/survey/responses/{rid}", {"book": "Dune"}, headers=own(token)))
+
+
+def test_the_document_says_who_may_write_in_this_stage(writes: Api, env: Environment) -> None:
+    def security(document: dict[str, Any]) -> Any:
+        return document["paths"]["/streams/{stream}/values"]["post"]["security"]
+
+    assert security(ok(writes.get("/openapi.json"))) == [{"writeToken": []}, {"adminToken": []}]
+    env.set("WRITE_ACCESS", "open")
+    assert security(ok(writes.get("/openapi.json"))) == []

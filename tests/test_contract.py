@@ -146,7 +146,9 @@ def test_security_follows_each_views_policy(app: Any, document: dict[str, Any]) 
         auth.public: [],
         auth.admin: [{"adminToken": []}],
         respondent: [{"responseToken": []}, {"responseBearer": []}],
-        load_test_access: [{"adminToken": []}, {}],
+        # A deployed stage that says nothing: the load generator needs the admin token, writes the write token.
+        load_test_access: [{"adminToken": []}],
+        auth.writer: [{"writeToken": []}, {"adminToken": []}],
         creator: [],
     }
     seen = set()
@@ -162,6 +164,7 @@ def test_security_follows_each_views_policy(app: Any, document: dict[str, Any]) 
     assert "LOAD_TEST_ACCESS" in document["paths"]["/test/{n}"]["post"]["description"]
     schemes = document["components"]["securitySchemes"]
     assert schemes["adminToken"] == {**schemes["adminToken"], "type": "http", "scheme": "bearer"}
+    assert schemes["writeToken"] == {**schemes["writeToken"], "type": "http", "scheme": "bearer"}
     assert schemes["responseToken"]["in"] == "header" and schemes["responseToken"]["name"] == "X-Response-Token"
 
 
@@ -181,7 +184,8 @@ def test_the_documented_bounds_are_the_readmes(document: dict[str, Any]) -> None
     assert dashboard["size"]["schema"]["maximum"] == 200
 
 
-def test_the_service_serves_its_document(api: Api, app: Any) -> None:
+def test_the_service_serves_its_document(api: Api, app: Any, env: Any) -> None:
+    env.set("WRITE_ACCESS", "token")  # as a deployed stage that says nothing: the committed document's case
     response = api.get("/openapi.json")
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
     assert json.loads(response.body) == json.loads(contract.render(app))

@@ -79,7 +79,12 @@ def test_the_stream_is_named_as_the_app_reads_it(stage: str, env: Any) -> None:
         env.set(name, value)
     stream = merged(stage)[template.STREAM]["Properties"]
     assert stream["Name"] == settings.get().events_stream_name
-    assert stream["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
+
+
+def test_prod_streams_on_demand_and_dev_on_one_shard() -> None:
+    prod, dev = merged("prod")[template.STREAM]["Properties"], merged("dev")[template.STREAM]["Properties"]
+    assert prod["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"} and "ShardCount" not in prod
+    assert dev["StreamModeDetails"] == {"StreamMode": "PROVISIONED"} and dev["ShardCount"] == 1
 
 
 def statements_of(resources: dict[str, Any], role: str) -> list[dict[str, Any]]:
@@ -177,6 +182,32 @@ def test_tracing_follows_chalices_xray_switch(monkeypatch: pytest.MonkeyPatch) -
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
     ]
+
+
+def test_a_custom_domain_is_printed_with_its_dns_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy.commands import urls
+
+    dev = stages.load("dev")
+    assert template.custom_domain_outputs(dev) == {}  # none configured
+    domain = {"domain_name": "stats.example.com", "certificate_arn": "arn:aws:acm:eu-west-1:1:certificate/x"}
+    monkeypatch.setattr(stages.Stage, "custom_domain", property(lambda self: domain))
+    outputs = template.custom_domain_outputs(dev)
+    assert outputs["CustomDomainURL"] == {"Value": "https://stats.example.com/"}
+    assert outputs["CustomDomainTarget"] == {"Value": {"Fn::GetAtt": ["ApiGatewayCustomDomain", "RegionalDomainName"]}}
+    domain["url_prefix"] = "/stats"
+    assert template.custom_domain_outputs(dev)["CustomDomainURL"] == {"Value": "https://stats.example.com/stats/"}
+    lines = urls(
+        dev,
+        {
+            "EndpointURL": "https://abc.execute-api.eu-west-1.amazonaws.com/api/",
+            "CustomDomainURL": "https://stats.example.com/",
+            "CustomDomainTarget": "d-1.execute-api.eu-west-1.amazonaws.com",
+        },
+        "eu-west-1",
+    )
+    assert lines[0] == "API:        https://stats.example.com/"
+    assert "at d-1.execute-api.eu-west-1.amazonaws.com" in lines[1]
+    assert "Hits:       https://stats.example.com/ui/hits" in lines
 
 
 # --- the packaged template, through cfn-lint --------------------------------------------------------------------

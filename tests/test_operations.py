@@ -304,3 +304,56 @@ def test_a_stalled_database_answers_503_in_time_and_leaves_nothing_partial(
         assert count == audited and count in (3, 4)
         assert total == sum(events) and events in ([5], [5, 7])
         assert stored_counters(client) == recomputed(client)
+
+
+# --- tracing ------------------------------------------------------------------------------------------------------
+
+
+class RecordingProvider:
+    """Stands in for the X-Ray provider: keeps the subsegments opened and their annotations."""
+
+    def __init__(self) -> None:
+        self.subsegments: list[tuple[str, dict[str, Any]]] = []
+
+    def in_subsegment(self, name: str) -> Any:
+        import contextlib
+
+        annotations: dict[str, Any] = {}
+        self.subsegments.append((name, annotations))
+
+        class Subsegment:
+            def put_annotation(self, key: str, value: Any) -> None:
+                annotations[key] = value
+
+        return contextlib.nullcontext(Subsegment())
+
+
+def test_tracing_is_off_unless_the_stage_turns_it_on(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import observability
+
+    def no_tracer() -> Any:
+        raise AssertionError("the tracer (and the X-Ray SDK) must not be loaded where tracing is off")
+
+    monkeypatch.setattr(observability, "tracer", no_tracer)
+    assert api.get("/health").status_code == 200
+
+
+def test_where_tracing_is_on_each_request_is_a_subsegment_named_after_its_route(
+    api: Api, env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import observability
+
+    env.set("TRACING", "true")
+    provider = RecordingProvider()
+    monkeypatch.setattr(observability, "tracer", lambda: type("T", (), {"provider": provider})())
+    assert api.get("/streams/s").status_code == 200
+    assert provider.subsegments == [("## /streams/{stream}", {"route": "/streams/{stream}"})]
+
+
+def test_the_real_tracer_serves_requests_outside_lambda(api: Api, env: Environment) -> None:
+    """Outside Lambda, Powertools turns its tracer off; a traced stage's requests still work."""
+    from chalicelib import observability
+
+    env.set("TRACING", "true")
+    assert api.get("/streams/s").status_code == 200
+    assert observability.tracer() is observability.tracer()

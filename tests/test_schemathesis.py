@@ -7,7 +7,8 @@ proves it is what the server serves). Each operation is its own test item with E
 documented content type, and a body that fits its schema.
 
 `POST /test/{n}` is excluded: it is the load generator (up to 10,000 writes per call); its contract is covered by
-tests/test_hits_api.py. Admin operations get the admin token; an operation on one survey response gets a response
+tests/test_hits_api.py. The server runs as a deployed stage does, with writes needing the write token (the committed
+document says so), and write operations get it; admin operations get the admin token; an operation on one survey response gets a response
 created for that case (its id in the path, its token in X-Response-Token), and reading or adding to a moving
 average finds the generated key's average created first, so fuzzing reaches past 401/404.
 
@@ -37,7 +38,8 @@ from schemathesis.specs.openapi.checks import (
     use_after_free,
 )
 
-from tests.conftest import EventsStream
+from tests.conftest import Environment, EventsStream
+from tests.test_authorization import WRITE_TOKEN, WRITER
 from tests.test_browser import base_url  # noqa: F401 (fixture)
 from tests.test_survey_api import ADMIN, survey  # noqa: F401 (fixture)
 
@@ -72,13 +74,23 @@ def seed_average(case: Any, server: str) -> None:
     if case.path == "/averages/{key}" and case.method != "PUT":
         key = (case.path_parameters or {}).get("key", "")
         url = f"{server}/averages/{urllib.parse.quote(str(key), safe='')}"
-        assert requests.put(url, json={"size": 3}, timeout=CLIENT_TIMEOUT).status_code < 500
+        assert requests.put(url, json={"size": 3}, headers=WRITER, timeout=CLIENT_TIMEOUT).status_code < 500
+
+
+@pytest.fixture
+def deployed_access(env: Environment) -> None:
+    """Writes need the write token, as in a deployed stage that says nothing (the committed document's case)."""
+    env.set("WRITE_ACCESS", "token")
+    env.set("WRITE_TOKEN", WRITE_TOKEN)
 
 
 def authorize(case: Any, server: str) -> None:
-    """The credentials the operation declares: the admin token, or a fresh response's own token and id."""
+    """The credentials the operation declares: the write token, the admin token, or a fresh response's own token
+    and id."""
     schemes = security_schemes(case)
-    if "adminToken" in schemes:
+    if "writeToken" in schemes:
+        case.headers = {**(case.headers or {}), **WRITER}
+    elif "adminToken" in schemes:
         case.headers = {**(case.headers or {}), **ADMIN}
     if "response_id" in (case.path_parameters or {}):
         response_id, token = new_response(server)
@@ -99,6 +111,7 @@ def test_api_conforms_to_its_document(
     base_url: str,  # noqa: F811
     survey: Any,  # noqa: F811
     events_stream: EventsStream,  # after `survey` (its `api`): POST /events puts records on it
+    deployed_access: None,
 ) -> None:
     authorize(case, base_url)
     seed_average(case, base_url)
@@ -117,12 +130,20 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_linked_operations_conform_to_the_document(family: str, base_url: str, survey: Any) -> None:  # noqa: F811
+def test_linked_operations_conform_to_the_document(
+    family: str,
+    base_url: str,  # noqa: F811
+    survey: Any,  # noqa: F811
+    deployed_access: None,
+) -> None:
     """Scenarios along the document's links, against the same server and checks (see the module's docstring)."""
 
     class Workflows(schema.include(path_regex=FAMILIES[family]).as_state_machine()):  # type: ignore[misc]
         def before_call(self, case: Any) -> None:
-            if "adminToken" in security_schemes(case):
+            schemes = security_schemes(case)
+            if "writeToken" in schemes:
+                case.headers = {**(case.headers or {}), **WRITER}
+            elif "adminToken" in schemes:
                 case.headers = {**(case.headers or {}), **ADMIN}
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:

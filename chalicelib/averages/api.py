@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import contract, runtime, web
+from chalicelib import auth, contract, runtime, web
 from chalicelib.averages.models import Appended, SizeBody, ValueBody, WindowState
 from chalicelib.averages.moving_average import MovingAverageInterface
 from chalicelib.averages.store import AverageStore
@@ -31,6 +31,7 @@ def state_body(window: MovingAverageInterface) -> dict[str, Any]:
 
 
 @bp.route("/averages/{key}", methods=["PUT"])
+@auth.requires(auth.writer)
 @contract.operation(
     "Create the window, or resize it (shrinking keeps the newest values)",
     tags=("averages",),
@@ -49,6 +50,7 @@ def set_size(key: str, body: SizeBody) -> Response:
 
 
 @bp.route("/averages/{key}", methods=["POST"])
+@auth.requires(auth.writer)
 @contract.operation(
     "Append a value",
     tags=("averages",),

@@ -111,10 +111,16 @@ def hit_stats(query: StatsQuery) -> Response:
     )
 
 
+def _load_test_requirements(current: settings.Settings) -> contract.Requirements:
+    if current.load_test_access == "open":
+        return contract.writer_requirements(current)
+    return contract.ADMIN if current.load_test_access == "admin" else []
+
+
 @contract.security(
-    [{"adminToken": []}, {}],
-    "The stage's LOAD_TEST_ACCESS decides who may run it: `open` (no credential), `admin` (the admin token) or "
-    "`off` (403 `load_test_disabled` for everyone).",
+    _load_test_requirements,
+    "The stage's LOAD_TEST_ACCESS decides who may run it: `open` (whoever may write: anyone, or the write token "
+    "where WRITE_ACCESS is `token`), `admin` (the admin token) or `off` (403 `load_test_disabled` for everyone).",
 )
 def load_test_access(request: Request) -> auth.Principal:
     """The load generator spends write capacity: the stage decides who may run it (LOAD_TEST_ACCESS)."""
@@ -123,7 +129,7 @@ def load_test_access(request: Request) -> auth.Principal:
         raise Forbidden("the load generator is switched off in this stage", code="load_test_disabled")
     if access == "admin":
         return auth.admin(request)
-    return auth.ANONYMOUS
+    return auth.writer(request)
 
 
 @bp.route("/test/{n}", methods=["POST"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib import clock, contract, runtime, settings, web
+from chalicelib import auth, clock, contract, runtime, settings, web
 from chalicelib.averages.store import AverageStore
 from chalicelib.errors import NotFound
 from chalicelib.ingest import records
@@ -33,6 +33,7 @@ A body that is not `{{"events": [...]}}` with 1 to {MAX_EVENTS} events, or over 
 
 
 @bp.route("/events", methods=["POST"])
+@auth.requires(auth.writer)
 @contract.operation(
     "Put a batch of events on the events stream",
     tags=("ingest",),

@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import clock, contract, pages, runtime, sketch, web
+from chalicelib import auth, clock, contract, pages, runtime, sketch, web
 from chalicelib.metrics import compaction, window
 from chalicelib.metrics.models import Minutes, Quantiles, QuantilesQuery, Sum, ValueBody, WindowQuery
 from chalicelib.metrics.store import SumStore
@@ -21,6 +21,7 @@ def _store() -> SumStore:
 
 
 @bp.route("/metric/{key}", methods=["POST"])
+@auth.requires(auth.writer)
 @contract.operation(
     "Post a value (rounded half away from zero)",
     tags=("metrics",),

@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import clock, contract, runtime, sketch, web
+from chalicelib import auth, clock, contract, runtime, sketch, web
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
 from chalicelib.streams.models import (
@@ -80,6 +80,7 @@ def audit_body(entry: AuditEntry) -> dict[str, Any]:
 
 
 @bp.route("/streams/{stream}/values", methods=["POST"])
+@auth.requires(auth.writer)
 @contract.operation(
     "Add a value, or a batch of values, to the stream's active session",
     tags=("streams",),
@@ -125,6 +126,7 @@ def quantiles(stream: str, query: QuantilesQuery) -> Response:
 
 
 @bp.route("/streams/{stream}/reset", methods=["POST"])
+@auth.requires(auth.writer)
 @contract.operation(
     "Close the active session and start the next",
     tags=("streams",),

@@ -28,7 +28,7 @@ from chalicelib import auth, clock, contract, pages, runtime, web
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
-from chalicelib.survey import admin, listing, rules
+from chalicelib.survey import listing, rules
 from chalicelib.survey.models import (
     AnswerBody,
     DashboardPage,
@@ -87,7 +87,7 @@ def _token_hash(token: str) -> str:
 
 def _presented_token(request: Request) -> str | None:
     headers = request.headers
-    return headers.get("x-response-token") or admin.bearer(headers.get("authorization"))
+    return headers.get("x-response-token") or auth.bearer(headers.get("authorization"))
 
 
 @contract.security(
