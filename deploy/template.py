@@ -33,7 +33,7 @@ API_FUNCTION, API_ROLE = "APIHandler", "ApiHandlerRole"
 CONSUMER_FUNCTION, CONSUMER_ROLE = "ApplyEvents", "ApplyEventsRole"
 CONSUMER_EVENT = "ApplyEventsKinesisEventSource"
 REST_API = "RestAPI"
-STREAM, DEAD_LETTER_QUEUE = "EventsStream", "EventsDeadLetterQueue"
+TABLE, STREAM, DEAD_LETTER_QUEUE = "Table", "EventsStream", "EventsDeadLetterQueue"
 
 # The consumer's event source mapping, beyond what the registration says (the dev server's poller follows it).
 # The consumer is exactly-once, so a retry is always safe: 10 retries ride out minutes of throttling or a database
@@ -259,7 +259,7 @@ def resources(stage_name: str) -> dict[str, Any]:
 
     stage = load(stage_name)
     merged: dict[str, Any] = {
-        "Table": table(stage),
+        TABLE: table(stage),
         REST_API: rest_api(stage),
         "GatewayDefault4xx": gateway_response("DEFAULT_4XX"),
         "GatewayDefault5xx": gateway_response("DEFAULT_5XX"),

@@ -15,6 +15,7 @@ import pytest
 from chalicelib import table
 from deploy import stages, template
 from deploy.commands import Runner, package
+from tests import test_monitoring
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = stages.names()
@@ -249,6 +250,7 @@ def check_packaged(stage: str, resources: dict[str, Any]) -> None:
     generated = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     assert generated == {f.logical_id for f in template.functions()}
     assert all("LoggingConfig" in resources[name]["Properties"] for name in generated)
+    test_monitoring.check_packaged(stage, resources)
 
 
 # --- the commands, dry run --------------------------------------------------------------------------------------
