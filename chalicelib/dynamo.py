@@ -177,18 +177,19 @@ def conflicted(exc: Exception) -> bool:
     return "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
 
 
+# The database refused the request for its rate: nothing was applied.
+_THROTTLED_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+
+
+def throttled(exc: ClientError) -> bool:
+    """A write refused for the rate it came at, so not applied: safe to send again."""
+    return error_code(exc) in _THROTTLED_CODES
+
+
 # Seconds a client should wait before retrying after a 503 database_unavailable.
 RETRY_AFTER_S = 5
 # Throttling that outlasted botocore's retries, and DynamoDB's own transient failures.
-_UNAVAILABLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
+_UNAVAILABLE_CODES = _THROTTLED_CODES | {"InternalServerError", "ServiceUnavailable"}
 
 
 def unavailable_cause(exc: BaseException) -> BaseException | None:

@@ -7,6 +7,7 @@ with the kind of thing they hold, so features never collide:
                               VALUE#{at}#{id}       audit entry (the values of one request)
   STREAM#{stream}             SESSION#{n:010d}      a closed session and its final figures
   IDEMPOTENCY                 {hash}                Powertools idempotency records (TTL)
+  RECEIPT#{scope}             {n:04d}               "the keyed request's n-th transaction was applied" (TTL; write_once.py)
   AVERAGE#{key}               WINDOW                a moving-average window: size, cap, elements, version
   SURVEY#responses            RESPONSE#{id}         one survey response (ids sort by creation time); in each
                                                     column's `survey_{column}` GSI under {r} (r = crc32(id) %
@@ -77,6 +78,10 @@ def session_sk(session: int) -> str:
 # Powertools' composite-key layout puts every record under one partition key;
 # the sort key is a hash, so DynamoDB can split that partition for heat.
 IDEMPOTENCY_PARTITION = "IDEMPOTENCY"
+
+
+def receipt_pk(scope: str) -> str:
+    return f"RECEIPT#{scope}"
 
 
 # --- survey -----------------------------------------------------------------

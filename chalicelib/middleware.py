@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -11,8 +12,8 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import auth, dynamo, keys, runtime, table, web
-from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceError, error_response
+from chalicelib import auth, dynamo, keys, runtime, table, web, write_once
+from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, ServiceError, error_response
 from chalicelib.observability import count, logger
 
 GetResponse = Callable[[Request], Response]
@@ -124,6 +125,18 @@ def _body_fingerprint(raw: bytes | str) -> str:
     return data.decode("utf-8", "replace")
 
 
+def _protected_write(event: Request, get_response: GetResponse, key: str) -> Response:
+    """The key protects the write too: a retry after an error finds the first attempt's receipts."""
+    with write_once.keyed(hashlib.sha256(key.encode()).hexdigest()[:32]):
+        try:
+            return get_response(event)
+        except (NotFound, Conflict):
+            # Refused on what an earlier attempt's write changed (no session left to reset, a response gone)?
+            if write_once.applied_by_an_earlier_attempt(runtime.dynamodb(), runtime.table_name()):
+                raise write_once.AlreadyApplied() from None
+            raise
+
+
 def idempotency(event: Request, get_response: GetResponse) -> Response:
     """A mutating request with an Idempotency-Key header is applied at most once per key."""
     key = event.headers.get(IDEMPOTENCY_HEADER)
@@ -152,7 +165,7 @@ def idempotency(event: Request, get_response: GetResponse) -> Response:
     def respond() -> dict[str, Any]:
         nonlocal executed
         executed = True
-        response = get_response(event)
+        response = _protected_write(event, get_response, request["key"])
         body = response.body
         return {
             "status": response.status_code,

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import botocore.session
 from botocore.config import Config
 
-from chalicelib import settings
+from chalicelib import settings, write_once
 from chalicelib.request_context import ContextThreadPool, refuse_when_spent
 
 T = TypeVar("T")
@@ -73,7 +73,14 @@ def dynamodb() -> Any:
     return cached("dynamodb", _new_dynamodb)
 
 
-def _new_dynamodb() -> Any:
+def dynamodb_single_attempt() -> Any:
+    """A DynamoDB client that never resends a call: for a single-item write that is not idempotent (a list append),
+    which a resend after a lost answer would apply twice. A lost answer is then the caller's 503: the write was
+    applied at most once (chalicelib/write_once.py)."""
+    return cached("dynamodb_single_attempt", lambda: _new_dynamodb(attempts=1))
+
+
+def _new_dynamodb(attempts: int | None = None) -> Any:
     config = settings.get()
     client = _botocore_session().create_client(
         "dynamodb",
@@ -83,7 +90,7 @@ def _new_dynamodb() -> Any:
             read_timeout=config.db_read_timeout_s,
             # "standard", not "adaptive": adaptive's client-side rate limiter can sleep before a
             # send for as long as it likes, which no request budget bounds.
-            retries={"max_attempts": config.db_max_attempts, "mode": "standard"},
+            retries={"max_attempts": attempts or config.db_max_attempts, "mode": "standard"},
             # More than the executor's workers: they and the request threads share the client.
             max_pool_connections=64,
             tcp_keepalive=True,
@@ -91,6 +98,9 @@ def _new_dynamodb() -> Any:
     )
     # First, so that it runs even where a stub (moto) answers instead of the network.
     client.meta.events.register_first("before-send.dynamodb", refuse_when_spent)
+    # In a request with an Idempotency-Key, every transaction carries its receipt (chalicelib/write_once.py).
+    client.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", write_once.prepare_transaction)
+    client.meta.events.register("after-call.dynamodb.TransactWriteItems", write_once.settle_transaction)
     return client
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, contract, runtime, web
+from chalicelib import auth, contract, runtime, web, write_once
 from chalicelib.averages.models import Appended, SizeBody, ValueBody, WindowState
 from chalicelib.averages.moving_average import MovingAverageInterface
 from chalicelib.averages.store import AverageStore
@@ -17,7 +17,7 @@ bp: Blueprint = Blueprint(__name__)
 
 
 def _store() -> AverageStore:
-    return AverageStore(runtime.dynamodb(), runtime.table_name())
+    return AverageStore(runtime.dynamodb(), runtime.table_name(), runtime.dynamodb_single_attempt())
 
 
 def state_body(window: MovingAverageInterface) -> dict[str, Any]:
@@ -62,7 +62,13 @@ def set_size(key: str, body: SizeBody) -> Response:
 )
 def append(key: str, body: ValueBody) -> Response:
     # Values are stored one by one as DynamoDB numbers; the sum is never stored.
-    window = _store().append(key, body.value)
+    try:
+        window = _store().append(key, body.value)
+    except write_once.AlreadyApplied:  # a keyed retry of a value already appended: the window as it is now
+        current = _store().get(key)
+        if current is None:
+            raise
+        window = current
     count("AverageElementsAdded")
     return web.json_response({"average": window.get_moving_average(), "count": len(window), "size": window.size})
 

@@ -47,19 +47,23 @@ import math
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from chalicelib import keys
+from botocore.exceptions import ClientError
+
+from chalicelib import keys, write_once
 from chalicelib.averages.moving_average import SimpleMovingAverage
 from chalicelib.dynamo import (
     ITEM_EXISTS,
     ITEM_IS_NEW,
     LostRace,
     batch_get,
+    cancellation_codes,
     condition_failed,
     item_key,
     num,
     partition_key_of,
     read_int,
     retry,
+    throttled,
 )
 from chalicelib.errors import NotFound
 from chalicelib.ingest import applied
@@ -84,9 +88,11 @@ def capacity(size: int) -> int:
 
 
 class AverageStore:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, single_attempt: Any | None = None) -> None:
         self.client = client
         self.table = table
+        # For list appends, which a resend would apply twice (runtime.dynamodb_single_attempt()).
+        self.single_attempt = single_attempt or client
 
     # --- reads --------------------------------------------------------------
 
@@ -139,40 +145,63 @@ class AverageStore:
         return retry(attempt, lost=condition_failed, busy="too many concurrent writers on this window; retry")
 
     def append(self, key: str, x: float) -> SimpleMovingAverage:
-        """Append x to an existing window; NotFound if the window was never created."""
+        """Append x to an existing window; NotFound if the window was never created.
+
+        A list append is not idempotent, so it is never sent twice: unkeyed, through the single-attempt client
+        (a lost answer is the caller's 503, the value appended at most once); in a request with an
+        Idempotency-Key, as a one-item transaction, which carries the request's receipt (chalicelib/write_once.py)
+        and is then read back. Throttling means nothing was applied: that is retried here."""
 
         def attempt(_: int) -> SimpleMovingAverage:
-            try:
-                response = self.client.update_item(
-                    TableName=self.table,
-                    Key=self._key(key),
-                    UpdateExpression="SET #e = list_append(#e, :x), #v = #v + :one",
-                    ConditionExpression=f"{ITEM_EXISTS} AND size(#e) < #c",
-                    ExpressionAttributeNames=_NAMES,
-                    ExpressionAttributeValues={":x": {"L": [num(x)]}, ":one": num(1)},
-                    ReturnValues="ALL_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-                return self._window(response["Attributes"])
-            except self.client.exceptions.ConditionalCheckFailedException as exc:
-                old = exc.response.get("Item")
-            if old is None:
+            update = {
+                "TableName": self.table,
+                "Key": self._key(key),
+                "UpdateExpression": "SET #e = list_append(#e, :x), #v = #v + :one",
+                "ConditionExpression": f"{ITEM_EXISTS} AND size(#e) < #c",
+                "ExpressionAttributeNames": _NAMES,
+                "ExpressionAttributeValues": {":x": {"L": [num(x)]}, ":one": num(1)},
+            }
+            written, item = self._write_once("Update", update)
+            if written:
+                return self._window(item or self._get_item(key) or {})
+            if item is None:
                 raise NotFound("no moving-average window with this key; create it with PUT", code="window_not_found")
             # The list is at its cap: rewrite it as the window plus x. A failed condition: another writer came first.
-            window = self._window(old)
+            window = self._window(item)
             window.add_element(x)
-            self.client.put_item(
-                **self._put(
-                    key,
-                    window,
-                    version=read_int(old["version"]) + 1,
-                    expected=old["version"],
-                    markers=applied.marker_attrs(old),
-                )
+            put = self._put(
+                key,
+                window,
+                version=read_int(item["version"]) + 1,
+                expected=item["version"],
+                markers=applied.marker_attrs(item),
             )
+            if not self._write_once("Put", put)[0]:
+                raise LostRace
             return window
 
-        return retry(attempt, lost=condition_failed, busy="too many concurrent writers on this window; retry")
+        return retry(attempt, lost=throttled, busy="too many concurrent writers on this window; retry")
+
+    def _write_once(self, action: str, request: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+        """Send one conditional write at most once. (True, the new item where the answer carries it), or (False, the
+        item as it was when the condition failed, None if there was none)."""
+        request = {**request, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        try:
+            if write_once.in_keyed_request():
+                self.client.transact_write_items(TransactItems=[{action: request}])
+                return True, None
+            if action == "Update":
+                new: dict[str, Any] = self.single_attempt.update_item(**request, ReturnValues="ALL_NEW")["Attributes"]
+                return True, new
+            self.single_attempt.put_item(**request)
+            return True, None
+        except ClientError as exc:
+            answer: dict[str, Any] = dict(exc.response)
+            if condition_failed(exc):
+                return False, answer.get("Item")
+            if cancellation_codes(exc)[:1] == ["ConditionalCheckFailed"]:
+                return False, answer["CancellationReasons"][0].get("Item")
+            raise
 
     def apply_delivered(self, delivered: Sequence[Delivered]) -> None:
         """Append average events of the events stream exactly once: per window and Kinesis shard, one write per

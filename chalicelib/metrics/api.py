@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import auth, clock, contract, pages, runtime, sketch, web
+from chalicelib import auth, clock, contract, pages, runtime, sketch, web, write_once
 from chalicelib.metrics import compaction, window
 from chalicelib.metrics.models import Minutes, Quantiles, QuantilesQuery, Sum, ValueBody, WindowQuery
 from chalicelib.metrics.store import SumStore
@@ -37,7 +38,8 @@ def post_value(key: str, body: ValueBody) -> Response:
     # Integers are taken exactly (no float detour).
     value = window.round_half_away(body.value)
     at_ms = clock.now_ms()
-    _store().post(key, value, at_ms, uuid.uuid4().hex[:16])
+    with contextlib.suppress(write_once.AlreadyApplied):  # a keyed retry of a post already stored: nothing to add
+        _store().post(key, value, at_ms, uuid.uuid4().hex[:16])
     late = clock.now_ms() - at_ms
     if late > window.SEAL_LAG_MS // 2:
         # The minute is sealed SEAL_LAG_MS after it ends; a write this slow is close to missing it.

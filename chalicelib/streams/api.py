@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, clock, contract, runtime, sketch, web
+from chalicelib import auth, clock, contract, runtime, sketch, web, write_once
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
 from chalicelib.streams.models import (
@@ -96,7 +96,10 @@ def audit_body(entry: AuditEntry) -> dict[str, Any]:
 def add_values(stream: str, body: ValuesBody) -> Response:
     values = parse_values(body)
     now_ms = clock.now_ms()
-    figures = _store().add_values(stream, values, body.user, uuid.uuid4().hex[:16], now_ms, clock.iso(now_ms))
+    try:
+        figures = _store().add_values(stream, values, body.user, uuid.uuid4().hex[:16], now_ms, clock.iso(now_ms))
+    except write_once.AlreadyApplied:  # a keyed retry of values already added: the stream as it is now
+        return web.json_response(figures_body(_store().snapshot(stream)))
     count("ValuesIngested", len(values))
     return web.json_response(figures_body(figures))
 

@@ -24,7 +24,7 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, clock, contract, pages, runtime, web
+from chalicelib import auth, clock, contract, pages, runtime, web, write_once
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
@@ -185,9 +185,20 @@ def start(body: StartBody) -> Response:
     token = own_token or secrets.token_urlsafe(32)
     now_ms = clock.now_ms()
     response_id = f"{now_ms:012x}{secrets.token_hex(8)}"  # sorts by creation time (newest first on the dashboard)
-    created = _store().create(
-        response_id, _token_hash(token), rules.apply_changes({}, body.changes()), body.step or rules.FIRST_STEP, now_ms
-    )
+    write_once.note(response_id)
+    try:
+        created = _store().create(
+            response_id,
+            _token_hash(token),
+            rules.apply_changes({}, body.changes()),
+            body.step or rules.FIRST_STEP,
+            now_ms,
+        )
+    except write_once.AlreadyApplied as earlier:  # a keyed retry of a start already stored: that response
+        found = _store().get(earlier.note or "")
+        if found is None:  # deleted since
+            raise
+        return web.json_response(response_body(found), status=201)
     count("SurveyResponsesStarted")
     started = response_body(created) if own_token else {**response_body(created), "token": token}
     return web.json_response(started, status=201)
@@ -236,7 +247,10 @@ def answer(response_id: str, body: AnswerBody) -> Response:
                 raise _invalid(error) from None
         return Change(answers, new_step, complete)
 
-    updated = _store().update(checked, decide, clock.now_ms())
+    try:
+        updated = _store().update(checked, decide, clock.now_ms())
+    except write_once.AlreadyApplied:  # a keyed retry of a save already stored: the response as it is now
+        updated = _store().get(response_id) or checked
     if updated.completed and complete:
         count("SurveyResponsesCompleted")
     return web.json_response(response_body(updated))
