@@ -38,7 +38,7 @@ app.register_middleware(middleware.idempotency, "http")
 
 
 @app.route("/", methods=["GET"])
-@contract.operation("The running-statistics page", tags=("pages",), responses={200: contract.HTML})
+@contract.operation("The running-statistics page", tags=("pages",), responses=contract.PAGE)
 def home() -> Response:
     return pages.page("streams.html")
 

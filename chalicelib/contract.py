@@ -34,6 +34,11 @@ VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
 HTML: str = "text/html"  # a response that is a page, not JSON
 ASSET: tuple[str, ...] = ("application/javascript", "text/css")  # a script or a stylesheet
+# A page's answers: the page, or a redirect to its own form of the URL (chalicelib/pages: `own_form`).
+PAGE: Mapping[int, str | None] = {200: HTML, 308: None}
+# Relative to where the document is served (<root>/openapi.json), so the operations' URLs are under whatever prefix
+# the service is mounted at (API Gateway's stage, a custom domain's base path), and /docs' "Try it out" too.
+SERVERS = [{"url": ".", "description": "this service, wherever this document is served from"}]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -400,7 +405,10 @@ Service-wide behaviour (see the README), not repeated per operation:
 - 503 `database_unavailable` (with `Retry-After`) when the database cannot answer in time; a client may retry.
 - Paths are API Gateway's templates. `{path+}` (the hit counter) is greedy: it takes the rest of the path, slashes
   included; OpenAPI has no greedy parameters, so it is documented as a string parameter.
-- A trailing slash is dropped (as API Gateway does, except on `/`): `/stats/` is `/stats`.
+- A trailing slash is dropped (as API Gateway does, except on `/`): `/stats/` is `/stats`. A page asked for in its
+  other form (`/ui/hits/`, or the stage root without its slash) answers 308 with a relative `Location` to its own.
+- Paths are relative to where this document is served (its `servers` is `.`): under a stage or base path `/api/`,
+  `/health` is `/api/health`.
 """
 
 _STATUS_TEXT = {
@@ -408,6 +416,7 @@ _STATUS_TEXT = {
     201: "Created",
     204: "No Content",
     304: "Not Modified",
+    308: "The page's own URL, in the relative `Location` (the root with a trailing slash, other pages without)",
     400: "Bad request: the input is invalid",
     401: "No usable credential",
     403: "Forbidden",
@@ -493,6 +502,9 @@ _ERROR_HEADERS = {
     503: {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
 }
 ERROR_RESPONSE = "#/components/responses/Error{status}"
+_SUCCESS_HEADERS = {
+    308: {"Location": {"description": "a URL relative to the one requested", "schema": {"type": "string"}}}
+}
 
 
 def _declaration(path: str, method: str, view: Callable[..., Any]) -> Operation:
@@ -539,6 +551,8 @@ def _operation_parameters(method: str, declared: Operation, schemas: dict[str, A
 
 def _success_response(status: int, model: Any, schemas: dict[str, Any]) -> dict[str, Any]:
     response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
+    if status in _SUCCESS_HEADERS:
+        response["headers"] = _SUCCESS_HEADERS[status]
     if isinstance(model, (str, tuple)):
         media_types = (model,) if isinstance(model, str) else model
         response["content"] = {media_type: {"schema": {"type": "string"}} for media_type in media_types}
@@ -624,6 +638,7 @@ def document(app: Chalice, current: Settings | None = None) -> dict[str, Any]:
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": TITLE, "version": VERSION, "description": SERVICE_WIDE},
+        "servers": SERVERS,
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),

@@ -61,9 +61,7 @@ def openapi() -> Response:
 
 
 @bp.route("/docs", methods=["GET"])
-@contract.operation(
-    "An interactive reference of this document (Swagger UI)", tags=("pages",), responses={200: contract.HTML}
-)
+@contract.operation("An interactive reference of this document (Swagger UI)", tags=("pages",), responses=contract.PAGE)
 def docs_page() -> Response:
     return pages.page("docs.html")
 

@@ -7,6 +7,7 @@ thread, and DynamoDB Local is a real server. `make browser-deps` installs /usr/b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -46,9 +47,9 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def base_url(survey: Any, chalice_config: Any) -> Iterator[str]:  # noqa: F811
-    """The app over HTTP on a free port, using this test's table (and admin token)."""
+@contextlib.contextmanager
+def serving(app: Any, chalice_config: Any) -> Iterator[str]:
+    """`app` over HTTP in Chalice's LocalDevServer (as `make run` serves it) on a free port: its base URL."""
     from chalice.local import LocalDevServer
 
     from devtools.devserver import DevRequestHandler
@@ -57,7 +58,7 @@ def base_url(survey: Any, chalice_config: Any) -> Iterator[str]:  # noqa: F811
         def log_message(self, format: str, *args: Any) -> None:
             pass  # a page's late poll would print its access line between pytest's own
 
-    server = LocalDevServer(chalice_config.chalice_app, chalice_config, "127.0.0.1", 0, handler_cls=QuietHandler)
+    server = LocalDevServer(app, chalice_config, "127.0.0.1", 0, handler_cls=QuietHandler)
     thread = threading.Thread(target=server.server.serve_forever, name="browser-test-http", daemon=True)
     thread.start()
     try:
@@ -66,6 +67,13 @@ def base_url(survey: Any, chalice_config: Any) -> Iterator[str]:  # noqa: F811
         server.shutdown()
         server.server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def base_url(survey: Any, chalice_config: Any) -> Iterator[str]:  # noqa: F811
+    """The app over HTTP on a free port, using this test's table (and admin token)."""
+    with serving(chalice_config.chalice_app, chalice_config) as url:
+        yield url
 
 
 def expect(target: Any) -> Any:

@@ -234,9 +234,9 @@ def test_hits_page_is_html(api: Api) -> None:
     response = api.get("/ui/hits")
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/html")
-    assert b'<script src="/assets/hits.js">' in response.body
+    assert b'<script src="../assets/hits.js">' in response.body  # relative: the page is one level down
     script = api.get("/assets/hits.js")
-    assert b"/stats/" in script.body and b"/test/" in script.body
+    assert b"`stats/" in script.body and b"`test/${n}/`" in script.body  # relative to the root
 
 
 # --- hot paths: overflow into delta shards, folded later ------------------------

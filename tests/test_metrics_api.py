@@ -417,5 +417,5 @@ def test_metrics_page_is_served(api: Api) -> None:
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/html")
     page = response.body.decode()
     script = api.get("/assets/metrics.js").body.decode()
-    assert '<script src="/assets/metrics.js">' in page and "<svg" in page
-    assert "/metric/${key()}/sum" in script and "/minutes?window=3600" in script
+    assert '<script src="../assets/metrics.js">' in page and "<svg" in page
+    assert "`metric/${key()}/sum`" in script and "/minutes?window=3600" in script

@@ -164,7 +164,7 @@ def hit_load_test(n: int, body: LoadTestBody) -> Response:
 
 
 @bp.route("/ui/hits", methods=["GET"])
-@contract.operation("The hit counters page", tags=("pages",), responses={200: contract.HTML})
+@contract.operation("The hit counters page", tags=("pages",), responses=contract.PAGE)
 def hits_page() -> Response:
     return pages.page("hits.html")
 

@@ -95,7 +95,7 @@ def get_minutes(key: str, query: WindowQuery) -> Response:
 
 
 @bp.route("/ui/metrics", methods=["GET"])
-@contract.operation("The sums page (a chart of /metric/{key}/minutes)", tags=("pages",), responses={200: contract.HTML})
+@contract.operation("The sums page (a chart of /metric/{key}/minutes)", tags=("pages",), responses=contract.PAGE)
 def metrics_page() -> Response:
     return pages.page("metrics.html")
 

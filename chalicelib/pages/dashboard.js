@@ -2,6 +2,8 @@
 // renders the summary (with an SVG pie of the gender ratio) and a sortable, pageable table of responses.
 "use strict";
 (() => {
+  // URLs are relative to the service's root, wherever it is mounted (a stage, a base path): this script is in <root>/assets/.
+  const ROOT = new URL("..", document.currentScript.src);
   const POLL_MS = 1000;
   const TOKEN_KEY = "livestats.admin-token"; // sessionStorage: gone when the tab closes
   const COLUMNS_KEY = "livestats.dashboard.columns";
@@ -82,7 +84,7 @@
     const query = new URLSearchParams({ sort, order, size: String(size), page: String(page) });
     const headers = { Authorization: `Bearer ${token}` };
     if (etag) headers["If-None-Match"] = etag; // the ETag names the query too: another query gets a 200
-    const response = await fetch(`/dashboard/data?${query}`, { headers, cache: "no-store" });
+    const response = await fetch(new URL(`dashboard/data?${query}`, ROOT), { headers, cache: "no-store" });
     if (response.status === 304) { liveStatus(paused ? "Paused" : "Live", !paused); return; }
     if (response.status === 401) { signOut("The admin token is not valid."); return; }
     const body = await response.json();
@@ -323,7 +325,7 @@
   async function remove(row) {
     const who = row.name ? `from ${row.name}` : "without a name";
     if (!window.confirm(`Delete the response ${who}? This cannot be undone.`)) return;
-    const response = await fetch(`/dashboard/responses/${encodeURIComponent(row.id)}`, {
+    const response = await fetch(new URL(`dashboard/responses/${encodeURIComponent(row.id)}`, ROOT), {
       method: "DELETE", headers: { Authorization: `Bearer ${token}` }, cache: "no-store",
     });
     if (response.status === 401) { signOut("The admin token is not valid."); return; }

@@ -1,9 +1,11 @@
 "use strict";
+// URLs are relative to the service's root, wherever it is mounted (a stage, a base path): this script is in <root>/assets/.
+const ROOT = new URL("..", document.currentScript.src);
 const $ = (id) => document.getElementById(id);
 const CHUNK = 500;
 
 async function call(method, path, body) {
-  const response = await fetch(path, {method, headers: {"Content-Type": "application/json"}, body: body ? JSON.stringify(body) : undefined});
+  const response = await fetch(new URL(path, ROOT), {method, headers: {"Content-Type": "application/json"}, body: body ? JSON.stringify(body) : undefined});
   const data = await response.json();
   if (!response.ok) throw new Error(data.error ? data.error.message : response.statusText);
   return data;
@@ -15,7 +17,7 @@ async function refresh() {
   const day = $("day").value;
   const query = `?limit=${$("limit").value}` + (day ? `&day=${day}` : "");
   try {
-    const stats = await call("GET", `/stats/${query}`);
+    const stats = await call("GET", `stats/${query}`);
     $("total").textContent = stats.total_hits.toLocaleString();
     $("distinct").textContent = stats.distinct_paths.toLocaleString();
     const top = stats.paths.length ? stats.paths[0].count : 1;
@@ -59,7 +61,7 @@ $("test").addEventListener("submit", async (event) => {
   try {
     while (counted < total) {
       const n = Math.min(CHUNK, total - counted);
-      const result = await call("POST", `/test/${n}/`, pool ? {pool} : {});
+      const result = await call("POST", `test/${n}/`, pool ? {pool} : {});
       pool = result.pool;
       counted += result.counted;
       requests += 1;

@@ -1,4 +1,6 @@
 "use strict";
+// URLs are relative to the service's root, wherever it is mounted (a stage, a base path): this script is in <root>/assets/.
+const ROOT = new URL("..", document.currentScript.src);
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const key = () => encodeURIComponent($("key").value.trim());
@@ -7,7 +9,7 @@ const linked = new URLSearchParams(location.search).get("key");
 if (linked) $("key").value = linked;
 
 async function call(method, path, body) {
-  const response = await fetch(path, {method, headers: {"Content-Type": "application/json"}, body: body === undefined ? undefined : JSON.stringify(body)});
+  const response = await fetch(new URL(path, ROOT), {method, headers: {"Content-Type": "application/json"}, body: body === undefined ? undefined : JSON.stringify(body)});
   const data = await response.json();
   if (!response.ok) throw new Error(data.error ? data.error.message : response.statusText);
   return data;
@@ -42,8 +44,8 @@ function draw(minutes) {
 async function refresh() {
   if (!$("key").checkValidity()) return;
   try {
-    const [sum, series, quantiles] = await Promise.all([call("GET", `/metric/${key()}/sum`),
-      call("GET", `/metric/${key()}/minutes?window=3600`), call("GET", `/metric/${key()}/quantiles?window=3600&q=0.5,0.9,0.95,0.99`)]);
+    const [sum, series, quantiles] = await Promise.all([call("GET", `metric/${key()}/sum`),
+      call("GET", `metric/${key()}/minutes?window=3600`), call("GET", `metric/${key()}/quantiles?window=3600&q=0.5,0.9,0.95,0.99`)]);
     $("sum").textContent = sum.value.toLocaleString();
     for (const [id, q] of [["p50", "0.5"], ["p90", "0.9"], ["p95", "0.95"], ["p99", "0.99"]]) {
       const v = quantiles.quantiles[q];
@@ -62,7 +64,7 @@ $("post").addEventListener("submit", async (event) => {
   if ($("value").value.trim() === "" || !Number.isFinite(value)) { $("error").textContent = "Enter a number."; return; }
   // The field is free for the next value at once; a failed send puts its text back unless something new was typed.
   const sent = $("value").value; $("value").value = "";
-  try { await call("POST", `/metric/${key()}`, {value}); await refresh(); }
+  try { await call("POST", `metric/${key()}`, {value}); await refresh(); }
   catch (e) { if ($("value").value === "") $("value").value = sent; $("error").textContent = e.message; }
 });
 $("choose").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });

@@ -1,4 +1,6 @@
 "use strict";
+// URLs are relative to the service's root, wherever it is mounted (a stage, a base path): this script is in <root>/assets/.
+const ROOT = new URL("..", document.currentScript.src);
 const $ = (id) => document.getElementById(id);
 const fmt = (x) => x === null || x === undefined ? "—" : (typeof x === "number" ? Number(x.toPrecision(10)).toString() : x);
 const cell = (text) => { const td = document.createElement("td"); td.textContent = text; return td; };
@@ -11,7 +13,7 @@ const linked = new URLSearchParams(location.search).get("stream");
 if (linked) $("stream").value = linked;
 
 async function call(method, path, body) {
-  const response = await fetch(path, {method, headers: {"Content-Type": "application/json"}, body: body ? JSON.stringify(body) : undefined});
+  const response = await fetch(new URL(path, ROOT), {method, headers: {"Content-Type": "application/json"}, body: body ? JSON.stringify(body) : undefined});
   const data = await response.json();
   if (!response.ok) throw new Error(data.error ? data.error.message : response.statusText);
   return data;
@@ -34,15 +36,15 @@ function showFigures(s) {
 async function refresh() {
   if (!$("stream").checkValidity()) return;
   try {
-    showFigures(await call("GET", `/streams/${stream()}`));
-    const audit = await call("GET", `/streams/${stream()}/values?limit=20`);
+    showFigures(await call("GET", `streams/${stream()}`));
+    const audit = await call("GET", `streams/${stream()}/values?limit=20`);
     $("audit").replaceChildren(...audit.values.map((v) => row([fmt(v.value), v.user || "—", v.at, v.session])));
   } catch (e) { $("error").textContent = e.message; }
 }
 
 async function loadSessions(more) {
   const query = more && sessionsCursor ? `?cursor=${sessionsCursor}` : "";
-  const page = await call("GET", `/streams/${stream()}/sessions${query}`);
+  const page = await call("GET", `streams/${stream()}/sessions${query}`);
   const rows = page.sessions.map((s) => row([s.session, s.count, fmt(s.mean), fmt(s.stddev), fmt(s.quantiles && s.quantiles.p50), fmt(s.quantiles && s.quantiles.p99), s.started_at, s.closed_at, s.closed_by || "—"]));
   if (more) $("sessions").append(...rows); else $("sessions").replaceChildren(...rows);
   sessionsCursor = page.cursor; $("more-sessions").hidden = !page.cursor;
@@ -56,14 +58,14 @@ $("submit").addEventListener("submit", async (event) => {
   const body = {values}; const user = $("user").value.trim(); if (user) body.user = user;
   // The field is free for the next numbers at once; a failed send puts its text back unless something new was typed.
   const sent = $("numbers").value; $("numbers").value = "";
-  try { showFigures(await call("POST", `/streams/${stream()}/values`, body)); refresh(); }
+  try { showFigures(await call("POST", `streams/${stream()}/values`, body)); refresh(); }
   catch (e) { if ($("numbers").value === "") $("numbers").value = sent; $("error").textContent = e.message; }
 });
 
 $("reset").addEventListener("click", async () => {
   $("error").textContent = "";
   const user = $("user").value.trim();
-  try { await call("POST", `/streams/${stream()}/reset`, user ? {user} : {}); await refresh(); await loadSessions(false); }
+  try { await call("POST", `streams/${stream()}/reset`, user ? {user} : {}); await refresh(); await loadSessions(false); }
   catch (e) { $("error").textContent = e.message; }
 });
 

@@ -2,6 +2,8 @@
 // The response's id and secret token stay in localStorage, so a closed tab resumes where it was.
 "use strict";
 (() => {
+  // URLs are relative to the service's root, wherever it is mounted (a stage, a base path): this script is in <root>/assets/.
+  const ROOT = new URL("..", document.currentScript.src);
   const STORAGE_KEY = "livestats.survey";
   const DEBOUNCE_MS = 400;
   const LAST = 4;
@@ -106,7 +108,7 @@
   async function call(method, path, body) {
     const headers = { "Content-Type": "application/json" };
     if (saved) headers["X-Response-Token"] = saved.token;
-    const response = await fetch(path, { method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body) });
+    const response = await fetch(new URL(path, ROOT), { method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body) });
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     return { status: response.status, data };
@@ -134,7 +136,7 @@
         if (!saved) {
           if (!fields.length && step === 1 && !extra.complete) { status(""); return { ok: true }; } // nothing to keep yet
           status("Saving…");
-          response = await call("POST", "/survey/responses", body);
+          response = await call("POST", "survey/responses", body);
           if (response.status === 201) {
             remember(response.data.id, response.data.token);
             fields.forEach(clearError); fields = [];
@@ -143,7 +145,7 @@
           }
         } else {
           status("Saving…");
-          response = await call("PATCH", `/survey/responses/${encodeURIComponent(saved.id)}`, { ...body, ...extra });
+          response = await call("PATCH", `survey/responses/${encodeURIComponent(saved.id)}`, { ...body, ...extra });
           if (response.status === 200) {
             fields.forEach(clearError);
             status(invalid.size ? "Saved, except the answer marked in red" : "Saved");
@@ -250,7 +252,7 @@
     let problem = "";
     if (saved) {
       try {
-        const response = await call("GET", `/survey/responses/${encodeURIComponent(saved.id)}`);
+        const response = await call("GET", `survey/responses/${encodeURIComponent(saved.id)}`);
         if (response.status === 200) {
           if (response.data.completed) { show("submitted"); return; }
           for (const f of FIELDS) setValue(f, response.data.answers[f]);

@@ -65,14 +65,14 @@ def _invalid(error: rules.AnswerError) -> InvalidInput:
 
 
 @bp.route("/survey", methods=["GET"])
-@contract.operation("The survey page", tags=("pages",), responses={200: contract.HTML})
+@contract.operation("The survey page", tags=("pages",), responses=contract.PAGE)
 def survey_page() -> Response:
     return pages.page("survey.html")
 
 
 @bp.route("/dashboard", methods=["GET"])
 @contract.operation(
-    "The admin dashboard page (its data needs the admin token)", tags=("pages",), responses={200: contract.HTML}
+    "The admin dashboard page (its data needs the admin token)", tags=("pages",), responses=contract.PAGE
 )
 def dashboard_page() -> Response:
     return pages.page("dashboard.html")
