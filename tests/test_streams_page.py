@@ -23,3 +23,33 @@ def test_the_page_shows_the_quantiles_of_the_active_and_closed_sessions(browser:
     page.click("#reset")
     expect(page.locator("#sessions tr td").nth(4)).to_have_text("2.974233423", timeout=WAIT_MS)
     expect(page.locator('[data-figure="p50"] b')).to_have_text("—", timeout=WAIT_MS)
+
+
+def test_where_writes_need_a_token_the_page_asks_for_it_once_and_sends_it(
+    browser: Any,  # noqa: F811
+    base_url: str,  # noqa: F811
+    env: Any,
+) -> None:
+    env.set("WRITE_ACCESS", "token")
+    env.set("WRITE_TOKEN", "page-write-token-0123456789abcdef")
+    page = browser.new_context().new_page()
+    page.goto(f"{base_url}/?stream=page-token")
+    expect(page.locator("#write-token")).to_be_hidden()
+    page.fill("#numbers", "5")
+    page.click("#submit button[type=submit]")
+    expect(page.locator("#write-token")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#error")).to_contain_text("needs a write token")
+    expect(page.locator("#session")).to_have_text("no values yet")  # the 401 changed nothing
+    page.fill("#write-token-value", "a-wrong-token")
+    page.click("#write-token button")
+    page.fill("#numbers", "5")
+    page.click("#submit button[type=submit]")
+    expect(page.locator("#write-token")).to_be_visible(timeout=WAIT_MS)  # refused: asked again
+    page.fill("#write-token-value", "page-write-token-0123456789abcdef")
+    page.click("#write-token button")
+    expect(page.locator("#write-token")).to_be_hidden()
+    page.fill("#numbers", "5, 7")
+    page.click("#submit button[type=submit]")
+    expect(page.locator('[data-figure="count"] b')).to_have_text("2", timeout=WAIT_MS)
+    page.click("#reset")  # the token is kept for the tab's later writes
+    expect(page.locator("#sessions tr")).to_have_count(1, timeout=WAIT_MS)

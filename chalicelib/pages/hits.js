@@ -1,15 +1,8 @@
 "use strict";
-// URLs are relative to the service's root, wherever it is mounted (a stage, a base path): this script is in <root>/assets/.
-const ROOT = new URL("..", document.currentScript.src);
 const $ = (id) => document.getElementById(id);
 const CHUNK = 500;
 
-async function call(method, path, body) {
-  const response = await fetch(new URL(path, ROOT), {method, headers: {"Content-Type": "application/json"}, body: body ? JSON.stringify(body) : undefined});
-  const data = await response.json();
-  if (!response.ok) throw new Error(data.error ? data.error.message : response.statusText);
-  return data;
-}
+const call = livestats.call;
 
 function td(text, cls) { const cell = document.createElement("td"); cell.textContent = text; if (cls) cell.className = cls; return cell; }
 

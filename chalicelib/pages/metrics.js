@@ -1,6 +1,4 @@
 "use strict";
-// URLs are relative to the service's root, wherever it is mounted (a stage, a base path): this script is in <root>/assets/.
-const ROOT = new URL("..", document.currentScript.src);
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const key = () => encodeURIComponent($("key").value.trim());
@@ -8,12 +6,7 @@ const key = () => encodeURIComponent($("key").value.trim());
 const linked = new URLSearchParams(location.search).get("key");
 if (linked) $("key").value = linked;
 
-async function call(method, path, body) {
-  const response = await fetch(new URL(path, ROOT), {method, headers: {"Content-Type": "application/json"}, body: body === undefined ? undefined : JSON.stringify(body)});
-  const data = await response.json();
-  if (!response.ok) throw new Error(data.error ? data.error.message : response.statusText);
-  return data;
-}
+const call = livestats.call;
 
 function el(name, attrs, text) {
   const node = document.createElementNS(SVG, name);

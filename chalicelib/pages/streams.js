@@ -1,6 +1,4 @@
 "use strict";
-// URLs are relative to the service's root, wherever it is mounted (a stage, a base path): this script is in <root>/assets/.
-const ROOT = new URL("..", document.currentScript.src);
 const $ = (id) => document.getElementById(id);
 const fmt = (x) => x === null || x === undefined ? "—" : (typeof x === "number" ? Number(x.toPrecision(10)).toString() : x);
 const cell = (text) => { const td = document.createElement("td"); td.textContent = text; return td; };
@@ -12,12 +10,7 @@ function stream() { return encodeURIComponent($("stream").value.trim()); }
 const linked = new URLSearchParams(location.search).get("stream");
 if (linked) $("stream").value = linked;
 
-async function call(method, path, body) {
-  const response = await fetch(new URL(path, ROOT), {method, headers: {"Content-Type": "application/json"}, body: body ? JSON.stringify(body) : undefined});
-  const data = await response.json();
-  if (!response.ok) throw new Error(data.error ? data.error.message : response.statusText);
-  return data;
-}
+const call = livestats.call;
 
 function showFigures(s) {
   $("session").textContent = s.session ? `session ${s.session}` : "no values yet";
