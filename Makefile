@@ -42,6 +42,7 @@ test-ddblocal: $(STAMP)
 openapi: $(STAMP)
 	$(PY) -m chalicelib.contract > openapi.json
 
+# The benchmarks, printed; `$(PY) -m bench --write` also rewrites the figures in docs/benchmarks.md.
 bench: $(STAMP)
 	$(PY) -m bench
 

@@ -1,8 +1,8 @@
 """Run every benchmark against one DynamoDB Local and print (or write) the Markdown report.
 
 python -m bench                      # print
-python -m bench --readme             # also replace the figures between the markers in README.md
-python -m bench coldstart --readme   # run one (or some) and replace only its section there
+python -m bench --write              # also replace the figures between the markers in docs/benchmarks.md
+python -m bench coldstart --write    # run one (or some) and replace only its section there
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ BENCHMARKS = [
     "bench.ingest",
     "bench.coldstart",
 ]
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--readme", action="store_true", help="write the figures into README.md")
+    parser.add_argument("--write", action="store_true", help="write the figures into docs/benchmarks.md")
     parser.add_argument("only", nargs="*", help="module names to run (default: all)")
     args = parser.parse_args()
     modules = [m for m in BENCHMARKS if not args.only or m.split(".")[-1] in args.only]
@@ -49,17 +49,17 @@ def main() -> None:
             sections.append(module.run(endpoint_url))
     report = "\n\n".join(sections)
     print(report)
-    if args.readme:
-        text = README.read_text()
+    if args.write:
+        text = REPORT.read_text()
         head, rest = text.split(START, 1)
         old, tail = rest.split(END, 1)
         if len(modules) < len(BENCHMARKS):
             report = _replace_sections(old.strip(), sections[1:])
-        README.write_text(f"{head}{START}\n{report}\n{END}{tail}")
+        REPORT.write_text(f"{head}{START}\n{report}\n{END}{tail}")
 
 
 def _replace_sections(report: str, sections: list[str]) -> str:
-    """The README's report with each new section in place of the one under the same ### heading (or appended)."""
+    """The written report with each new section in place of the one under the same ### heading (or appended)."""
     parts = report.split("\n\n### ")
     for section in sections:
         heading, body = section.removeprefix("### ").split("\n", 1)

@@ -7,7 +7,7 @@ keys) and a summary recomputed from them (rules.recompute), then the real handle
 gateway, interleaved across tables and cases for several rounds; medians of latency, consumed capacity (what
 DynamoDB Local reports, index writes included) and round trips.
 
-    python -m bench survey --readme
+    python -m bench survey --write
 """
 
 from __future__ import annotations
