@@ -168,7 +168,8 @@ def test_security_follows_each_views_policy(app: Any, document: dict[str, Any]) 
     assert schemes["responseToken"]["in"] == "header" and schemes["responseToken"]["name"] == "X-Response-Token"
 
 
-def test_the_documented_bounds_are_the_readmes(document: dict[str, Any]) -> None:
+def test_the_documented_bounds_are_the_references(document: dict[str, Any]) -> None:
+    """The bounds docs/averages.md, docs/streams.md, docs/hits.md and docs/survey.md give are the document's."""
     schemas = document["components"]["schemas"]
     assert (
         schemas["SizeBody"]["properties"]["size"] | {"minimum": 1, "maximum": 10_000}
