@@ -2,7 +2,7 @@
 
 Two tables on one DynamoDB Local: one with 100 paths, one with 100,000 (long-tailed counts,
 so most paths tie at small counts). Both are loaded with BatchWriteItem of the items the
-store itself builds (HitStore.counter_item / totals_item), then the real handler answers
+store itself builds (HitStore.counter_item / rank_item / totals_item), then the real handler answers
 GET /stats/?limit=20 through Chalice's local gateway, alternating between the tables for
 several rounds; medians of latency, consumed read capacity and round trips are compared.
 A second figure: the write cost of one hit (first and repeated), as DynamoDB Local reports it.
@@ -20,12 +20,14 @@ from typing import Any
 
 from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
 from chalicelib import keys
+from chalicelib.hits.counts import Counter
 from chalicelib.hits.store import HitStore
 
 SMALL, LARGE = 100, 100_000
 ROUNDS = 21
 WARMUP = 3
 LIMIT = 20
+DAY = "2026-11-23"
 
 
 def _paths(n: int, rng: random.Random) -> dict[str, int]:
@@ -40,9 +42,15 @@ def _paths(n: int, rng: random.Random) -> dict[str, int]:
 
 
 def _load(client: Any, store: HitStore, counts: dict[str, int]) -> None:
-    items = [store.counter_item(keys.HIT_ALL, path, n) for path, n in counts.items()]
+    items = [store.counter_item(path, Counter(n, DAY, 0)) for path, n in counts.items()]
+    items += [store.rank_item(keys.HIT_ALL, path, n) for path, n in counts.items()]
     items += [
-        store.totals_item(keys.HIT_ALL, k, sum(counts.values()) if k == 0 else 0, len(counts) if k == 0 else 0)
+        store.totals_item(
+            keys.HIT_ALL,
+            keys.hit_direct_writer(k),
+            sum(counts.values()) if k == 0 else 0,
+            len(counts) if k == 0 else 0,
+        )
         for k in range(keys.HIT_TOTAL_SHARDS)
     ]
 
@@ -94,7 +102,7 @@ def run(endpoint_url: str) -> str:
         write_cost = []
         for path in ("/api/bench-new-path/", "/api/bench-new-path/"):
             meter.reset()
-            hit_store.record(path, "2026-11-23", 0)
+            hit_store.record(path, DAY, 0)
             write_cost.append((meter.write_units, meter.round_trips))
     finally:
         set_env("TABLE_NAME", previous_table)

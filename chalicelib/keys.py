@@ -16,12 +16,19 @@ with the kind of thing they hold, so features never collide:
                                                     the trimmed, lower-cased address), written with that response
   SURVEY#summary              SUMMARY#{k:02d}       one of SURVEY_SUMMARY_SHARDS shards of the survey's counters;
                                                     their sum is kept in step with every response
-  HIT#{scope}#{path}          COUNT                 a path's hit counter for scope ALL or one UTC day (YYYY-MM-DD);
-                                                    in the `ranking` GSI under HITRANK#{scope}#{r} (r = crc32(path) % HIT_RANK_SHARDS)
-  HITDELTA#{k}#{scope}#{path} COUNT                 overflow counter shard k of a throttled (hot) path, folded into HIT# by a schedule
-  HITMARK#{k}#{scope}#{path}  COUNT                 "shard k has unfolded hits" marker; in `ranking` under HITFOLD#{k}
-  HITTOTAL#{scope}#{k}        COUNT                 one shard of total_hits / distinct_paths (k < HIT_TOTAL_SHARDS:
-                                                    direct writes; then HIT_INGEST_TOTAL_SHARDS: the events stream's)
+  HIT#{path}                  COUNT                 a path's counter: n (all time), day and day_base (that day's count is
+                                                    n - day_base), per stream shard the last record applied
+  HITDAY#{path}               {day}                 a path's count on a past UTC day (YYYY-MM-DD) (TTL)
+  HITR#{scope}#{path}         RANK                  a path's ranking entry for scope ALL or a day: in the `ranking` GSI under
+                                                    HITRANK#{scope}#{r} (r = crc32(path) % HIT_RANK_SHARDS) (a day's: TTL)
+  HITTOTAL#{scope}            {writer}              one writer's part of total_hits / distinct_paths: d{k} for direct hits
+                                                    (k < HIT_TOTAL_SHARDS), s{shard id} for a stream shard (a day's: TTL)
+  HITSWEEP#{minute}#{p}       {entry}               paths whose ranking entries wait for the sweep: p{digest of day, path} (a
+                                                    direct hit), b{shard}#{seq} (a stream batch's list) (TTL)
+  HITSWEPT                    {minute:010d}         "the sweep ranked every path of this minute" (TTL)
+  HITDELTA#{k}#{path}         COUNT                 overflow shard k of a throttled (hot) path: per day d{day} hits, folded
+                                                    into HIT# by the sweep
+  HITMARK#{k}#{path}          COUNT                 "shard k has unfolded hits" marker; in `ranking` under HITFOLD#{k}
   SUMEV#{key}#{minute}#{k}    {ms:013d}#{id}        one posted value (TTL); k < SUM_EVENT_SHARDS
   SUMEV#{key}#{minute}#{k}    {s_ms:013d}#{shard}#{seq}#{c}  a stream batch's values of one second, packed (TTL): s_ms is
                                                     the second's first ms, seq the first record's sequence number, c the chunk
@@ -141,22 +148,31 @@ def average_pk(key: str) -> str:
 
 
 # --- hit counters -----------------------------------------------------------
-# A path's counter item is also its ranking entry (GSI `ranking`); the ranking is spread
-# over HIT_RANK_SHARDS index partition keys per scope and merged on read. Service totals
-# are spread over HIT_TOTAL_SHARDS items. A throttled (hot) counter overflows into
-# HIT_DELTA_SHARDS delta items, each in its own partition. See chalicelib/hits/store.py.
+# One counter item per path holds both its all-time and its current day's count (chalicelib/hits/counts.py); its
+# past days are history items. Ranking entries are items of their own, kept by the consumer and the sweep
+# (chalicelib/hits/store.py), spread over HIT_RANK_SHARDS index partition keys per scope and merged on read. Service
+# totals are one item per writer (direct shards, stream shards), read with one Query. A throttled (hot) counter
+# overflows into HIT_DELTA_SHARDS delta items, each in its own partition.
 HIT_RANK_SHARDS = 16
 HIT_TOTAL_SHARDS = 8
-# Totals shards the events stream's consumer adds to, after the direct writers' (numbered HIT_TOTAL_SHARDS on): its
-# transactions never meet a direct writer's ADD there (a write to an item inside a transaction is refused).
-HIT_INGEST_TOTAL_SHARDS = 8
 HIT_DELTA_SHARDS = 8
+HIT_SWEEP_PARTITIONS = 8
 HIT_COUNT_SK = "COUNT"
+HIT_RANK_SK = "RANK"
 HIT_ALL = "ALL"  # the all-time scope; a day scope is its UTC date, YYYY-MM-DD
+HIT_SWEPT_PK = "HITSWEPT"
 
 
-def hit_pk(scope: str, path: str) -> str:
-    return f"HIT#{scope}#{path}"
+def hit_pk(path: str) -> str:
+    return f"HIT#{path}"
+
+
+def hit_day_pk(path: str) -> str:
+    return f"HITDAY#{path}"
+
+
+def hit_rank_item_pk(scope: str, path: str) -> str:
+    return f"HITR#{scope}#{path}"
 
 
 def hit_rank_shard(path: str) -> int:
@@ -168,20 +184,40 @@ def hit_rank_pk(scope: str, shard: int) -> str:
     return f"HITRANK#{scope}#{shard}"
 
 
-def hit_delta_pk(scope: str, path: str, shard: int) -> str:
-    return f"HITDELTA#{shard}#{scope}#{path}"
+def hit_totals_pk(scope: str) -> str:
+    return f"HITTOTAL#{scope}"
 
 
-def hit_mark_pk(scope: str, path: str, shard: int) -> str:
-    return f"HITMARK#{shard}#{scope}#{path}"
+def hit_direct_writer(shard: int) -> str:
+    return f"d{shard:02d}"
+
+
+def hit_stream_writer(shard_id: str) -> str:
+    return f"s{shard_id}"
+
+
+def hit_sweep_pk(minute: int, partition: int) -> str:
+    return f"HITSWEEP#{minute}#{partition}"
+
+
+def hit_sweep_partition(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8")) % HIT_SWEEP_PARTITIONS
+
+
+def minute_sk(minute: int) -> str:
+    return f"{minute:010d}"
+
+
+def hit_delta_pk(path: str, shard: int) -> str:
+    return f"HITDELTA#{shard}#{path}"
+
+
+def hit_mark_pk(path: str, shard: int) -> str:
+    return f"HITMARK#{shard}#{path}"
 
 
 def hit_fold_pk(shard: int) -> str:
     return f"HITFOLD#{shard}"
-
-
-def hit_totals_pk(scope: str, shard: int) -> str:
-    return f"HITTOTAL#{scope}#{shard}"
 
 
 # --- last-hour sums ---------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import auth, dynamo, keys, runtime, table, web, write_once
+from chalicelib import auth, dynamo, keys, request_context, runtime, settings, table, web, write_once
 from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, ServiceError, error_response
 from chalicelib.observability import count, logger
 
@@ -90,6 +90,9 @@ class _IdempotentRunner:
             expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
             raise_on_no_idempotency_key=True,
         )
+        # A key's in-progress record lasts as long as its request may still write, so a retry after a 503 runs (and
+        # finds the first attempt's receipts) instead of meeting 409 for the record's 24 hours.
+        self.config.register_lambda_context(_WritesMayLand())  # type: ignore[arg-type]
         persistence = DynamoDBPersistenceLayer(
             table_name=runtime.table_name(),
             key_attr=table.PARTITION_KEY,
@@ -108,6 +111,18 @@ class _IdempotentRunner:
             return response
 
         self.apply = apply
+
+
+class _WritesMayLand:
+    """What Powertools reads as the Lambda context's remaining time: how long the current request may still write
+    (its budget, then one database attempt in flight). Read in the request's own context, so one shared object
+    answers for each request."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        current = settings.get()
+        left = request_context.remaining()
+        budget = current.request_budget_s if left is None else max(left, 0.0)
+        return int((budget + current.db_connect_timeout_s + current.db_read_timeout_s) * 1000)
 
 
 def _idempotent_runner() -> _IdempotentRunner:
@@ -150,8 +165,6 @@ def idempotency(event: Request, get_response: GetResponse) -> Response:
     )
 
     runner = _idempotent_runner()
-    if event.lambda_context is not None:
-        runner.config.register_lambda_context(event.lambda_context)
     # The route template plus its parameters names the resource the same way in API Gateway and locally.
     target = f"{event.path} {json.dumps(event.uri_params or {}, sort_keys=True)}"
     request = {

@@ -94,7 +94,10 @@ def ensure_table(client: Any, table_name: str) -> bool:
         return False
     except client.exceptions.ResourceNotFoundException:
         pass
-    client.create_table(**create_table_request(table_name))
+    try:
+        client.create_table(**create_table_request(table_name))
+    except client.exceptions.ResourceInUseException:
+        pass  # another process made it, or botocore resent our create after its answer was lost
     client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
     client.update_time_to_live(
         TableName=table_name,

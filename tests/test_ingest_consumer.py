@@ -21,8 +21,8 @@ import pytest
 
 from chalicelib import clock, keys, observability, runtime
 from chalicelib.averages.store import AverageStore
-from chalicelib.hits import days
-from chalicelib.hits.store import HitStore
+from chalicelib.hits import days, streamed
+from chalicelib.hits.store import HitStore, Totals
 from chalicelib.ingest import records
 from chalicelib.ingest.records import AverageEvent, Event, HitEvent, MetricEvent, ValueEvent
 from chalicelib.metrics.store import SumStore
@@ -142,8 +142,9 @@ def test_a_thousand_hits_on_one_path_cost_one_counter_update_per_scope(client: A
     with calls(runtime.dynamodb()) as seen:
         assert consume(client, batch) == []
     writes = {name: k for name, k in seen.items() if not name.startswith(("Get", "BatchGet", "Query"))}
-    # One transaction per scope (all time, the day): the counter's increment and the totals' increment.
-    assert writes == {"TransactWriteItems": 2, "TransactWriteItems.Update": 4}
+    # No transaction: one increment of the path's counter (both scopes), one of the shard's totals per scope (all
+    # time, the day), and the path's two ranking entries (its first change this minute).
+    assert writes == {"UpdateItem": 3, "PutItem": 2}
     store = hit_store()
     assert store.count(keys.HIT_ALL, "/api/hot/") == store.count(DAY, "/api/hot/") == 1000
     for scope in (keys.HIT_ALL, DAY):
@@ -244,26 +245,33 @@ def test_two_kinesis_shards_keep_their_own_markers(client: Any, dynamodb: Any) -
 # --- failures --------------------------------------------------------------------------------------------------------
 
 
-def test_a_failing_key_reports_its_records_and_the_retry_completes_the_batch(
+def test_a_failing_path_brings_back_every_hit_record_of_the_batch_and_the_retry_completes_it(
     client: Any, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    batch = [(n, hits("/api/bad/" if n in (3, 6) else "/api/good/", 10)) for n in range(9)]
-    applies = HitStore.apply_delivered
+    """A batch's hits are one group (their totals are written once per batch): when one path fails after others were
+    counted, every record holding hits comes back, and the retry counts each hit once, totals included."""
+    # Record 1 holds no hit: it is not brought back.
+    batch = [
+        (n, hits("/api/bad/" if n in (4, 7) else "/api/good/", 10) if n != 1 else values("v", [1.0])) for n in range(10)
+    ]
+    counts = streamed._count_path
 
-    def flaky(self: HitStore, delivered: Sequence[records.Delivered]) -> None:
-        if any(getattr(d.event, "path", "") == "/api/bad/" for d in delivered):
+    def flaky(store: HitStore, shard_id: str, runs: list[streamed.Run], minute: int) -> streamed.Counted:
+        if runs[0].path == "/api/bad/":
             raise RuntimeError("the database is not answering")
-        applies(self, delivered)
+        return counts(store, shard_id, runs, minute)
 
-    monkeypatch.setattr(HitStore, "apply_delivered", flaky)
-    assert consume(client, batch) == [seq(3), seq(6)]
-    assert hit_store().count(keys.HIT_ALL, "/api/good/") == 70
-    monkeypatch.setattr(HitStore, "apply_delivered", applies)
-    # Lambda resends from the lowest failed record: /api/good/'s records 4.. again, and they count once.
-    assert consume(client, batch[3:]) == []
+    monkeypatch.setattr(streamed, "_count_path", flaky)
+    assert consume(client, batch) == [seq(n) for n in range(10) if n != 1]
+    assert hit_store().count(keys.HIT_ALL, "/api/good/") == 70  # counted before the failure...
+    assert hit_store().totals(keys.HIT_ALL).total_hits == 0  # ...but the batch's totals wait for the whole batch
+    monkeypatch.setattr(streamed, "_count_path", counts)
+    # Lambda resends from the lowest failed record: every hit record again; each hit counts once.
+    assert consume(client, batch) == []
     store = hit_store()
     assert (store.count(keys.HIT_ALL, "/api/good/"), store.count(keys.HIT_ALL, "/api/bad/")) == (70, 20)
-    assert store.totals(keys.HIT_ALL).total_hits == 90
+    for scope in (keys.HIT_ALL, DAY):
+        assert store.totals(scope) == Totals(total_hits=90, distinct_paths=2)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from chalice.app import Request
 
 from chalicelib import auth, clock, contract, pages, routing, runtime, settings, web
 from chalicelib.errors import Forbidden, InvalidInput, ServiceError
-from chalicelib.hits import days, load_test, paths, ranking
+from chalicelib.hits import days, load_test, paths, ranking, sweep
 from chalicelib.hits.models import (
     CountedPath,
     Hit,
@@ -170,9 +170,10 @@ def hits_page() -> Response:
 
 
 @bp.schedule(Rate(1, unit=Rate.MINUTES))
-def fold_hit_overflow(event: Any) -> dict[str, int]:
-    """Move hot paths' overflow counts into their counter items (and so into the ranking)."""
-    moved = _store().fold()
-    if moved:
-        count("HitsFolded", moved)
-    return {"moved": moved}
+def sweep_hits(event: Any) -> dict[str, int]:
+    """Fold hot paths' overflow into their counters and move the ranking entries of the paths listed since."""
+    swept = sweep.sweep(_store())
+    if swept.folded:
+        count("HitsFolded", swept.folded)
+    count("HitRankEntriesPut", swept.ranked)
+    return {"folded": swept.folded, "minutes": swept.minutes, "ranked": swept.ranked}

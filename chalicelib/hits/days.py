@@ -19,8 +19,12 @@ DAY_FORMAT = "%Y-%m-%d"
 def counting_day(now_s: float) -> tuple[str, int]:
     """The UTC day (YYYY-MM-DD) of the epoch time `now_s`, and the TTL (epoch seconds) of its counters."""
     day = datetime.fromtimestamp(now_s, tz=UTC).strftime(DAY_FORMAT)
-    day_start = int(datetime.strptime(day, DAY_FORMAT).replace(tzinfo=UTC).timestamp())
-    return day, day_start + DAY_SECONDS + DAY_RETENTION_SECONDS
+    return day, day_start(day) + DAY_SECONDS + DAY_RETENTION_SECONDS
+
+
+def day_start(day: str) -> int:
+    """The epoch second a UTC day (YYYY-MM-DD) begins."""
+    return int(datetime.strptime(day, DAY_FORMAT).replace(tzinfo=UTC).timestamp())
 
 
 def scope(day: str | None) -> str:

@@ -1,37 +1,33 @@
-"""Data access for hit counters. Every DynamoDB expression for hits lives here.
+"""Data access for hit counters: the items a hit changes and the reads of counts, totals and rankings. Every
+DynamoDB expression for hits lives in this package (this module, `streamed.py` for the events stream's batches,
+`sweep.py` for the schedule).
 
-A hit on a path is four independent single-item writes, no transaction and no read:
+The items (chalicelib/keys.py):
+- the path's counter `HIT#{path}`: all-time count and its current day's (chalicelib/hits/counts.py), one write for
+  both scopes; its past days are history items `HITDAY#{path}` / {day};
+- the service totals, one item per writer and scope (`HITTOTAL#{scope}` / d{k} or s{stream shard}), read with one
+  Query: each writer adds to its own item, so the totals are the sum of what every writer applied;
+- the ranking entries, one item per path and scope (`HITR#{scope}#{path}`) in the `ranking` GSI, off the counts'
+  write: a direct hit moves its path's entries right after counting it; the events stream's consumer moves a path's
+  entries on its first change of a minute and lists the rest for the sweep (chalicelib/hits/sweep.py), which moves
+  them within the next minute or two. An entry's write is conditioned on its count growing, so a late writer never
+  puts an older count over a newer one.
 
-1. the path's all-time counter `HIT#ALL#{path}`: `SET rank_score = if_not_exists(rank_score, :tiebreak) + :one`
-   (an atomic server-side increment; `:one` is ranking.SCALE). The item is also the path's entry
-   in the `ranking` GSI, so the ranking follows each hit.
-2. the same for the path's counter of the UTC day, `HIT#{day}#{path}`.
-3. + 4. one random shard of the service totals for ALL and for the day: `ADD total_hits :1, distinct_paths :d`,
-   d = 1 when step 1 (or 2) returned a count of 1 (the path's first hit: each path's count reaches 1 once).
+A direct hit (`record`) is one transaction: the counter, and the direct writer's totals of both scopes, so the
+totals stay the sum of the counts whatever fails when, and botocore's resend of it is recognised (its token). The
+transaction assumes the counter is already on today (the common case) and is conditioned on it; when it is not
+(a new path, a new day), it reads the counter and writes what that state needs, conditioned on it.
 
-A crash between the writes leaves the later ones undone for that hit (e.g. total_hits one lower than the
-sum of the path counts, or a first hit not in distinct_paths); a write retried by boto3 after a timeout
-that had in fact succeeded counts twice. A transaction would remove the first risk, at twice the write
-cost and by serialising hot writes; the counters favour throughput.
-
-Hot paths: one item takes ~1,000 writes/s, and each increment of an indexed number is two GSI writes
-(delete + insert), so a path's counter item saturates at roughly 500 hits/s. When the counter write is
-throttled (or conflicts with a fold transaction), the hit goes to one of HIT_DELTA_SHARDS delta items
-(random shard, own partition) instead, and the first hit of a delta shard since its last fold writes a
-marker indexed under HITFOLD#{k}. `fold()` (scheduled every minute) moves each marked delta into the
-counter item in one transaction. A hot path is therefore limited by HIT_DELTA_SHARDS x ~1,000 writes/s,
-not by one item; its ranking score lags by at most the unfolded deltas.
-
-From the events stream (`apply_delivered`), hits are counted per Kinesis shard, scope and path: a batch's hits on
-one path cost one transaction per scope, whatever their number: the counter's increment, with the marker of the
-last record applied (chalicelib/ingest/applied.py), and the totals' increment, on one of HIT_INGEST_TOTAL_SHARDS
-items of their own. Both or neither, so the totals stay the sum of the path counts under redelivery and crashes
-(the direct path's crash gap is not widened). A consistent read of the counter first says which records it has
-applied and whether the path is new (distinct_paths); the transaction is conditioned on both.
+Hot paths: a counter item takes ~1,000 write units/s, so ~500 direct hits/s (a transactional write is 2 units).
+When the counter's transaction is throttled (or conflicts), the hit goes to one of HIT_DELTA_SHARDS delta items
+(random shard, own partition) with the same totals, and the first hit of a delta shard since its last fold writes
+a marker indexed under HITFOLD#{k}; the sweep moves each marked delta into the counter. Counts read include
+unfolded deltas.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,13 +35,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import keys, runtime, table
+from chalicelib import clock, keys, runtime, table
 from chalicelib.dynamo import (
     ITEM_EXISTS,
     ITEM_IS_NEW,
     batch_get,
+    cancellation_codes,
     error_code,
     item_key,
+    lost_race,
     num,
     query_items,
     query_pages,
@@ -53,22 +51,26 @@ from chalicelib.dynamo import (
     retry,
     string,
 )
-from chalicelib.errors import Busy
-from chalicelib.hits import days, ranking
+from chalicelib.hits import counts, days, ranking
+from chalicelib.hits.counts import Change, Counter
 from chalicelib.hits.ranking import Entry
-from chalicelib.ingest import applied
-from chalicelib.ingest.records import Delivered, HitEvent
+from chalicelib.ingest.records import Delivered
 
-# Errors that mean "this item is too hot right now": overflow into the delta shards instead.
-HOT_ERRORS = frozenset(
-    {"ProvisionedThroughputExceededException", "ThrottlingException", "TransactionConflictException"}
-)
-FOLD_ATTEMPTS = 5
-
-
-def _fold_lost(exc: ClientError) -> bool:
-    """A fold transaction cancelled (the delta or the counter changed under it) or throttled: read again."""
-    return error_code(exc) in ("TransactionCanceledException", *HOT_ERRORS)
+# Cancellation reasons and errors that mean "this item is too hot right now": overflow into the delta shards.
+HOT_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"})
+HOT_ERRORS = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException"})
+_COUNTER_NAMES = {
+    "#n": "n",
+    "#day": "day",
+    "#base": "day_base",
+    "#path": "path",
+    "#created": "created",
+    "#started": "started",
+}
+# A direct hit lists its path for the sweep under the minute its count has surely landed by (settings' worst wait).
+SWEEP_AFTER_S = 30
+_LISTED_MAX = 100_000  # paths a process remembers having listed
+DIRECT = "direct"  # who created (or moved into its day) a counter: a direct hit, or a stream shard's record
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,17 @@ class RankPage:
     next_after: Entry | None  # the last entry of this page when more follow
 
 
+def counter_of(item: dict[str, Any] | None) -> Counter | None:
+    if not item or "n" not in item:
+        return None
+    return Counter(read_int(item["n"]), item["day"]["S"], read_int(item.get("day_base")))
+
+
+def day_expiry(day: str) -> int:
+    """When a day's items (history, ranking entries, totals) expire."""
+    return days.counting_day(days.day_start(day))[1]
+
+
 class HitStore:
     def __init__(self, client: Any, table_name: str, rng: random.Random | None = None) -> None:
         self.client = client
@@ -97,269 +110,316 @@ class HitStore:
 
     # --- item shapes (the benchmark loads items built here) -------------------
 
-    def counter_item(self, scope: str, path: str, count: int, expires_at: int | None = None) -> dict[str, Any]:
-        """A path's counter item as the writes below leave it."""
+    def counter_item(self, path: str, counter: Counter) -> dict[str, Any]:
+        return {
+            **item_key(keys.hit_pk(path), keys.HIT_COUNT_SK),
+            "path": string(path),
+            "n": num(counter.n),
+            "day": string(counter.day),
+            "day_base": num(counter.day_base),
+        }
+
+    def rank_item(self, scope: str, path: str, count: int) -> dict[str, Any]:
         item: dict[str, Any] = {
-            **item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK),
+            **item_key(keys.hit_rank_item_pk(scope, path), keys.HIT_RANK_SK),
             "path": string(path),
             table.RANKING_PARTITION_KEY: string(keys.hit_rank_pk(scope, keys.hit_rank_shard(path))),
             table.RANKING_SORT_KEY: num(ranking.score(count, path)),
         }
-        if expires_at is not None:
-            item[table.TTL_ATTRIBUTE] = num(expires_at)
+        if scope != keys.HIT_ALL:
+            item[table.TTL_ATTRIBUTE] = num(day_expiry(scope))
         return item
 
-    def totals_item(self, scope: str, shard: int, total_hits: int, distinct_paths: int) -> dict[str, Any]:
+    def totals_item(self, scope: str, writer: str, total_hits: int, distinct_paths: int) -> dict[str, Any]:
         return {
-            **item_key(keys.hit_totals_pk(scope, shard), keys.HIT_COUNT_SK),
+            **item_key(keys.hit_totals_pk(scope), writer),
             "total_hits": num(total_hits),
             "distinct_paths": num(distinct_paths),
         }
 
-    # --- writes ---------------------------------------------------------------
+    # --- the writes a change of a counter needs --------------------------------
 
-    def record(self, path: str, day: str, day_expires_at: int) -> int:
-        """Count one hit of a normalised path; the path's all-time count including this hit."""
-        total = self._bump(keys.HIT_ALL, path, None)
-        today = self._bump(day, path, day_expires_at)
-        self._bump_totals(keys.HIT_ALL, first=total == 1, expires_at=None)
-        self._bump_totals(day, first=today == 1, expires_at=day_expires_at)
-        return total if total is not None else self.count(keys.HIT_ALL, path)
-
-    def _bump(self, scope: str, path: str, expires_at: int | None) -> int | None:
-        """Increment the counter item; None if it was too hot and the hit went to a delta shard."""
-        try:
-            response = self.client.update_item(**self._increment(scope, path, 1, expires_at))
-        except ClientError as exc:
-            if error_code(exc) not in HOT_ERRORS:
-                raise
-            self._overflow(scope, path, expires_at)
-            return None
-        return ranking.count_of(read_int(response["Attributes"][table.RANKING_SORT_KEY]))
-
-    def _increment(self, scope: str, path: str, count: int, expires_at: int | None) -> dict[str, Any]:
-        update = "SET #score = if_not_exists(#score, :tiebreak) + :inc, #rpk = :rpk, #path = :path"
-        values = {
-            ":tiebreak": num(ranking.tiebreak(path)),
-            ":inc": num(count * ranking.SCALE),
-            ":rpk": string(keys.hit_rank_pk(scope, keys.hit_rank_shard(path))),
-            ":path": string(path),
-        }
-        names = {"#score": table.RANKING_SORT_KEY, "#rpk": table.RANKING_PARTITION_KEY, "#path": "path"}
-        if expires_at is not None:
-            update += ", #ttl = :ttl"
-            values[":ttl"] = num(expires_at)
-            names["#ttl"] = table.TTL_ATTRIBUTE
+    def counter_update(
+        self, path: str, day: str, k: int, state: Counter | None, change: Change, began: str
+    ) -> dict[str, Any]:
+        """The counter's Update for k hits of `day`, conditioned on the state it assumes (for SAME_DAY: on `day`,
+        whatever the count; else exactly `state`). `began` is who makes it new or begins its day (DIRECT, or the
+        stream record: the stream's totals read it back to know which paths a batch made new)."""
+        values: dict[str, Any] = {":k": num(k), ":day": string(day), ":path": string(path)}
+        if change is Change.NEW:
+            values.update({":zero": num(0), ":began": string(began)})
+            update = "SET #day = :day, #base = :zero, #path = :path, #created = :began, #started = :began ADD #n :k"
+            condition = ITEM_IS_NEW
+        elif change is Change.SAME_DAY:
+            update, condition = "SET #path = :path ADD #n :k", "#day = :day"
+        elif change is Change.ROLLOVER:
+            assert state is not None
+            values.update({":old_day": string(state.day), ":old_n": num(state.n), ":began": string(began)})
+            update = "SET #day = :day, #base = :old_n, #started = :began ADD #n :k"
+            condition = "#day = :old_day AND #n = :old_n"
+        else:  # LATE: the counter's own day keeps its count
+            assert state is not None
+            values[":cday"] = string(state.day)
+            del values[":day"]
+            update, condition = "SET #path = :path ADD #n :k, #base :k", "#day = :cday"
+        text = f"{update} {condition}"
+        names = {name: attr for name, attr in _COUNTER_NAMES.items() if name in text}
         return {
             "TableName": self.table,
-            "Key": item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK),
+            "Key": item_key(keys.hit_pk(path), keys.HIT_COUNT_SK),
             "UpdateExpression": update,
+            "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
-            "ReturnValues": "UPDATED_NEW",
         }
 
-    def _overflow(self, scope: str, path: str, expires_at: int | None) -> None:
-        shard = self.rng.randrange(keys.HIT_DELTA_SHARDS)
-        update = "ADD hits :one"
-        values: dict[str, Any] = {":one": num(1)}
-        if expires_at is not None:
-            update += " SET #ttl = :ttl"
-            values[":ttl"] = num(expires_at)
-        response = self.client.update_item(
-            TableName=self.table,
-            Key=item_key(keys.hit_delta_pk(scope, path, shard), keys.HIT_COUNT_SK),
-            UpdateExpression=update,
-            ExpressionAttributeValues=values,
-            **({"ExpressionAttributeNames": {"#ttl": table.TTL_ATTRIBUTE}} if expires_at is not None else {}),
-            ReturnValues="UPDATED_NEW",
-        )
-        if read_int(response["Attributes"]["hits"]) == 1:
-            # First unfolded hit of this shard: make it findable by fold(). At most one such write per
-            # shard and fold period, so the marker is never hot.
-            self.client.put_item(
-                TableName=self.table,
-                Item={
-                    **item_key(keys.hit_mark_pk(scope, path, shard), keys.HIT_COUNT_SK),
-                    "scope": string(scope),
-                    "path": string(path),
-                    "shard": num(shard),
-                    table.RANKING_PARTITION_KEY: string(keys.hit_fold_pk(shard)),
-                    table.RANKING_SORT_KEY: num(0),
-                },
-            )
-
-    def _bump_totals(self, scope: str, *, first: bool, expires_at: int | None) -> None:
-        update = "ADD total_hits :one, distinct_paths :first"
-        values: dict[str, Any] = {":one": num(1), ":first": num(1 if first else 0)}
-        names: dict[str, str] = {}
-        if expires_at is not None:
-            update += " SET #ttl = :ttl"
-            values[":ttl"] = num(expires_at)
-            names["#ttl"] = table.TTL_ATTRIBUTE
-        self.client.update_item(
-            TableName=self.table,
-            Key=item_key(keys.hit_totals_pk(scope, self.rng.randrange(keys.HIT_TOTAL_SHARDS)), keys.HIT_COUNT_SK),
-            UpdateExpression=update,
-            ExpressionAttributeValues=values,
-            **({"ExpressionAttributeNames": names} if names else {}),
-        )
-
-    # --- from the events stream ---------------------------------------------
-
-    def apply_delivered(self, delivered: Sequence[Delivered]) -> None:
-        """Count hit events of the events stream exactly once: per Kinesis shard, scope and path, one transaction."""
-        groups: dict[tuple[str, str, str], list[Delivered]] = {}
-        expiry: dict[str, int | None] = {keys.HIT_ALL: None}
-        for d in delivered:
-            event = d.event
-            assert isinstance(event, HitEvent)
-            day, expiry[day] = days.counting_day(event.time_ms / 1000)
-            for scope in (keys.HIT_ALL, day):
-                groups.setdefault((d.shard_id, scope, event.path), []).append(d)
-        for (shard_id, scope, path), hits in groups.items():
-            self._apply_hits(shard_id, scope, path, expiry[scope], hits)
-
-    def _apply_hits(
-        self, shard_id: str, scope: str, path: str, expires_at: int | None, delivered: Sequence[Delivered]
-    ) -> None:
-        counter_key = item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK)
-
-        def attempt(_: int) -> None:
-            counter = self._get(counter_key)
-            todo = applied.unapplied(delivered, applied.applied_marker(counter, shard_id))
-            if not todo:
-                return
-            increment = self._increment(scope, path, len(todo), expires_at)
-            increment.pop("ReturnValues")
-            names, values = applied.marker_condition(shard_id, todo)
-            increment["UpdateExpression"] += ", #applied = :last"
-            increment["ConditionExpression"] = f"{ITEM_EXISTS if counter else ITEM_IS_NEW} AND {applied.NOT_APPLIED}"
-            increment["ExpressionAttributeNames"].update(names)
-            increment["ExpressionAttributeValues"].update(values)
-            totals = self._ingest_totals(scope, len(todo), first=counter is None, expires_at=expires_at)
-            self.client.transact_write_items(TransactItems=[{"Update": increment}, {"Update": totals}])
-
-        # A lost race (another writer created the counter, a concurrent transaction, a marker moved): read again.
-        retry(attempt, busy="the path is too busy to count its streamed hits")
-
-    def _ingest_totals(self, scope: str, hits: int, *, first: bool, expires_at: int | None) -> dict[str, Any]:
-        shard = keys.HIT_TOTAL_SHARDS + self.rng.randrange(keys.HIT_INGEST_TOTAL_SHARDS)
+    def history_update(self, path: str, day: str, k: int, began: str, exists: bool | None = None) -> dict[str, Any]:
+        """Add k to the path's count on `day` (a past day of its counter), recording who began that day if nobody
+        has; conditioned on whether it exists when that decides the day's distinct paths."""
         update: dict[str, Any] = {
             "TableName": self.table,
-            "Key": item_key(keys.hit_totals_pk(scope, shard), keys.HIT_COUNT_SK),
-            "UpdateExpression": "ADD total_hits :hits, distinct_paths :first",
-            "ExpressionAttributeValues": {":hits": num(hits), ":first": num(1 if first else 0)},
+            "Key": item_key(keys.hit_day_pk(path), day),
+            "UpdateExpression": "ADD #n :k SET #ttl = :ttl, #started = if_not_exists(#started, :began)",
+            "ExpressionAttributeNames": {"#n": "n", "#ttl": table.TTL_ATTRIBUTE, "#started": "started"},
+            "ExpressionAttributeValues": {":k": num(k), ":ttl": num(day_expiry(day)), ":began": string(began)},
         }
-        if expires_at is not None:
+        if exists is not None:
+            update["ConditionExpression"] = ITEM_EXISTS if exists else ITEM_IS_NEW
+        return update
+
+    def totals_update(self, scope: str, writer: str, hits: int, distinct: int) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": item_key(keys.hit_totals_pk(scope), writer),
+            "UpdateExpression": "ADD total_hits :hits, distinct_paths :distinct",
+            "ExpressionAttributeValues": {":hits": num(hits), ":distinct": num(distinct)},
+        }
+        if scope != keys.HIT_ALL:
             update["UpdateExpression"] += " SET #ttl = :ttl"
-            update["ExpressionAttributeValues"][":ttl"] = num(expires_at)
+            update["ExpressionAttributeValues"][":ttl"] = num(day_expiry(scope))
             update["ExpressionAttributeNames"] = {"#ttl": table.TTL_ATTRIBUTE}
         return update
 
-    # --- folding hot paths' overflow -----------------------------------------
+    def history_exists(self, path: str, day: str) -> bool:
+        key = item_key(keys.hit_day_pk(path), day)
+        return "Item" in self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
 
-    def fold(self) -> int:
-        """Move every marked delta shard into its counter item; the number of hits moved."""
-        moved = 0
-        for shard in range(keys.HIT_DELTA_SHARDS):
-            for marker in self._index_items(keys.hit_fold_pk(shard)):
-                moved += self._fold_one(marker["scope"]["S"], marker["path"]["S"], shard, marker)
-        return moved
-
-    def _fold_one(self, scope: str, path: str, shard: int, marker: dict[str, Any]) -> int:
-        delta_key = item_key(keys.hit_delta_pk(scope, path, shard), keys.HIT_COUNT_SK)
-        counter_key = item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK)
-        marker_key = {name: marker[name] for name in (table.PARTITION_KEY, table.SORT_KEY)}
-        marker_delete = {"Delete": {"TableName": self.table, "Key": marker_key}}
-
-        def attempt(_: int) -> int:
-            delta = self._get(delta_key) or {}
-            counter = self._get(counter_key)
-            hits = read_int(delta.get("hits"))
-            if hits == 0:
-                actions: list[dict[str, Any]] = [
-                    {
-                        "ConditionCheck": {
-                            "TableName": self.table,
-                            "Key": delta_key,
-                            "ConditionExpression": "attribute_not_exists(hits) OR hits = :zero",
-                            "ExpressionAttributeValues": {":zero": num(0)},
-                        }
-                    },
-                    marker_delete,
-                ]
-            else:
-                increment = self._increment(scope, path, hits, read_int(delta.get(table.TTL_ATTRIBUTE)) or None)
-                increment.pop("ReturnValues")
-                increment["ConditionExpression"] = ITEM_EXISTS if counter else ITEM_IS_NEW
-                actions = [
-                    {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": delta_key,
-                            "UpdateExpression": "ADD hits :minus",
-                            "ConditionExpression": "hits = :hits",
-                            "ExpressionAttributeValues": {":minus": num(-hits), ":hits": num(hits)},
-                        }
-                    },
-                    {"Update": increment},
-                    marker_delete,
-                ]
-                if not counter:  # the path's first hits were all overflow: it becomes distinct now
-                    actions.append(
-                        {
-                            "Update": {
-                                "TableName": self.table,
-                                "Key": item_key(
-                                    keys.hit_totals_pk(scope, self.rng.randrange(keys.HIT_TOTAL_SHARDS)),
-                                    keys.HIT_COUNT_SK,
-                                ),
-                                "UpdateExpression": "ADD distinct_paths :one",
-                                "ExpressionAttributeValues": {":one": num(1)},
-                            }
-                        }
+    def change_writes(
+        self,
+        path: str,
+        day: str,
+        k: int,
+        state: Counter | None,
+        *,
+        began: str = DIRECT,
+        began_before: str = DIRECT,
+        totals: tuple[str, int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The transaction that counts k hits of `day` on a counter found in `state`: the counter, the history it
+        files (a rollover: the finished day, begun by `began_before`) or adds to (late hits), and with `totals` =
+        (writer, hits) the writer's totals with the distinct paths the change makes (a new path in both scopes, a
+        new day for the path)."""
+        change = counts.change_of(state, day)
+        writes: list[dict[str, Any]] = [{"Update": self.counter_update(path, day, k, state, change, began)}]
+        new_day = change in (Change.NEW, Change.ROLLOVER)
+        filed = counts.history_added(state, day, k)
+        if filed is not None:
+            exists = None
+            if change is Change.LATE:
+                exists = self.history_exists(path, day)
+                new_day = not exists
+            writes.append(
+                {
+                    "Update": self.history_update(
+                        path, *filed, began_before if change is Change.ROLLOVER else began, exists
                     )
-            self.client.transact_write_items(TransactItems=actions)
-            return hits
+                }
+            )
+        if totals is not None:
+            writer, hits = totals
+            distinct_all = 1 if change is Change.NEW else 0
+            if hits or distinct_all:
+                writes.append({"Update": self.totals_update(keys.HIT_ALL, writer, hits, distinct_all)})
+            if hits or new_day:
+                writes.append({"Update": self.totals_update(day, writer, hits, 1 if new_day else 0)})
+        return writes
+
+    # --- direct hits ------------------------------------------------------------
+
+    def record(self, path: str, day: str, day_expires_at: int) -> int:
+        """Count one hit of a normalised path now (on `day`), move its ranking entries, and answer its all-time
+        count: this hit's and any counted at the same time.
+
+        The path is listed for the sweep first, so its entries are right within the sweep's bound even if moving them
+        here fails after the count."""
+        del day_expires_at  # each item's expiry follows from its day
+        self.list_for_sweep(path, day)
+        writer = keys.hit_direct_writer(self.rng.randrange(keys.HIT_TOTAL_SHARDS))
+
+        def attempt(n: int) -> None:
+            # First as if the counter were on today already (no read); else as it is.
+            item = {} if n == 0 else self.get_item(item_key(keys.hit_pk(path), keys.HIT_COUNT_SK)) or {}
+            state = Counter(0, day, 0) if n == 0 else counter_of(item)
+            writes = self.change_writes(
+                path, day, 1, state, began_before=item.get("started", {}).get("S", DIRECT), totals=(writer, 1)
+            )
+            self.client.transact_write_items(TransactItems=writes)
 
         try:
-            return retry(attempt, lost=_fold_lost, attempts=FOLD_ATTEMPTS, busy="the path is too hot to fold")
-        except Busy:
-            return 0  # still busy: the marker stays, the next fold tries again
+            retry(attempt, lost=_lost_not_hot, busy="the path is too busy to count; retry")
+        except ClientError as exc:
+            if not _hot(exc):
+                raise
+            self._overflow(path, day, writer)  # ranked once the sweep folds it
+            return self.count(keys.HIT_ALL, path)
+        counter = self.rank_path(path, {day})
+        return (counter.n if counter else 0) + self.unfolded(path, keys.HIT_ALL)
+
+    def list_for_sweep(self, path: str, day: str) -> None:
+        """List the path for the sweep, once per process, path, day and minute, under the minute by which a count
+        written now has surely landed (the request's longest wait)."""
+        minute = int((clock.now() + SWEEP_AFTER_S) // 60)
+        listed: set[tuple[str, str, str, int]] = runtime.cached("hits_listed_for_sweep", set)
+        entry = (self.table, path, day, minute)
+        if entry in listed:
+            return
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                # A digest: a sort key holds at most 1,024 bytes, a path as many.
+                **item_key(keys.hit_sweep_pk(minute, keys.hit_sweep_partition(path)), _listing_sk(day, path)),
+                "entries": {"L": [{"L": [string(day), string(path)]}]},
+                table.TTL_ATTRIBUTE: num(minute * 60 + 86_400),
+            },
+        )
+        if len(listed) > _LISTED_MAX:
+            listed.clear()
+        listed.add(entry)
+
+    def rank_path(self, path: str, days_: set[str]) -> Counter | None:
+        """Move the path's ranking entries to its counts now: all time, and each of `days_`. Its counter as read."""
+        counter = counter_of(self.get_item(item_key(keys.hit_pk(path), keys.HIT_COUNT_SK)))
+        if counter is None:
+            return None
+        moves = [(keys.HIT_ALL, counter.n)] + [(d, self.day_count(path, d, counter)) for d in sorted(days_)]
+        runtime.fan_out(lambda move: self.rank(move[0], path, move[1]), [m for m in moves if m[1] > 0])
+        return counter
+
+    def _overflow(self, path: str, day: str, writer: str) -> None:
+        """A hit the hot counter could not take: into a delta shard, with its totals (the sweep folds it, and counts
+        the path as distinct then if it is new)."""
+        shard = self.rng.randrange(keys.HIT_DELTA_SHARDS)
+        delta_key = item_key(keys.hit_delta_pk(path, shard), keys.HIT_COUNT_SK)
+        self.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": delta_key,
+                        "UpdateExpression": "ADD #d :one, #pending :one SET #path = :path",
+                        "ExpressionAttributeNames": {"#d": f"{DELTA_DAY}{day}", "#pending": "pending", "#path": "path"},
+                        "ExpressionAttributeValues": {":one": num(1), ":path": string(path)},
+                    }
+                },
+                {"Update": self.totals_update(keys.HIT_ALL, writer, 1, 0)},
+                {"Update": self.totals_update(day, writer, 1, 0)},
+            ]
+        )
+        # Make it findable by the sweep. A blind Put: at most one per shard that has unfolded hits is needed, and a
+        # repeated one writes the same item.
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **item_key(keys.hit_mark_pk(path, shard), keys.HIT_COUNT_SK),
+                "path": string(path),
+                "shard": num(shard),
+                table.RANKING_PARTITION_KEY: string(keys.hit_fold_pk(shard)),
+                table.RANKING_SORT_KEY: num(0),
+            },
+        )
+
+    # --- the events stream --------------------------------------------------------
+
+    def apply_delivered(self, delivered: Sequence[Delivered]) -> None:
+        """Count the hit events of one consumer batch exactly once (chalicelib/hits/streamed.py)."""
+        from chalicelib.hits.streamed import apply_batch
+
+        apply_batch(self, delivered)
+
+    # --- ranking entries ----------------------------------------------------------
+
+    def rank(self, scope: str, path: str, count: int) -> None:
+        """Put the path's ranking entry at `count`, unless it already shows as much (a later writer's)."""
+        item = self.rank_item(scope, path, count)
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#score) OR #score < :score",
+                ExpressionAttributeNames={"#score": table.RANKING_SORT_KEY},
+                ExpressionAttributeValues={":score": item[table.RANKING_SORT_KEY]},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
     # --- reads ----------------------------------------------------------------
 
-    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+    def get_item(self, key: dict[str, Any]) -> dict[str, Any] | None:
         response = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
         item: dict[str, Any] | None = response.get("Item")
         return item
 
-    def count(self, scope: str, path: str) -> int:
-        """A path's count: its counter item plus any unfolded overflow."""
-        item = self._get(item_key(keys.hit_pk(scope, path), keys.HIT_COUNT_SK))
-        counted = ranking.count_of(read_int(item[table.RANKING_SORT_KEY])) if item else 0
-        deltas = self._batch_get(
-            [item_key(keys.hit_delta_pk(scope, path, k), keys.HIT_COUNT_SK) for k in range(keys.HIT_DELTA_SHARDS)]
-        )
-        return counted + sum(read_int(d.get("hits")) for d in deltas)
+    def counters(self, paths: Iterable[str]) -> dict[str, Counter]:
+        """The counters of these paths (strongly consistent; 100 keys per BatchGetItem)."""
+        wanted = sorted(set(paths))
+        found: dict[str, Counter] = {}
+        for start in range(0, len(wanted), 100):
+            keys_ = [item_key(keys.hit_pk(p), keys.HIT_COUNT_SK) for p in wanted[start : start + 100]]
+            for item in batch_get(self.client, self.table, keys_, consistent=True):
+                counter = counter_of(item)
+                if counter is not None:
+                    found[item["path"]["S"]] = counter
+        return found
 
-    def _batch_get(self, request_keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return batch_get(self.client, self.table, request_keys, consistent=False)
+    def day_count(self, path: str, day: str, counter: Counter | None) -> int:
+        """The path's count on `day`, its counter already read (the history is read only for a past day)."""
+        if counter is not None and counter.day == day:
+            return counter.day_count
+        item = self.get_item(item_key(keys.hit_day_pk(path), day))
+        return read_int((item or {}).get("n"))
+
+    def count(self, scope: str, path: str) -> int:
+        """A path's count in a scope: its counter (and history for a past day) plus any unfolded overflow."""
+        counter = counter_of(self.get_item(item_key(keys.hit_pk(path), keys.HIT_COUNT_SK)))
+        counted = (counter.n if counter else 0) if scope == keys.HIT_ALL else self.day_count(path, scope, counter)
+        return counted + self.unfolded(path, scope)
+
+    def unfolded(self, path: str, scope: str) -> int:
+        """The path's hits in a scope that wait in overflow shards."""
+        deltas = batch_get(
+            self.client,
+            self.table,
+            [item_key(keys.hit_delta_pk(path, k), keys.HIT_COUNT_SK) for k in range(keys.HIT_DELTA_SHARDS)],
+            consistent=False,
+        )
+        return sum(_delta_hits(d, scope) for d in deltas)
 
     def totals(self, scope: str) -> Totals:
-        items = self._batch_get(
-            [
-                item_key(keys.hit_totals_pk(scope, k), keys.HIT_COUNT_SK)
-                for k in range(keys.HIT_TOTAL_SHARDS + keys.HIT_INGEST_TOTAL_SHARDS)
-            ]
+        items = query_items(
+            self.client,
+            {
+                "TableName": self.table,
+                "KeyConditionExpression": f"{table.PARTITION_KEY} = :pk",
+                "ExpressionAttributeValues": {":pk": string(keys.hit_totals_pk(scope))},
+            },
         )
         return Totals(
             total_hits=sum(read_int(i.get("total_hits")) for i in items),
             distinct_paths=sum(read_int(i.get("distinct_paths")) for i in items),
         )
 
-    def _index_items(self, rank_pk: str) -> list[dict[str, Any]]:
+    def index_items(self, rank_pk: str) -> list[dict[str, Any]]:
         return query_items(
             self.client,
             {
@@ -419,3 +479,31 @@ class HitStore:
 
         entries, next_after = ranking.merge_page(keys.HIT_RANK_SHARDS, limit, after, first_round, fetch, group)
         return RankPage([Ranked(e.path, e.count) for e in entries], next_after)
+
+
+DELTA_DAY = "day_"  # an overflow shard's hits of a day: attribute day_{YYYY-MM-DD}
+
+
+def delta_days(item: dict[str, Any]) -> dict[str, int]:
+    """An overflow shard's unfolded hits, per day."""
+    return {name.removeprefix(DELTA_DAY): read_int(v) for name, v in item.items() if name.startswith(DELTA_DAY)}
+
+
+def _delta_hits(item: dict[str, Any], scope: str) -> int:
+    """The unfolded hits an overflow shard holds for a scope (every day's for all time)."""
+    per_day = delta_days(item)
+    return sum(per_day.values()) if scope == keys.HIT_ALL else per_day.get(scope, 0)
+
+
+def _listing_sk(day: str, path: str) -> str:
+    return "p" + hashlib.sha256(f"{day}\0{path}".encode()).hexdigest()[:32]
+
+
+def _hot(exc: ClientError) -> bool:
+    return error_code(exc) in HOT_ERRORS or any(code in HOT_REASONS for code in cancellation_codes(exc))
+
+
+def _lost_not_hot(exc: ClientError) -> bool:
+    """A direct hit's transaction found the counter in another state than it assumed: read it and try again. Not
+    when the counter is hot: that hit overflows."""
+    return lost_race(exc) and not _hot(exc)

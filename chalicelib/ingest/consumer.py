@@ -93,7 +93,7 @@ def apply_records(received: Sequence[Received], apply: dict[str, Applier]) -> li
             failed |= dead_letter([record], str(exc))
             continue
         for event in events:
-            group = groups.setdefault((event.type, records.aggregate_key(event)), [])
+            group = groups.setdefault(group_of(event), [])
             group.append(Delivered(record.shard_id, record.sequence_number, event))
     outcomes = runtime.fan_out(partial(_apply_group, apply), groups.values())
     for delivered, outcome in zip(groups.values(), outcomes, strict=True):
@@ -106,6 +106,12 @@ def apply_records(received: Sequence[Received], apply: dict[str, Applier]) -> li
             failed |= holding
     count("IngestEvents", sum(len(d) for d in groups.values()))
     return [r.sequence_number for r in received if r.sequence_number in failed]
+
+
+def group_of(event: records.Event) -> tuple[str, str]:
+    """The group an event is applied with: its key's, but a batch's hits are one group (their totals are written
+    once per batch, so the batch's hit records succeed or come back together: chalicelib/hits/streamed.py)."""
+    return (event.type, "" if event.type == "hit" else records.aggregate_key(event))
 
 
 def _apply_group(apply: dict[str, Applier], delivered: list[Delivered]) -> Exception | None:
