@@ -6,6 +6,7 @@ deployment template (`python -m deploy.template`) are all generated from here.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 PARTITION_KEY = "pk"
@@ -94,10 +95,9 @@ def ensure_table(client: Any, table_name: str) -> bool:
         return False
     except client.exceptions.ResourceNotFoundException:
         pass
-    try:
+    # Made meanwhile by another process, or by our own create that botocore resent after its answer was lost.
+    with contextlib.suppress(client.exceptions.ResourceInUseException):
         client.create_table(**create_table_request(table_name))
-    except client.exceptions.ResourceInUseException:
-        pass  # another process made it, or botocore resent our create after its answer was lost
     client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
     client.update_time_to_live(
         TableName=table_name,
