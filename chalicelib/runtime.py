@@ -111,8 +111,10 @@ def ssm() -> Any:
 
 
 def kinesis() -> Any:
-    """The Kinesis client (the events stream), with the database's time limits."""
-    return cached("kinesis", lambda: _new_client("kinesis", settings.get().kinesis_endpoint_url))
+    """The Kinesis client (the events stream), with the database's time limits and one attempt per call: the
+    producer makes every attempt itself, since it must know which ones may have stored records whose answer was lost
+    (chalicelib/ingest/producer.py)."""
+    return cached("kinesis", lambda: _new_client("kinesis", settings.get().kinesis_endpoint_url, max_attempts=1))
 
 
 def sqs() -> Any:
@@ -120,7 +122,7 @@ def sqs() -> Any:
     return cached("sqs", lambda: _new_client("sqs", None))
 
 
-def _new_client(service: str, endpoint_url: str | None) -> Any:
+def _new_client(service: str, endpoint_url: str | None, max_attempts: int | None = None) -> Any:
     config = settings.get()
     client = _botocore_session().create_client(
         service,
@@ -128,7 +130,7 @@ def _new_client(service: str, endpoint_url: str | None) -> Any:
         config=Config(
             connect_timeout=config.db_connect_timeout_s,
             read_timeout=config.db_read_timeout_s,
-            retries={"max_attempts": config.db_max_attempts, "mode": "standard"},
+            retries={"max_attempts": max_attempts or config.db_max_attempts, "mode": "standard"},
         ),
     )
     client.meta.events.register_first(f"before-send.{client.meta.service_model.endpoint_prefix}", refuse_when_spent)

@@ -233,9 +233,10 @@ class HitStore:
             increment = self._increment(scope, path, len(todo), expires_at)
             increment.pop("ReturnValues")
             names, values = applied.marker_condition(shard_id, todo)
-            increment["UpdateExpression"] += ", #applied = :last"
+            removal, pruned = applied.pruning(counter, shard_id)
+            increment["UpdateExpression"] += f", #applied = :last{removal}"
             increment["ConditionExpression"] = f"{ITEM_EXISTS if counter else ITEM_IS_NEW} AND {applied.NOT_APPLIED}"
-            increment["ExpressionAttributeNames"].update(names)
+            increment["ExpressionAttributeNames"].update({**names, **pruned})
             increment["ExpressionAttributeValues"].update(values)
             totals = self._ingest_totals(scope, len(todo), first=counter is None, expires_at=expires_at)
             self.client.transact_write_items(TransactItems=[{"Update": increment}, {"Update": totals}])
