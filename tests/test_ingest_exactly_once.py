@@ -202,3 +202,17 @@ def test_the_registry_costs_one_write_unit_per_block_and_shard_of_a_request(
     shards = {r["ShardId"] for r in events_stream.records()}
     assert len(shards) == (1 if keys_per_request == 1 else 4)
     assert all(units_of_one == 1.0 for units_of_one in consumed) and sum(consumed) == units
+
+
+def test_the_kinesis_client_makes_one_attempt_per_call(ingest: Api, events_stream: EventsStream) -> None:
+    """botocore's own retries would send a record again unseen: the producer makes (and counts) every attempt."""
+    sent: list[str] = []
+
+    def lost(**_: Any) -> None:
+        sent.append("PutRecords")
+        raise ReadTimeoutError(endpoint_url="https://kinesis.us-east-1.amazonaws.com")
+
+    runtime.kinesis().meta.events.register_first("before-send.kinesis.PutRecords", lost)
+    with pytest.raises(ReadTimeoutError):
+        runtime.kinesis().put_records(StreamName=events_stream.name, Records=[{"Data": b"x", "PartitionKey": "k"}])
+    assert sent == ["PutRecords"]
