@@ -48,6 +48,10 @@ with the kind of thing they hold, so features never collide:
   SUMQ#{key}                  H                     the head of the key's prefix chain: `minute`, `chain`, `k`, `n`, `cum`
   SUMQ#{key}                  P{minute:010d}        a prefix: `cum`, the merged buckets of the chain's minutes up to this one
                                                     (encoded), `chain` (its first minute), `k` (its minutes), `n` (count) (TTL)
+  ORIGIN#{origin}             BLOCK#{b}             the events stream's registry of first copies, for the events at
+                                                    positions b*120.. of one POST /events: per position (its offset
+                                                    in base 36) the fingerprint of the copy applied, or "refused"
+                                                    (chalicelib/ingest/dedupe.py) (TTL)
 
 Each shard lives in its own partition so that a hot stream spreads its writes
 over SHARDS partitions instead of one item's ~1,000 writes/s.
@@ -356,3 +360,15 @@ def sum_sketch_prefix_sk_range(first: int, last: int) -> tuple[str, str]:
 def sum_sketch_minute(sk: str) -> int:
     """The minute of any SUMQ# sort key."""
     return int(sk[1:11])
+
+
+# --- the events stream's registry of first copies ---------------------------
+# One partition per origin (a random or hashed id per POST /events), so its writes spread evenly.
+
+
+def origin_pk(origin: str) -> str:
+    return f"ORIGIN#{origin}"
+
+
+def origin_block_sk(block: int) -> str:
+    return f"BLOCK#{block}"

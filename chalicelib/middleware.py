@@ -152,6 +152,28 @@ def _protected_write(event: Request, get_response: GetResponse, key: str) -> Res
             raise
 
 
+def _idempotency_request(event: Request, key: str) -> dict[str, str]:
+    """What Powertools keys the record on ("key") and compares a retry with ("body")."""
+    # The route template plus its parameters names the resource the same way in API Gateway and locally.
+    target = f"{event.path} {json.dumps(event.uri_params or {}, sort_keys=True)}"
+    return {
+        # Bound to the credential that passed `auth.authorizer`: the same key under another credential is
+        # another request, and a replay goes only to the credential that made the original.
+        "key": f"{auth.principal(event).binding} {event.method} {target} {key}",
+        "body": _body_fingerprint(event.raw_body or b""),
+    }
+
+
+def keyed_identity(event: Request) -> str | None:
+    """What makes a request with an Idempotency-Key the same request when it is retried: its key as bound to the
+    credential and route, and its body; None without a key (the middleware has refused a malformed one)."""
+    key = event.headers.get(IDEMPOTENCY_HEADER)
+    if key is None or event.method not in _MUTATING:
+        return None
+    request = _idempotency_request(event, key)
+    return f"{request['key']}\n{request['body']}"
+
+
 def idempotency(event: Request, get_response: GetResponse) -> Response:
     """A mutating request with an Idempotency-Key header is applied at most once per key."""
     key = event.headers.get(IDEMPOTENCY_HEADER)
@@ -165,14 +187,7 @@ def idempotency(event: Request, get_response: GetResponse) -> Response:
     )
 
     runner = _idempotent_runner()
-    # The route template plus its parameters names the resource the same way in API Gateway and locally.
-    target = f"{event.path} {json.dumps(event.uri_params or {}, sort_keys=True)}"
-    request = {
-        # Bound to the credential that passed `auth.authorizer`: the same key under another credential is
-        # another request, and a replay goes only to the credential that made the original.
-        "key": f"{auth.principal(event).binding} {event.method} {target} {key}",
-        "body": _body_fingerprint(event.raw_body or b""),
-    }
+    request = _idempotency_request(event, key)
     executed = False
 
     def respond() -> dict[str, Any]:

@@ -16,13 +16,16 @@ import itertools
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import botocore.session
 from botocore.config import Config
 
 from chalicelib import settings, write_once
 from chalicelib.request_context import ContextThreadPool, refuse_when_spent
+
+if TYPE_CHECKING:
+    from botocore.config import _RetryDict
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -121,16 +124,26 @@ def ssm() -> Any:
 
 
 def kinesis() -> Any:
-    """The Kinesis client (the events stream), with the database's time limits."""
-    return cached("kinesis", lambda: _new_client("kinesis", settings.get().kinesis_endpoint_url))
+    """The Kinesis client (the events stream), with the database's time limits and one attempt per call: the
+    producer makes every attempt itself, since it must know which ones may have stored records whose answer was lost
+    (chalicelib/ingest/producer.py). (botocore's `max_attempts` counts the retries after the first attempt,
+    `total_max_attempts` every attempt.)"""
+    return cached(
+        "kinesis",
+        lambda: _new_client(
+            "kinesis", settings.get().kinesis_endpoint_url, {"total_max_attempts": 1, "mode": "standard"}
+        ),
+    )
 
 
 def sqs() -> Any:
     """The SQS client (the events stream's dead-letter queue)."""
-    return cached("sqs", lambda: _new_client("sqs", None))
+    return cached(
+        "sqs", lambda: _new_client("sqs", None, {"max_attempts": settings.get().db_max_attempts, "mode": "standard"})
+    )
 
 
-def _new_client(service: str, endpoint_url: str | None) -> Any:
+def _new_client(service: str, endpoint_url: str | None, retries: _RetryDict) -> Any:
     config = settings.get()
     client = _botocore_session().create_client(
         service,
@@ -138,7 +151,7 @@ def _new_client(service: str, endpoint_url: str | None) -> Any:
         config=Config(
             connect_timeout=config.db_connect_timeout_s,
             read_timeout=config.db_read_timeout_s,
-            retries={"max_attempts": config.db_max_attempts, "mode": "standard"},
+            retries=retries,
         ),
     )
     client.meta.events.register_first(f"before-send.{client.meta.service_model.endpoint_prefix}", refuse_when_spent)

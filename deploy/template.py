@@ -25,6 +25,7 @@ from typing import Any
 
 from chalice.utils import to_cfn_resource_name
 
+from chalicelib.ingest.applied import MAX_RECORD_AGE_S
 from chalicelib.table import cloudformation_resource
 from deploy.stages import Stage, load
 
@@ -45,7 +46,8 @@ EVENTS_MAPPING: dict[str, Any] = {
     "BisectBatchOnFunctionError": True,
     "FunctionResponseTypes": ["ReportBatchItemFailures"],
     "MaximumRetryAttempts": 10,
-    "MaximumRecordAgeInSeconds": 3600,
+    # The consumer prunes a closed shard's markers once its records are this old (chalicelib/ingest/applied.py).
+    "MaximumRecordAgeInSeconds": MAX_RECORD_AGE_S,
 }
 STREAM_RETENTION_HOURS = 24
 # SQS's longest: time to read the failures and replay them.

@@ -15,11 +15,14 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from devtools import local_routes
+
+if TYPE_CHECKING:
+    from devtools.kinesis_poller import KinesisPoller
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = "dev"
@@ -222,7 +225,7 @@ class EventsStream:
         """The events of every record, decoded (chalicelib.ingest.records), in the order `records` reads them."""
         from chalicelib.ingest import records
 
-        return [event for record in self.records() for event in records.decode(record["Data"])]
+        return [event for record in self.records() for event in records.decode(record["Data"]).events]
 
 
 @pytest.fixture
@@ -248,6 +251,27 @@ def events_stream(backend: str, dynamodb: Any, env: Environment) -> Iterator[Eve
         stream = EventsStream(client, name)
         assert len(stream.shard_ids()) == EVENTS_SHARDS
         yield stream
+
+
+def drain(stream: EventsStream, state: Path) -> KinesisPoller:
+    """Poll the stream as the dev server does until it is drained, each batch handed to the app's consumer at once;
+    the poller (its checkpoints and dead letters under `state`)."""
+    import itertools
+
+    from app import app
+    from devtools.kinesis_poller import Checkpoints, KinesisPoller, registrations
+
+    ticks = itertools.count(step=60.0)  # every poll is past the batching window: no waiting on a real clock
+    registration = registrations(app)[0]
+    poller = KinesisPoller(
+        registration, stream.client, Checkpoints(state / "checkpoints.json"), state / "dead.jsonl", clock=ticks.__next__
+    )
+    idle = 0
+    while idle < 3:
+        read = poller.poll_once()
+        pending = any(reader.pending for reader in poller.shards.values())
+        idle = idle + 1 if not read and not pending else 0
+    return poller
 
 
 @pytest.fixture(scope="session")
@@ -331,6 +355,28 @@ def partition_items(dynamodb: Any, pk: str) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """A stored item's size by AWS's rules, which its write units follow (1 per started KB): each attribute's name
+    plus its value (a string or binary by its length, a number by one byte per two significant digits plus one)."""
+
+    def value_size(value: dict[str, Any]) -> int:
+        (kind, raw), *_ = value.items()
+        if kind == "S":
+            return len(raw.encode())
+        if kind == "B":
+            return len(bytes(raw))
+        if kind == "N":
+            digits = raw.lstrip("-").replace(".", "").strip("0")
+            return (len(digits) + 1) // 2 + 1
+        if kind == "L":
+            return 3 + sum(1 + value_size(v) for v in raw)
+        if kind == "M":
+            return 3 + sum(1 + len(k.encode()) + value_size(v) for k, v in raw.items())
+        return 1  # BOOL, NULL
+
+    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
 
 
 # `q` values every quantile route refuses (one parser: contract.quantile_levels).

@@ -71,7 +71,7 @@ def test_a_valid_batch_is_put_as_records_that_decode_to_the_normalised_events(
     ]
     on_stream = events_stream.records()
     # One record per key (the batch is far below a record's size), each key's events in request order.
-    by_key = {record["PartitionKey"]: records.decode(record["Data"]) for record in on_stream}
+    by_key = {record["PartitionKey"]: records.decode(record["Data"]).events for record in on_stream}
     assert len(on_stream) == len(by_key) == 5
     for key, events in by_key.items():
         assert events == [e for e in expected if records.partition_key(e) == key]
@@ -385,21 +385,25 @@ def test_events_are_grouped_by_key_in_request_order_and_packed_into_few_records(
     b_events = [records.MetricEvent("b", n, n) for n in range(0, 30, 3)]
     a_events = [records.MetricEvent("a", n, n) for n in range(30) if n % 3]
     events = sorted([*a_events, *b_events], key=lambda e: e.time_ms)
-    packed = producer.pack(events)
+    ids = [records.EventId("origin", 2 * n + 1) for n in range(len(events))]  # e.g. every other event was valid
+    packed = producer.pack(events, ids)
     assert [r.partition_key for r in packed] == ["metric:b", "metric:a"]
-    assert [records.decode(r.data) for r in packed] == [b_events, a_events]
-    # Each record names its events' positions, so that a refused record's events can be answered by index.
+    assert [records.decode(r.data).events for r in packed] == [b_events, a_events]
+    # Each record names its events' positions, so that a refused record's events can be answered by index, and
+    # carries their ids.
     assert [[events[p] for p in r.positions] for r in packed] == [b_events, a_events]
+    assert all(records.decode(r.data).ids == [ids[p] for p in r.positions] for r in packed)
     # A small record limit: the same events, in order, in more records, each within the limit and as full as allowed.
-    limit = 200
-    small = producer.pack(events, max_record_bytes=limit)
+    limit = 260
+    small = producer.pack(events, ids, max_record_bytes=limit)
     assert all(r.size <= limit for r in small) and len(small) > 2
-    assert [e for r in small for e in records.decode(r.data)] == [*b_events, *a_events]
-    assert all([events[p] for p in r.positions] == records.decode(r.data) for r in small)
+    assert [e for r in small for e in records.decode(r.data).events] == [*b_events, *a_events]
+    assert all([events[p] for p in r.positions] == records.decode(r.data).events for r in small)
     for first, second in itertools.pairwise(small):
         if first.partition_key == second.partition_key:
-            grown = records.encode([*records.decode(first.data), records.decode(second.data)[0]])
-            assert len(grown) + len(first.partition_key) > limit
+            grown = [*first.positions, second.positions[0]]
+            data = records.encode([events[p] for p in grown], [ids[p] for p in grown])
+            assert len(data) + len(first.partition_key) > limit
 
 
 @pytest.mark.pure

@@ -15,6 +15,7 @@ import statistics
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import pytest
@@ -23,11 +24,12 @@ from chalicelib import clock, keys, observability, runtime
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits import days, streamed
 from chalicelib.hits.store import HitStore, Totals
-from chalicelib.ingest import records
-from chalicelib.ingest.records import AverageEvent, Event, HitEvent, MetricEvent, ValueEvent
+from chalicelib.ingest import applied, dedupe, records
+from chalicelib.ingest.records import AverageEvent, Event, EventId, HitEvent, MetricEvent, ValueEvent
+from chalicelib.ingest.store import FirstCopyStore
 from chalicelib.metrics.store import SumStore
 from chalicelib.streams.store import StreamStore
-from tests.conftest import TABLE, Environment
+from tests.conftest import TABLE, Environment, item_size
 
 SHARD = "shardId-000000000000"
 NOW_MS = clock.now_ms()
@@ -406,3 +408,137 @@ def test_the_consumer_and_direct_writers_at_once_lose_nothing(client: Any, dynam
     assert hit_store().count(keys.HIT_ALL, "/api/shared/") == direct + 100
     assert hit_store().totals(keys.HIT_ALL).total_hits == direct + 100
     assert stream_store().snapshot("shared").moments.count == direct + 100
+
+
+# --- copies of events: the registry of first copies ------------------------------------------------------------------
+
+PARENT, CHILD = "shardId-000000000000", "shardId-000000000004"
+
+
+def identified_event(batch: Sequence[tuple[int, list[Event], list[EventId]]], shard: str = SHARD) -> dict[str, Any]:
+    """A Lambda event of records carrying their events' ids (as POST /events puts them)."""
+    return {
+        "Records": [
+            kinesis_record(n, records.encode(events, ids), records.partition_key(events[0]), shard)
+            for n, events, ids in batch
+        ]
+    }
+
+
+def consume_identified(client: Any, batch: Sequence[tuple[int, list[Event], list[EventId]]], shard: str) -> list[str]:
+    payload = client.lambda_.invoke("apply_events", identified_event(batch, shard)).payload
+    return [failure["itemIdentifier"] for failure in payload["batchItemFailures"]]
+
+
+def ids_of(origin: str, positions: Sequence[int]) -> list[EventId]:
+    return [EventId(origin, p) for p in positions]
+
+
+def sums_of(key: str) -> int:
+    return SumStore(runtime.dynamodb(), TABLE).sum(key, NOW_MS, 3_600_000)
+
+
+def test_copies_of_a_record_apply_once_in_one_batch_across_shards_and_redelivered(client: Any, dynamodb: Any) -> None:
+    metric: list[Event] = [MetricEvent("copied", 5, NOW_MS)]
+    hit = hits("/api/copied/", 2)
+    record = [(0, metric, ids_of("o1", [0])), (1, hit, ids_of("o1", [1, 2]))]
+    again = [(2, metric, ids_of("o1", [0])), (3, hit, ids_of("o1", [1, 2]))]  # the producer's retry: new numbers
+    assert consume_identified(client, [*record, *again], PARENT) == []
+    assert consume_identified(client, record, PARENT) == []  # redelivered
+    assert consume_identified(client, again, CHILD) == []  # a third copy, on a child shard after a reshard
+    assert consume_identified(client, [*record, *again][1:3], PARENT) == []  # a bisected retry
+    assert sums_of("copied") == 5
+    assert hit_store().count(keys.HIT_ALL, "/api/copied/") == hit_store().totals(keys.HIT_ALL).total_hits == 2
+
+
+def test_a_keyed_retry_packed_otherwise_applies_the_events_it_adds_and_nothing_twice(
+    client: Any, dynamodb: Any
+) -> None:
+    # The first run of a request put positions 0-2; its retry (same key: same origin) also holds position 3, an
+    # average whose window was created in between.
+    first = [(0, values("v", [1, 2, 3]), ids_of("o2", [0, 1, 2]))]
+    retry = [(1, values("v", [1, 2, 3, 4]), ids_of("o2", [0, 1, 2, 3]))]
+    assert consume_identified(client, first, PARENT) == []
+    assert consume_identified(client, retry, PARENT) == []
+    moments = stream_store().snapshot("v").moments
+    assert (moments.count, moments.sum) == (4, 10)
+
+
+def test_an_event_the_producer_refused_is_never_applied(client: Any, dynamodb: Any) -> None:
+    store = FirstCopyStore(runtime.dynamodb(), TABLE)
+    store.claim(("o3", 0), dedupe.refusals(ids_of("o3", [1]))[("o3", 0)])
+    batch = [(0, hits("/api/refused/", 3), ids_of("o3", [0, 1, 2]))]
+    assert consume_identified(client, batch, PARENT) == []
+    assert consume_identified(client, batch, CHILD) == []
+    assert hit_store().count(keys.HIT_ALL, "/api/refused/") == 2
+
+
+def test_records_whose_events_cannot_be_claimed_come_back_with_every_later_one(
+    client: Any, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claim = FirstCopyStore.claim
+
+    def failing(self: FirstCopyStore, block: dedupe.Block, slots: Any) -> dict[str, bytes]:
+        if block[0] == "bad":
+            raise RuntimeError("the database is not answering")
+        return claim(self, block, slots)
+
+    batch = [
+        (0, hits("/api/cut/", 1), ids_of("good", [0])),
+        (1, hits("/api/cut/", 1), ids_of("bad", [0])),
+        (2, hits("/api/cut/", 1), ids_of("good", [1])),
+    ]
+    monkeypatch.setattr(FirstCopyStore, "claim", failing)
+    assert consume_identified(client, batch, PARENT) == [seq(1), seq(2)]
+    assert hit_store().count(keys.HIT_ALL, "/api/cut/") == 1  # record 2's hit waits: the marker must not pass 1
+    monkeypatch.setattr(FirstCopyStore, "claim", claim)
+    assert consume_identified(client, batch[1:], PARENT) == []
+    assert hit_store().count(keys.HIT_ALL, "/api/cut/") == 3
+
+
+def test_a_hit_counter_stays_under_1_kb_through_any_number_of_reshards(client: Any, dynamodb: Any) -> None:
+    """Each reshard moves the path's records to a new shard (numbered after every earlier one); a marker of a
+    closed shard goes once it is older than the mapping's maximum record age."""
+    start = NOW_MS / 1000
+    for n in range(40):
+        clock.set_source(partial(float, start + n * 25 * 60))  # a reshard every 25 minutes
+        batch = [(n, hits("/api/resharded/", 1), ids_of(f"r{n}", [0]))]
+        assert consume_identified(client, batch, f"shardId-{n:012d}") == []
+    item = dynamodb.get_item(
+        TableName=TABLE, Key={"pk": {"S": keys.hit_pk("/api/resharded/")}, "sk": {"S": "COUNT"}}
+    )["Item"]
+    markers = applied.marker_attrs(item)
+    # The current shard's, and those written within the hour (25 and 50 minutes ago); the 37 before are gone.
+    assert sorted(markers) == [applied.marker_attr(f"shardId-{n:012d}") for n in (37, 38, 39)]
+    assert item_size(item) < 1024
+    assert hit_store().count(keys.HIT_ALL, "/api/resharded/") == 40
+
+
+def test_markers_of_the_older_form_still_skip_what_they_applied_and_are_rewritten(client: Any, dynamodb: Any) -> None:
+    """Items written before markers were compact hold 128 zero-padded digits: a blind append (averages) and a read
+    first (a hit counter's increment) both skip the records at or below them."""
+    average_store().set_size("old", 10)
+    consume(client, [(0, hits("/api/old/", 1))])
+    legacy = {"S": seq(1).zfill(128)}
+    for key in (
+        {"pk": {"S": "AVERAGE#old"}, "sk": {"S": "WINDOW"}},
+        {"pk": {"S": keys.hit_pk("/api/old/")}, "sk": {"S": "COUNT"}},
+    ):
+        dynamodb.update_item(
+            TableName=TABLE,
+            Key=key,
+            UpdateExpression="SET #m = :m",
+            ExpressionAttributeNames={"#m": applied.marker_attr(SHARD)},
+            ExpressionAttributeValues={":m": legacy},
+        )
+    assert consume(client, [(n, averages("old", [n])) for n in range(3)]) == []
+    assert consume(client, [(n, hits("/api/old/", 1)) for n in range(3)]) == []
+    window = average_store().get("old")
+    assert window is not None and list(window.get_elements()) == [2]
+    assert hit_store().count(keys.HIT_ALL, "/api/old/") == 2
+    for key in (
+        {"pk": {"S": "AVERAGE#old"}, "sk": {"S": "WINDOW"}},
+        {"pk": {"S": keys.hit_pk("/api/old/")}, "sk": {"S": "COUNT"}},
+    ):
+        stored = dynamodb.get_item(TableName=TABLE, Key=key)["Item"][applied.marker_attr(SHARD)]["S"]
+        assert stored.startswith(records.sequence_marker(seq(2)) + "@")

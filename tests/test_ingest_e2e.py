@@ -6,7 +6,6 @@ Each event is sent twice, to twin keys: `-d` through its direct endpoint, `-s` t
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import random
@@ -20,8 +19,7 @@ from chalicelib.hits import days
 from chalicelib.hits.store import HitStore
 from chalicelib.metrics.store import SumStore
 from chalicelib.streams.store import StreamStore
-from devtools.kinesis_poller import Checkpoints, KinesisPoller, registrations
-from tests.conftest import TABLE, Api, EventsStream, ok
+from tests.conftest import TABLE, Api, EventsStream, drain, ok
 
 WINDOW = 8  # each average key gets about 20 of the events: its window evicts
 AVERAGES = ("a0", "a1")
@@ -67,23 +65,6 @@ def _send_direct(api: Api, event: dict[str, Any]) -> None:
         ok(api.post(f"/averages/{event['key']}", {"value": event["value"]}))
 
 
-def _drain(stream: EventsStream, state: Path) -> KinesisPoller:
-    """Poll the stream as the dev server does until it is drained, each batch handed over at once."""
-    from app import app
-
-    ticks = itertools.count(step=60.0)  # every poll is past the batching window: no waiting on a real clock
-    registration = registrations(app)[0]
-    poller = KinesisPoller(
-        registration, stream.client, Checkpoints(state / "checkpoints.json"), state / "dead.jsonl", clock=ticks.__next__
-    )
-    idle = 0
-    while idle < 3:
-        read = poller.poll_once()
-        pending = any(reader.pending for reader in poller.shards.values())
-        idle = idle + 1 if not read and not pending else 0
-    return poller
-
-
 def _figures(suffix: str, events: list[dict[str, Any]], now_ms: int) -> dict[str, Any]:
     client = runtime.dynamodb()
     hits, streams = HitStore(client, TABLE), StreamStore(client, TABLE)
@@ -127,7 +108,7 @@ def test_events_through_the_stream_equal_the_same_events_direct(
         answer = ok(api.post("/events", {"events": batch}), 202)
         assert answer == {"accepted": len(batch), "rejected": []}
 
-    poller = _drain(events_stream, tmp_path)
+    poller = drain(events_stream, tmp_path)
 
     assert not poller.dead_letters.exists()
     now_ms = clock.now_ms()
@@ -150,10 +131,10 @@ def test_events_through_the_stream_equal_the_same_events_direct(
 def test_a_redelivered_stream_applies_nothing_twice(api: Api, events_stream: EventsStream, tmp_path: Path) -> None:
     events = [{"type": "hit", "path": "/api/again"}] * 50 + [{"type": "metric", "key": "again", "value": 2}] * 50
     ok(api.post("/events", {"events": events}), 202)
-    _drain(events_stream, tmp_path)
+    drain(events_stream, tmp_path)
     # A fresh poller with no checkpoints reads the whole stream again, as a replay from TRIM_HORIZON would.
     (tmp_path / "replay").mkdir()
-    _drain(events_stream, tmp_path / "replay")
+    drain(events_stream, tmp_path / "replay")
 
     now_ms = clock.now_ms()
     assert HitStore(runtime.dynamodb(), TABLE).count(keys.HIT_ALL, "/api/again/") == 50

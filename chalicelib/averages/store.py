@@ -243,7 +243,10 @@ class AverageStore:
             window = self._window(old)
             for d in todo:
                 window.add_element(_value(d))
-            markers = {**applied.marker_attrs(old), **{names["#applied"]: {"S": todo[-1].marker}}}
+            markers = {
+                **applied.pruned(applied.marker_attrs(old), shard_id),
+                names["#applied"]: applied.marker_condition(shard_id, todo)[1][":last"],
+            }
             self.client.put_item(
                 **self._put(key, window, version=read_int(old["version"]) + 1, expected=old["version"], markers=markers)
             )

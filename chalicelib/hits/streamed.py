@@ -134,6 +134,7 @@ def _count_run(store: HitStore, shard_id: str, run: Run, minute: int, result: Co
             _count_other_day(store, shard_id, run, todo, counter, item, result)
             return
         _note_increment(run, todo, old, minute, result)
+        _prune(store, run.path, shard_id, old)
 
     # A cancelled transaction (the counter changed since it was read): read and decide again.
     retry(attempt, lost=lost_race, busy="the path is too busy to count its streamed hits")
@@ -182,6 +183,19 @@ def _increment(store: HitStore, shard_id: str, run: Run, todo: list[Delivered], 
     )
     old: dict[str, Any] = response.get("Attributes", {})
     return old
+
+
+def _prune(store: HitStore, path: str, shard_id: str, old: dict[str, Any]) -> None:
+    """Drop the markers of the counter's closed ancestor shards (applied.pruning): a write of its own, since the
+    increment did not read the item first; only after a reshard, once per counter."""
+    remove, names = applied.pruning(old, shard_id)
+    if names:
+        store.client.update_item(
+            TableName=store.table,
+            Key=item_key(keys.hit_pk(path), keys.HIT_COUNT_SK),
+            UpdateExpression=remove.strip(),
+            ExpressionAttributeNames=names,
+        )
 
 
 def _note_increment(run: Run, todo: list[Delivered], old: dict[str, Any], minute: int, result: Counted) -> None:

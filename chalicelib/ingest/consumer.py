@@ -1,13 +1,18 @@
-"""The events stream's consumer: applies each batch of records, aggregated per key, exactly once.
+"""The events stream's consumer: applies each batch of records, aggregated per key, each event exactly once.
 
-A batch is handled in three steps:
+A batch is handled in four steps:
 1. decode every record (records.decode); a poison record goes to the dead-letter queue and the batch goes on;
-2. group the events per (type, key), in stream order, and hand each group to its capability's applier, which
-   aggregates it into as few conditional writes as it can and is exactly-once by itself (chalicelib/ingest/
-   applied.py); the groups are applied in parallel;
-3. answer Lambda with the records to retry (`batchItemFailures`): every record holding an event of a group that
+2. claim each event's position in the registry of first copies (chalicelib/ingest/dedupe.py, one write per origin
+   and block of positions) and drop the copies of events whose first copy was another (a duplicate the producer or
+   a client sent again) or that the producer refused; the records from the first one holding an event that could
+   not be claimed come back;
+3. group the events per (type, key), in stream order, and hand each group to its capability's applier, which
+   aggregates it into as few conditional writes as it can and is exactly-once by itself under redelivery (per-item
+   markers, chalicelib/ingest/applied.py); the groups are applied in parallel;
+4. answer Lambda with the records to retry (`batchItemFailures`): every record holding an event of a group that
    failed transiently. Lambda retries from the lowest, redelivering records already applied, which the appliers
-   skip by their markers. A group that can never apply (applied.Unappliable) is dead-lettered instead.
+   skip by their markers, and the registry decides each copy as it did. A group that can never apply
+   (applied.Unappliable) is dead-lettered instead.
 
 Why not Powertools' BatchProcessor: it calls a handler per record and reports the records whose handler raised.
 Here nothing is written per record: a failure is known only after aggregation across records (one key's write
@@ -31,9 +36,10 @@ from chalice.app import KinesisEvent
 from chalicelib import clock, runtime, settings
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits.store import HitStore
-from chalicelib.ingest import records
+from chalicelib.ingest import dedupe, records
 from chalicelib.ingest.applied import Unappliable
 from chalicelib.ingest.records import Delivered, PoisonRecord
+from chalicelib.ingest.store import FirstCopyStore
 from chalicelib.metrics.store import SumStore
 from chalicelib.observability import count, logger
 from chalicelib.streams.store import StreamStore
@@ -84,27 +90,31 @@ def appliers(now_ms: int) -> dict[str, Applier]:
 
 def apply_records(received: Sequence[Received], apply: dict[str, Applier]) -> list[str]:
     """Apply a batch's records; the sequence numbers of the records to redeliver, in stream order."""
-    groups: dict[tuple[str, str], list[Delivered]] = {}
+    delivered: list[Delivered] = []
     failed: set[str] = set()
     for record in received:
         try:
-            events = records.decode(base64.b64decode(record.data))
+            payload = records.decode(base64.b64decode(record.data))
         except (PoisonRecord, ValueError) as exc:
             failed |= dead_letter([record], str(exc))
             continue
-        for event in events:
-            group = groups.setdefault(group_of(event), [])
-            group.append(Delivered(record.shard_id, record.sequence_number, event))
+        for event, event_id in zip(payload.events, payload.ids, strict=True):
+            delivered.append(Delivered(record.shard_id, record.sequence_number, event, event_id))
+    kept, undecided = claim_first_copies(delivered)
+    failed |= undecided
+    groups: dict[tuple[str, str], list[Delivered]] = {}
+    for d in kept:
+        groups.setdefault(group_of(d.event), []).append(d)
     outcomes = runtime.fan_out(partial(_apply_group, apply), groups.values())
-    for delivered, outcome in zip(groups.values(), outcomes, strict=True):
-        holding = {d.sequence_number for d in delivered}
+    for group, outcome in zip(groups.values(), outcomes, strict=True):
+        holding = {d.sequence_number for d in group}
         if isinstance(outcome, Unappliable):
             failed |= dead_letter([r for r in received if r.sequence_number in holding], str(outcome))
         elif outcome is not None:
             logger.warning("events not applied; their records come back", extra={"cause": repr(outcome)})
             count("IngestGroupsRetried")
             failed |= holding
-    count("IngestEvents", sum(len(d) for d in groups.values()))
+    count("IngestEvents", len(kept))
     return [r.sequence_number for r in received if r.sequence_number in failed]
 
 
@@ -112,6 +122,33 @@ def group_of(event: records.Event) -> tuple[str, str]:
     """The group an event is applied with: its key's, but a batch's hits are one group (their totals are written
     once per batch, so the batch's hit records succeed or come back together: chalicelib/hits/streamed.py)."""
     return (event.type, "" if event.type == "hit" else records.aggregate_key(event))
+
+
+def claim_first_copies(delivered: list[Delivered]) -> tuple[list[Delivered], set[str]]:
+    """The events to apply (dedupe.first_copies), and the records to redeliver because the registry could not be
+    written for one of their events: all from the first such record on, none of whose events are applied now (a
+    later record's events applied first would move the markers past the earlier one's)."""
+    store = FirstCopyStore(runtime.dynamodb(), runtime.table_name())
+    wanted = dedupe.claims(delivered)
+    outcomes = runtime.fan_out(partial(_claim, store), wanted.items())
+    stored = {block: outcome for block, outcome in zip(wanted, outcomes, strict=True) if isinstance(outcome, dict)}
+    undecided = {d.sequence_number for d in delivered if d.id is not None and dedupe.block_of(d.id) not in stored}
+    cut = next((n for n, d in enumerate(delivered) if d.sequence_number in undecided), len(delivered))
+    kept = dedupe.first_copies(delivered[:cut], stored)
+    dropped = cut - len(kept)
+    if dropped:
+        logger.info("copies of events applied or refused before were dropped", extra={"dropped": dropped})
+        count("IngestDuplicatesDropped", dropped)
+    return kept, {d.sequence_number for d in delivered[cut:]}
+
+
+def _claim(store: FirstCopyStore, block: tuple[dedupe.Block, dict[str, bytes]]) -> dict[str, bytes] | Exception:
+    """One block's claims; what stopped them, if anything (the other blocks go on)."""
+    try:
+        return store.claim(*block)
+    except Exception as exc:  # the events of this block are decided on redelivery
+        logger.warning("first copies not claimed; their records come back", extra={"cause": repr(exc)})
+        return exc
 
 
 def _apply_group(apply: dict[str, Applier], delivered: list[Delivered]) -> Exception | None:

@@ -1,9 +1,12 @@
-"""What travels on the events stream: the normalised events, how a record packs them, and how a consumer marks
-what it has applied. Pure: shared by the API that writes records and the consumer that applies them.
+"""What travels on the events stream: the normalised events and their ids, how a record packs them, and how a
+consumer marks what it has applied. Pure: shared by the API that writes records and the consumer that applies them.
 
-A record's data is UTF-8 JSON, `{"events": [event, ...]}`: the events of one request that share a partition key,
-in request order. The API validated and normalised each event with its direct endpoint's rules before it was
-put, so a record that does not decode into these events can never apply (a poison record).
+A record's data is UTF-8 JSON, `{"events": [event, ...], "origin": "...", "positions": [p, ...]}`: the events of
+one request that share a partition key, in request order, and their ids (chalicelib/ingest/dedupe.py): the
+request's origin and each event's position in the request. A record put before events had ids has neither key;
+its events are applied without the duplicate check. The API validated and normalised each event with its direct
+endpoint's rules before it was put, so a record that does not decode into these events can never apply (a poison
+record).
 
 The partition key is `{type}:{key}` (the stream, the counted path, the metric or average key): one key's events
 stay on one shard, in order, so a consumer batch holds all of a key's recent events and aggregates them.
@@ -17,9 +20,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-# Kinesis sequence numbers are decimal strings of up to 128 digits, more than a DynamoDB number holds (38):
-# a marker stores them as text padded to this width, so text order is number order in a condition expression.
-SEQUENCE_DIGITS = 128
+# Kinesis sequence numbers are decimal strings of up to 129 digits (56 today), more than a DynamoDB number holds
+# (38): a marker stores one as text after its length (MARKER_LENGTH_DIGITS digits), so that text order is number
+# order in a condition expression and the text is only as long as the number.
+MARKER_LENGTH_DIGITS = 3
+# Markers written before that were the digits zero-padded to this width (chalicelib/ingest/applied.py reads both).
+LEGACY_MARKER_DIGITS = 128
 # Kinesis takes partition keys of up to 256 characters; counted as UTF-8 bytes here, which is never fewer.
 MAX_PARTITION_KEY_BYTES = 256
 
@@ -91,17 +97,51 @@ def partition_key(event: Event) -> str:
     return f"{event.type}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
-def encode(events: Sequence[Event]) -> bytes:
-    return json.dumps({"events": [asdict(e) for e in events]}, separators=(",", ":"), allow_nan=False).encode()
+@dataclass(frozen=True)
+class EventId:
+    """What makes an event itself across every copy of it on the stream: the request that sent it (`origin`, see
+    chalicelib/ingest/dedupe.py) and its index in that request's `events`."""
+
+    origin: str
+    position: int
 
 
-def decode(data: bytes) -> list[Event]:
-    """The events of a record's data; PoisonRecord when it is not a record this module wrote."""
+@dataclass(frozen=True)
+class Payload:
+    """A record's events and their ids (each None in a record put before events had ids)."""
+
+    events: list[Event]
+    ids: list[EventId | None]
+
+
+def encode(events: Sequence[Event], ids: Sequence[EventId] = ()) -> bytes:
+    """A record's data: the events, and their ids when given (one origin: a record holds one request's events)."""
+    document: dict[str, Any] = {"events": [asdict(e) for e in events]}
+    if ids:
+        origins = {i.origin for i in ids}
+        if len(origins) != 1 or len(ids) != len(events):
+            raise ValueError("a record's ids are one per event, of one origin")
+        document.update(origin=ids[0].origin, positions=[i.position for i in ids])
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(data: bytes) -> Payload:
+    """The events of a record's data and their ids; PoisonRecord when it is not a record this module wrote."""
     try:
         document = json.loads(data)
-        return [_event(raw) for raw in document["events"]]
+        events = [_event(raw) for raw in document["events"]]
+        return Payload(events, _ids(document, len(events)))
     except (ValueError, TypeError, KeyError) as exc:
         raise PoisonRecord(f"not an events record: {exc}") from None
+
+
+def _ids(document: dict[str, Any], count: int) -> list[EventId | None]:
+    if "origin" not in document:
+        return [None] * count
+    origin, positions = document["origin"], document["positions"]
+    if not isinstance(origin, str) or len(positions) != count or not all(type(p) is int for p in positions):
+        raise ValueError("ids that do not match the events")
+    return [EventId(origin, p) for p in positions]
 
 
 def _event(raw: dict[str, Any]) -> Event:
@@ -111,20 +151,23 @@ def _event(raw: dict[str, Any]) -> Event:
 
 
 def sequence_marker(sequence_number: str | int) -> str:
-    """A sequence number as fixed-width text: markers compare as text in DynamoDB conditions."""
+    """A sequence number as text that compares as the number does (DynamoDB conditions compare text): its length,
+    then its digits, e.g. `0561234...` for a 56-digit number."""
     digits = str(int(sequence_number))
-    if len(digits) > SEQUENCE_DIGITS:
-        raise ValueError("sequence number longer than 128 digits")
-    return digits.zfill(SEQUENCE_DIGITS)
+    if len(digits) >= 10**MARKER_LENGTH_DIGITS:
+        raise ValueError(f"sequence number of {len(digits)} digits")
+    return f"{len(digits):0{MARKER_LENGTH_DIGITS}d}{digits}"
 
 
 @dataclass(frozen=True)
 class Delivered:
-    """One event as the consumer received it: from which shard, in which record (its sequence number)."""
+    """One event as the consumer received it: from which shard, in which record (its sequence number), and its id
+    (None for a record put before events had ids)."""
 
     shard_id: str
     sequence_number: str
     event: Event
+    id: EventId | None = None
 
     @property
     def marker(self) -> str:

@@ -296,7 +296,7 @@ class StreamStore:
                 started_at=target.started_at if target.moments.count else events[0].time_ms,
                 started_by=target.started_by if target.moments.count else events[0].user,
                 updated_at=max(target.updated_at or 0, *(e.time_ms for e in events)),
-                markers={**target.markers, names["#applied"]: values[":last"]},
+                markers={**applied.pruned(target.markers, shard_id), names["#applied"]: values[":last"]},
                 sketch=target.sketch.merge(Sketch.of(e.value for e in events)).bounded(),
             )
             self.client.transact_write_items(
