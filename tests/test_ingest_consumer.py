@@ -504,9 +504,9 @@ def test_a_hit_counter_stays_under_1_kb_through_any_number_of_reshards(client: A
         clock.set_source(partial(float, start + n * 25 * 60))  # a reshard every 25 minutes
         batch = [(n, hits("/api/resharded/", 1), ids_of(f"r{n}", [0]))]
         assert consume_identified(client, batch, f"shardId-{n:012d}") == []
-    item = dynamodb.get_item(
-        TableName=TABLE, Key={"pk": {"S": keys.hit_pk("/api/resharded/")}, "sk": {"S": "COUNT"}}
-    )["Item"]
+    item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": keys.hit_pk("/api/resharded/")}, "sk": {"S": "COUNT"}})[
+        "Item"
+    ]
     markers = applied.marker_attrs(item)
     # The current shard's, and those written within the hour (25 and 50 minutes ago); the 37 before are gone.
     assert sorted(markers) == [applied.marker_attr(f"shardId-{n:012d}") for n in (37, 38, 39)]
