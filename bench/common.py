@@ -11,6 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 from chalicelib import runtime, settings
 from chalicelib.dynamo import LostRace, retry
 from chalicelib.table import ensure_table
@@ -37,6 +40,20 @@ def set_env(name: str, value: str | None) -> None:
     else:
         os.environ[name] = value
     settings.reset()
+
+
+def unmetered_client(endpoint_url: str) -> Any:
+    """Another client of the same database, that no meter is attached to (bench.pricing.PricingMeter reads the
+    items around each write with one)."""
+    env = local_aws_env()
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        config=Config(max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"}),
+    )
 
 
 def fresh_table(client: Any, prefix: str) -> str:
@@ -74,6 +91,8 @@ def local_gateway() -> Any:
     config = CLIFactory(str(PROJECT_DIR)).create_config_obj(chalice_stage_name="dev")
     for name, value in config.environment_variables.items():
         os.environ.setdefault(name, value)
+    # Writes are open locally, as under `make run` (chalicelib/devhooks.py): the benchmarks send no write token.
+    os.environ.setdefault("WRITE_ACCESS", "open")
     settings.reset()
     return LocalGateway(config.chalice_app, config)
 

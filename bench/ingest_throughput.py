@@ -1,22 +1,16 @@
-"""Ingest through the events stream against the direct endpoints, on one DynamoDB Local (and one kinesalite).
+"""Ingest through the events stream against the direct endpoints: throughput and equal results, on one DynamoDB
+Local and one kinesalite (part of `python -m bench ingest`).
 
-1. Write cost per event of one hot key (a path, a stream, a metric key, an average window), as DynamoDB Local
-   reports it: one direct write, and the consumer applying batches of 10, 100 and 1,000 events (one event per
-   record, the least packing a producer can do) through its real entry point.
-2. Throughput and equal results: the same mixed events (hot and cold keys of all four types) applied direct
-   (one request per event through Chalice's local gateway, WORKERS threads, each key's events in order on one
-   thread) into one table, and through the stream (POST /events of 500 through the gateway onto kinesalite,
-   then the dev server's poller invoking the consumer until the stream is drained) into another, in one run.
-   Then every count, sum, statistic and window of the two tables is compared.
-
-    python -m bench ingest
+The same mixed events (hot and cold keys of all four types) applied direct (one request per event through Chalice's
+local gateway, WORKERS threads, each key's events in order on one thread) into one table, and through the stream
+(POST /events of 500 through the gateway onto kinesalite, then the dev server's poller invoking the consumer until
+the stream is drained) into another, in one run. Then every count, sum, statistic and window of the two tables is
+compared. Write units here are DynamoDB Local's (bench/ingest.py prices ingest by AWS's rules).
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import logging
 import random
 import tempfile
 import time
@@ -25,86 +19,28 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import Meter, fresh_table, local_gateway, set_env, table_md, use_endpoint
+from bench.common import Meter, fresh_table, set_env, table_md
 from chalicelib import clock, keys, runtime, settings
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits.store import HitStore
-from chalicelib.ingest import consumer, records
 from chalicelib.metrics.store import SumStore
-from chalicelib.observability import SERVICE
 from chalicelib.streams.store import StreamStore
 from devtools.kinesis_local import Kinesalite, ensure_stream, kinesis_client
 from devtools.kinesis_poller import Checkpoints, KinesisPoller, registrations
 
-BATCHES = (10, 100, 1000)
 WINDOW_SIZE = 100
 EVENTS = 4000
 WORKERS = 8
 REQUEST_EVENTS = 500
-SHARD = "shardId-000000000000"
 
 
-def _sequence(n: int) -> str:
-    """A Kinesis-like sequence number (56 digits), increasing with n."""
-    return f"49{n:054d}"
-
-
-def _hot_events(kind: str, n: int, now_ms: int) -> list[records.Event]:
-    if kind == "hit":
-        return [records.HitEvent("/api/hot/", now_ms) for _ in range(n)]
-    if kind == "value":
-        return [records.ValueEvent("hot", float(i % 97), now_ms, "bench") for i in range(n)]
-    if kind == "metric":
-        return [records.MetricEvent("hot", i % 97, now_ms - i) for i in range(n)]
-    return [records.AverageEvent("hot", float(i % 97)) for i in range(n)]
-
-
-_DIRECT: dict[str, tuple[str, str, dict[str, Any] | None]] = {
-    "hit": ("GET", "/api/hot", None),
-    "value": ("POST", "/streams/hot/values", {"value": 1.5, "user": "bench"}),
-    "metric": ("POST", "/metric/hot", {"value": 3}),
-    "average": ("POST", "/averages/hot", {"value": 1.5}),
-}
-
-
-def _request(gateway: Any, method: str, path: str, body: Any = None) -> dict[str, Any]:
+def gateway_request(gateway: Any, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """One request through Chalice's local gateway; it must succeed."""
     data = b"" if body is None else json.dumps(body).encode()
     headers = {} if body is None else {"content-type": "application/json"}
     response: dict[str, Any] = gateway.handle_request(method, path, headers, data)
     assert response["statusCode"] < 300, (path, response)
     return response
-
-
-def _write_costs(gateway: Any, client: Any) -> str:
-    rows = []
-    for kind in ("hit", "value", "metric", "average"):
-        table = fresh_table(client, "ingest-cost")
-        set_env("TABLE_NAME", table)
-        _request(gateway, "PUT", "/averages/hot", {"size": WINDOW_SIZE})
-        method, path, body = _DIRECT[kind]
-        _request(gateway, method, path, body)  # the first write creates items; measure a repeated one
-        with Meter(client) as meter:
-            for _ in range(10):
-                _request(gateway, method, path, body)
-            direct = meter.write_units / 10
-        row: list[Any] = [kind, f"{direct:.2f}"]
-        sequence = 0
-        for size in BATCHES:
-            events = _hot_events(kind, size, clock.now_ms())
-            received = []
-            for event in events:
-                sequence += 1
-                data = base64.b64encode(records.encode([event])).decode()
-                received.append(consumer.Received(SHARD, _sequence(sequence), data))
-            with Meter(client) as meter:
-                failed = consumer.apply_records(received, consumer.appliers(clock.now_ms()))
-            assert not failed, failed
-            row.append(f"{meter.write_units / size:.4f} ({meter.write_units / size / direct:.3f}x)")
-        rows.append(row)
-    return table_md(["hot key", "direct, per event"] + [f"stream, batch {n}" for n in BATCHES], rows)
-
-
-# --- throughput and equal results ----------------------------------------------------------------------------
 
 
 def _mixed_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
@@ -149,7 +85,7 @@ def _apply_direct(gateway: Any, events: Sequence[dict[str, Any]]) -> float:
 
     def run(lane: list[dict[str, Any]]) -> None:
         for event in lane:
-            _request(gateway, *_direct_call(event))
+            gateway_request(gateway, *_direct_call(event))
 
     started = time.perf_counter()
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -162,7 +98,7 @@ def _apply_streamed(gateway: Any, events: Sequence[dict[str, Any]], kinesis: Any
     started = time.perf_counter()
     for start in range(0, len(events), REQUEST_EVENTS):
         answer = json.loads(
-            _request(gateway, "POST", "/events", {"events": events[start : start + REQUEST_EVENTS]})["body"]
+            gateway_request(gateway, "POST", "/events", {"events": events[start : start + REQUEST_EVENTS]})["body"]
         )
         assert answer["accepted"] == len(events[start : start + REQUEST_EVENTS]), answer
     put = time.perf_counter() - started
@@ -218,7 +154,7 @@ def _throughput(gateway: Any, client: Any) -> str:
         tables[way] = fresh_table(client, f"ingest-{way}")
         set_env("TABLE_NAME", tables[way])
         for n in range(4):
-            _request(gateway, "PUT", f"/averages/a{n}", {"size": WINDOW_SIZE})
+            gateway_request(gateway, "PUT", f"/averages/a{n}", {"size": WINDOW_SIZE})
     with tempfile.TemporaryDirectory() as state, Kinesalite() as kinesalite:
         kinesis = kinesis_client(kinesalite.endpoint_url)
         ensure_stream(kinesis, settings.get().events_stream_name)
@@ -250,27 +186,12 @@ def _throughput(gateway: Any, client: Any) -> str:
     )
 
 
-def run(endpoint_url: str) -> str:
-    logging.getLogger(SERVICE).setLevel(logging.WARNING)  # thousands of requests: no access lines
-    set_env("POWERTOOLS_METRICS_DISABLED", "true")
-    client = use_endpoint(endpoint_url)
-    gateway = local_gateway()
-    costs = _write_costs(gateway, client)
+def report(gateway: Any, client: Any) -> str:
+    """The throughput table and the equal-results check, as Markdown."""
     throughput = _throughput(gateway, client)
     return (
-        "### Ingest: the events stream against the direct endpoints\n\n"
-        "Write units per event for one hot key (DynamoDB Local's figures; a stream batch of n events is n records "
-        "of one event):\n\n"
-        f"{costs}\n\n"
         f"{EVENTS:,} mixed events (four types, half on one hot key each, the rest over 39 cold keys), applied "
         f"direct with {WORKERS} threads and through kinesalite (POST /events of {REQUEST_EVENTS}, then the dev "
-        "server's poller and the consumer, one shard at a time), into two tables:\n\n"
-        f"{throughput}"
+        "server's poller and the consumer, one shard at a time), into two tables; write units as DynamoDB Local "
+        f"reports them:\n\n{throughput}"
     )
-
-
-if __name__ == "__main__":
-    from devtools.ddblocal import DynamoDBLocal
-
-    with DynamoDBLocal() as database:
-        print(run(database.endpoint_url))
