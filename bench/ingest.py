@@ -67,7 +67,7 @@ BATCHINGS = (Batching(1, 1_000), Batching(60, 1_000), Batching(60, 10_000))
 # per minute), and at least four batches per shard with a 60 s window (at this rate they fill in ~20 s at most).
 SLICE_S = {1: 60, 60: 90}
 # (key, batch) groups applied per case: the sample's size. Its estimate's error is about 1 / sqrt(groups).
-GROUP_BUDGET = 100
+GROUP_BUDGET = 80
 # Batches metered per drawn key at most (consecutive ones): a sample holds many keys even where a few keys appear in
 # every batch.
 RUN_BATCHES = 6

@@ -123,11 +123,11 @@ def _units_table(kind: EventKind, cases: Sequence[Case], direct: Bill) -> str:
             [
                 c.distribution.name,
                 c.batching.label,
-                f"**{c.per_event(c.bill.write_units):.3f}**",
-                f"{c.per_event(c.bill.index_write_units):.3f}",
-                f"{c.per_event(c.bill.read_units):.3f}",
-                f"{c.per_event(c.bill.local_write_units):.3f}",
-                f"{c.per_event(c.bill.local_read_units):.3f}",
+                f"**{c.per_event(c.bill.write_units):.3g}**",
+                f"{c.per_event(c.bill.index_write_units):.3g}",
+                f"{c.per_event(c.bill.read_units):.3g}",
+                f"{c.per_event(c.bill.local_write_units):.3g}",
+                f"{c.per_event(c.bill.local_read_units):.3g}",
                 f"{c.bill.write_units / c.groups:.2f}",
                 f"{c.drawn_keys:,} / {c.metered_groups:,}",
             ]
@@ -164,18 +164,19 @@ def _goals_table(cases: Sequence[Case], direct: dict[str, Bill]) -> str:
                 [
                     f"hits, {distribution.name}, {batching.label}",
                     f"<= {goal:g} per event",
-                    f"{units:.3f}",
+                    f"{units:.3g}",
                     _met(units, goal),
                 ]
             )
-    rows[-1][1] += f" (direct: {direct['hit'].write_units:.0f})" if rows else ""
+    if rows:  # the uniform case's goal is set below a direct request's cost
+        rows[-1][1] += f" (direct: {direct['hit'].write_units:.0f})"
     for case in (c for c in cases if c.kind.type == "metric"):
         units = case.bill.write_units / case.groups
         rows.append(
             [
                 f"metrics, {case.distribution.name}, {case.batching.label}",
                 "<= 5 per key per batch",
-                f"{units:.2f} ({case.per_event(case.bill.write_units):.3f} per event)",
+                f"{units:.3g} ({case.per_event(case.bill.write_units):.3g} per event)",
                 _met(units, 5.0),
             ]
         )
@@ -239,7 +240,8 @@ def _cost_text() -> str:
         f"invocation); API Gateway $3.50 per million `POST /events` of {REQUEST_EVENTS}. Each row is 1 B events a "
         f"day of that type alone, with the consumer's batching ({DEFAULT_BATCHING.label}); the last columns give "
         "the total with a 60 s window. Left out: the API's own Lambda (2 M invocations a day, $0.40 plus duration), "
-        "compaction of metric minutes, CloudWatch, and reads by clients (below: `GET /stats/` and sums)."
+        "compaction of metric minutes, CloudWatch, and reads by clients (their units are in the hit counters' and "
+        "the last-hour sums' sections)."
     )
 
 
