@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import statistics
 import threading
 import uuid
@@ -91,8 +92,11 @@ def local_gateway() -> Any:
     config = CLIFactory(str(PROJECT_DIR)).create_config_obj(chalice_stage_name="dev")
     for name, value in config.environment_variables.items():
         os.environ.setdefault(name, value)
-    # Writes are open locally, as under `make run` (chalicelib/devhooks.py): the benchmarks send no write token.
+    # As under `make run` (chalicelib/devhooks.py, which also resets the clients a meter may be attached to): writes
+    # open, as the benchmarks send no write token, and a cursor secret of the run's own instead of the stage's SSM
+    # parameter, which is not reachable locally.
     os.environ.setdefault("WRITE_ACCESS", "open")
+    os.environ.setdefault("CURSOR_SECRET", secrets.token_urlsafe(32))
     settings.reset()
     return LocalGateway(config.chalice_app, config)
 
