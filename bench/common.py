@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import statistics
 import threading
 import uuid
@@ -10,6 +11,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import boto3
+from botocore.config import Config
 
 from chalicelib import runtime, settings
 from chalicelib.dynamo import LostRace, retry
@@ -37,6 +41,20 @@ def set_env(name: str, value: str | None) -> None:
     else:
         os.environ[name] = value
     settings.reset()
+
+
+def unmetered_client(endpoint_url: str) -> Any:
+    """Another client of the same database, that no meter is attached to (bench.pricing.PricingMeter reads the
+    items around each write with one)."""
+    env = local_aws_env()
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        config=Config(max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"}),
+    )
 
 
 def fresh_table(client: Any, prefix: str) -> str:
@@ -74,6 +92,11 @@ def local_gateway() -> Any:
     config = CLIFactory(str(PROJECT_DIR)).create_config_obj(chalice_stage_name="dev")
     for name, value in config.environment_variables.items():
         os.environ.setdefault(name, value)
+    # As under `make run` (chalicelib/devhooks.py, which also resets the clients a meter may be attached to): writes
+    # open, as the benchmarks send no write token, and a cursor secret of the run's own instead of the stage's SSM
+    # parameter, which is not reachable locally.
+    os.environ.setdefault("WRITE_ACCESS", "open")
+    os.environ.setdefault("CURSOR_SECRET", secrets.token_urlsafe(32))
     settings.reset()
     return LocalGateway(config.chalice_app, config)
 

@@ -4,7 +4,8 @@ Two tables on one DynamoDB Local: one with 100 paths, one with 100,000 (long-tai
 so most paths tie at small counts). Both are loaded with BatchWriteItem of the items the
 store itself builds (HitStore.counter_item / rank_item / totals_item), then the real handler answers
 GET /stats/?limit=20 through Chalice's local gateway, alternating between the tables for
-several rounds; medians of latency, consumed read capacity and round trips are compared.
+several rounds; medians of latency, read units (by AWS's rules from the items read, bench/pricing.py, and as
+DynamoDB Local reports them) and round trips are compared.
 A second figure: the write cost of one hit (first and repeated), as DynamoDB Local reports it.
 
     python -m bench.hits
@@ -18,7 +19,18 @@ import random
 import time
 from typing import Any
 
-from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
+from bench.common import (
+    Meter,
+    fresh_table,
+    load_items,
+    local_gateway,
+    median,
+    set_env,
+    table_md,
+    unmetered_client,
+    use_endpoint,
+)
+from bench.pricing import PricingMeter
 from chalicelib import keys
 from chalicelib.hits.counts import Counter
 from chalicelib.hits.store import HitStore
@@ -57,15 +69,18 @@ def _load(client: Any, store: HitStore, counts: dict[str, int]) -> None:
     load_items(client, store.table, items)
 
 
-def _stats(gateway: Any, meter: Meter, table_name: str) -> tuple[float, float, int, list[dict[str, Any]]]:
+def _stats(
+    gateway: Any, meter: Meter, pricing: PricingMeter, table_name: str
+) -> tuple[float, float, int, float, list[dict[str, Any]]]:
     set_env("TABLE_NAME", table_name)
     meter.reset()
     started = time.perf_counter()
-    response = gateway.handle_request("GET", f"/stats/?limit={LIMIT}", {}, b"")
+    with pricing.charging() as bill:
+        response = gateway.handle_request("GET", f"/stats/?limit={LIMIT}", {}, b"")
     elapsed = time.perf_counter() - started
     assert response["statusCode"] == 200, response
     body = json.loads(response["body"])
-    return elapsed * 1000, meter.read_units, meter.round_trips, body["paths"]
+    return elapsed * 1000, meter.read_units, meter.round_trips, bill.read_units, body["paths"]
 
 
 def run(endpoint_url: str) -> str:
@@ -86,15 +101,16 @@ def run(endpoint_url: str) -> str:
 
     gateway = local_gateway()
     previous_table = os.environ.get("TABLE_NAME")
-    samples: dict[int, list[tuple[float, float, int]]] = {SMALL: [], LARGE: []}
+    samples: dict[int, list[tuple[float, float, int, float]]] = {SMALL: [], LARGE: []}
     try:
-        for round_ in range(WARMUP + ROUNDS):
-            order = (SMALL, LARGE) if round_ % 2 else (LARGE, SMALL)
-            for n in order:
-                ms, rcu, trips, page = _stats(gateway, meter, tables[n])
-                assert page == expected[n], f"wrong ranking at {n} paths"
-                if round_ >= WARMUP:
-                    samples[n].append((ms, rcu, trips))
+        with PricingMeter(client, unmetered_client(endpoint_url)) as pricing:
+            for round_ in range(WARMUP + ROUNDS):
+                order = (SMALL, LARGE) if round_ % 2 else (LARGE, SMALL)
+                for n in order:
+                    ms, rcu, trips, aws_rcu, page = _stats(gateway, meter, pricing, tables[n])
+                    assert page == expected[n], f"wrong ranking at {n} paths"
+                    if round_ >= WARMUP:
+                        samples[n].append((ms, rcu, trips, aws_rcu))
 
         # Write cost of one hit, through the store's real write path.
         set_env("TABLE_NAME", tables[SMALL])
@@ -109,16 +125,24 @@ def run(endpoint_url: str) -> str:
         for name in tables.values():
             client.delete_table(TableName=name)
 
-    med = {n: [median([s[i] for s in samples[n]]) for i in range(3)] for n in samples}
+    med = {n: [median([s[i] for s in samples[n]]) for i in range(4)] for n in samples}
     rows = [
-        [f"{n:,} paths", f"{med[n][0]:.1f}", f"{med[n][1]:.1f}", f"{med[n][2]:.0f}", f"{load_seconds[n]:.1f}"]
+        [
+            f"{n:,} paths",
+            f"{med[n][0]:.1f}",
+            f"{med[n][3]:.1f}",
+            f"{med[n][1]:.1f}",
+            f"{med[n][2]:.0f}",
+            f"{load_seconds[n]:.1f}",
+        ]
         for n in (SMALL, LARGE)
     ]
     rows.append(
         [
             "**ratio 100k / 100**",
             f"**{med[LARGE][0] / med[SMALL][0]:.2f}x**",
-            f"**{med[LARGE][1] / med[SMALL][1]:.2f}x**",
+            f"**{med[LARGE][3] / med[SMALL][3]:.2f}x**",
+            f"{med[LARGE][1] / med[SMALL][1]:.2f}x",
             f"{med[LARGE][2] / med[SMALL][2]:.2f}x",
             "",
         ]
@@ -127,11 +151,17 @@ def run(endpoint_url: str) -> str:
         "### Hit counters: ranking at scale",
         "",
         f"`GET /stats/?limit={LIMIT}` through the real handler (Chalice local gateway), {ROUNDS} interleaved rounds "
-        f"after {WARMUP} warm-up rounds, medians. Read capacity and round trips as DynamoDB Local reports them "
+        f"after {WARMUP} warm-up rounds, medians. Read units by AWS's rules (each Query page by the size of the index "
+        "entries it read, each BatchGetItem key by its item, at least one unit each, halved for eventually "
+        "consistent reads; bench/pricing.py), and as DynamoDB Local reports them with the round trips "
         f"({keys.HIT_RANK_SHARDS} ranking partitions queried in parallel + one BatchGetItem of "
-        f"{keys.HIT_TOTAL_SHARDS} totals shards). Every answer was checked against the expected top {LIMIT}.",
+        f"{keys.HIT_TOTAL_SHARDS + keys.HIT_INGEST_TOTAL_SHARDS} totals shards). Every answer was checked against "
+        f"the expected top {LIMIT}.",
         "",
-        table_md(["table", "latency ms", "read units", "round trips", "load s (BatchWriteItem)"], rows),
+        table_md(
+            ["table", "latency ms", "read units (AWS)", "read units (Local)", "round trips", "load s (BatchWriteItem)"],
+            rows,
+        ),
         "",
         f"One hit costs {write_cost[0][0]:.0f} write units in {write_cost[0][1]} round trips for a new path and "
         f"{write_cost[1][0]:.0f} write units for a repeat (the counter items are in the ranking index: a changed "

@@ -1,13 +1,22 @@
-"""Ingest through the events stream against the direct endpoints, on one DynamoDB Local (and one kinesalite).
+"""What ingest through the events stream costs at 1 B events a day, for realistic key distributions, priced by
+AWS's rules (bench/pricing.py) next to DynamoDB Local's figures; then throughput and equal results against the
+direct endpoints (bench/ingest_throughput.py).
 
-1. Write cost per event of one hot key (a path, a stream, a metric key, an average window), as DynamoDB Local
-   reports it: one direct write, and the consumer applying batches of 10, 100 and 1,000 events (one event per
-   record, the least packing a producer can do) through its real entry point.
-2. Throughput and equal results: the same mixed events (hot and cold keys of all four types) applied direct
-   (one request per event through Chalice's local gateway, WORKERS threads, each key's events in order on one
-   thread) into one table, and through the stream (POST /events of 500 through the gateway onto kinesalite,
-   then the dev server's poller invoking the consumer until the stream is drained) into another, in one run.
-   Then every count, sum, statistic and window of the two tables is compared.
+For each event type (hits, metric values, stream values), each key distribution (bench/stream_model.py: one hot
+key, Zipf s=1.1 over 1,000 and over 100,000 keys, uniform over 100,000) and each consumer batching (window and
+batch size):
+1. A slice of the stream at the daily rate is simulated whole (pure Python): requests of 500 events, packed into
+   records, hashed to the shards an on-demand stream holds for that rate, cut into each shard's batches.
+2. A sample of keys is applied through the real consumer (consumer.apply_records with consumer.appliers, on
+   DynamoDB Local) with the pricing meter attached. Keys are drawn with a probability proportional to the batches
+   they appear in, up to RUN_BATCHES (stream_model.draw_keys). Each drawn key is metered in a run of up to
+   RUN_BATCHES consecutive batches of its own, each batch's records of the key in one apply_records call; before
+   the run, its latest events (up to WARM_UP_EVENTS) are applied unmetered, so that its items exist and hold what
+   they would (this minute's sub-totals, its sketch), or, with no events before the run, one event in the minute
+   before the slice. The bill of each key is charged to it alone (PricingMeter.charging), so keys run in parallel.
+3. A drawn key stands for (its batches / its metered batches) / its probability keys' runs. Units per (key, batch)
+   are the weighted bills over the weighted metered groups (a ratio estimate: a key's cost is mostly per batch it
+   appears in); units per event are that times the slice's exact groups over its exact events.
 
     python -m bench ingest
 """
@@ -15,258 +24,345 @@
 from __future__ import annotations
 
 import base64
-import json
+import functools
 import logging
 import random
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench.common import Meter, fresh_table, local_gateway, set_env, table_md, use_endpoint
-from chalicelib import clock, keys, runtime, settings
-from chalicelib.averages.store import AverageStore
-from chalicelib.hits.store import HitStore
-from chalicelib.ingest import consumer, records
-from chalicelib.metrics.store import SumStore
+from bench import ingest_report, ingest_throughput
+from bench.common import fresh_table, local_gateway, set_env, unmetered_client, use_endpoint
+from bench.ingest_throughput import gateway_request
+from bench.pricing import Bill, PricingMeter, unmetered
+from bench.stream_model import (
+    DISTRIBUTIONS,
+    Batch,
+    Batching,
+    Cut,
+    Distribution,
+    KeySample,
+    Keyspace,
+    Record,
+    Requests,
+    ShardRecords,
+    StreamRate,
+    cut,
+    draw_keys,
+    draw_requests,
+    key_figures,
+    on_demand_shards,
+    shard_of,
+    shard_records,
+    stream_rate,
+)
+from chalicelib import clock, observability
+from chalicelib.ingest import consumer, producer, records
 from chalicelib.observability import SERVICE
-from chalicelib.streams.store import StreamStore
-from devtools.kinesis_local import Kinesalite, ensure_stream, kinesis_client
-from devtools.kinesis_poller import Checkpoints, KinesisPoller, registrations
 
-BATCHES = (10, 100, 1000)
-WINDOW_SIZE = 100
-EVENTS = 4000
-WORKERS = 8
-REQUEST_EVENTS = 500
-SHARD = "shardId-000000000000"
+BATCHINGS = (Batching(1, 1_000), Batching(60, 1_000), Batching(60, 10_000))
+# Seconds of stream per batching window, from a minute's start: a minute of 1 s batches (a metric key's items are
+# per minute), and at least four batches per shard with a 60 s window (at this rate they fill in ~20 s at most).
+SLICE_S = {1: 60, 60: 90}
+# (key, batch) groups applied per case: the sample's size. Its estimate's error is about 1 / sqrt(groups).
+GROUP_BUDGET = 80
+# Batches metered per drawn key at most (consecutive ones): a sample holds many keys even where a few keys appear in
+# every batch.
+RUN_BATCHES = 6
+# Events metered per drawn key at most, unless one batch holds more: one hot key's batches are all alike.
+RUN_EVENTS = 20_000
+KEY_WORKERS = 4  # drawn keys applied at once (each key's batches in order, on one thread)
+SAMPLE_TEXT = (
+    f"A sample of keys stands for each case: about {GROUP_BUDGET} metered (key, batch) groups. Keys are drawn with a "
+    f"probability proportional to the batches they would be metered in: a run of up to {RUN_BATCHES} consecutive "
+    f"batches of the key (fewer where they hold over {RUN_EVENTS:,} events, one at least), metered after the key's "
+    "latest events before the run were applied unmetered (so its items hold what they would). Units per (key, "
+    "batch) are the drawn keys' weighted bills over their weighted groups, times the slice's exact groups over its "
+    "exact events. The error is a few percent where a key's cost per batch varies (metric and stream values), none "
+    "where it is fixed (hits)."
+)
+SEED = 11
+
+# --- the events of each type ---------------------------------------------------------------------------------------
 
 
-def _sequence(n: int) -> str:
-    """A Kinesis-like sequence number (56 digits), increasing with n."""
-    return f"49{n:054d}"
+@dataclass(frozen=True)
+class EventKind:
+    """One event type as the bench draws it: the events of key number `key` at `time_ms`."""
+
+    type: str
+    label: str
+    make: Callable[[int, int, random.Random], records.Event]
+
+    def event(self, key: int, time_ms: int, rng: random.Random) -> records.Event:
+        return self.make(key, time_ms, rng)
 
 
-def _hot_events(kind: str, n: int, now_ms: int) -> list[records.Event]:
-    if kind == "hit":
-        return [records.HitEvent("/api/hot/", now_ms) for _ in range(n)]
-    if kind == "value":
-        return [records.ValueEvent("hot", float(i % 97), now_ms, "bench") for i in range(n)]
-    if kind == "metric":
-        return [records.MetricEvent("hot", i % 97, now_ms - i) for i in range(n)]
-    return [records.AverageEvent("hot", float(i % 97)) for i in range(n)]
+KINDS = (
+    EventKind("hit", "hits", lambda key, at, _: records.HitEvent(f"/api/products/{key}/", at)),
+    EventKind(
+        "metric",
+        "metric values",
+        lambda key, at, rng: records.MetricEvent(f"api.latency.{key}", round(rng.lognormvariate(5, 1.5)), at),
+    ),
+    EventKind(
+        "value",
+        "stream values",
+        lambda key, at, rng: records.ValueEvent(f"sensor-{key}", round(rng.lognormvariate(3, 1), 3), at, "bench"),
+    ),
+)
 
+
+@functools.cache
+def keyspace(kind: EventKind, keys: int) -> Keyspace:
+    """The partition keys and event sizes of keys 0..keys-1 (the same for every distribution over as many keys)."""
+    rng = random.Random(SEED)
+    events = [kind.event(key, clock.now_ms(), rng) for key in range(keys)]
+    empty = len(records.encode([]))
+    return Keyspace([records.partition_key(e) for e in events], [len(records.encode([e])) - empty for e in events])
+
+
+# --- one case: a type, a distribution, a batching ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A type's events of one distribution on the stream: its records, shards, and each batching's batches."""
+
+    kind: EventKind
+    distribution: Distribution
+    keyspace: Keyspace
+    requests: Requests
+    rate: StreamRate
+    shards: int
+    shard_of_key: list[int]
+    records: ShardRecords
+    cuts: dict[Batching, Cut]
+
+    def batches(self, batching: Batching) -> list[Batch]:
+        return self.cuts[batching].batches
+
+
+def stream(kind: EventKind, distribution: Distribution, requests: Requests) -> Stream:
+    space = keyspace(kind, distribution.keys)
+    rate = stream_rate(requests, space)
+    shards = on_demand_shards(rate)
+    shard_of_key = [shard_of(pk, shards) for pk in space.partition_keys]
+    records = shard_records(requests, shard_of_key, space)
+    cuts = {b: cut(records, b, SLICE_S[int(b.window_s)] * 1000) for b in BATCHINGS}
+    return Stream(kind, distribution, space, requests, rate, shards, shard_of_key, records, cuts)
+
+
+@dataclass
+class Case:
+    """What one case measured: the slice's exact figures, and the sample's bill weighted to the whole slice."""
+
+    kind: EventKind
+    distribution: Distribution
+    batching: Batching
+    shards: int
+    rate: StreamRate
+    slice_s: float
+    batches: int
+    records: int
+    events: int
+    groups: int  # (key, batch) pairs of the slice
+    bill: Bill = field(default_factory=Bill)  # estimated for the whole slice
+    drawn_keys: int = 0
+    metered_groups: int = 0
+
+    def per_event(self, units: float) -> float:
+        return units / self.events
+
+    @property
+    def batches_per_s(self) -> float:
+        return self.batches / self.slice_s
+
+
+Located = list[tuple[Record, int | None]]  # a key's records in arrival order, each with its batch's index
+
+
+def locate_drawn(s: Stream, samples: dict[Batching, KeySample]) -> dict[Batching, dict[int, Located]]:
+    """Every record of each batching's drawn keys, with the batch holding it (None: none)."""
+    drawn = {b: set(sample.drawn()) for b, sample in samples.items()}
+    found: dict[Batching, dict[int, Located]] = {b: {} for b in samples}
+    wanted = set().union(*drawn.values())
+    for i, key in enumerate(s.records.key):
+        if key in wanted:
+            for b, keys in drawn.items():
+                if key in keys:
+                    index = s.cuts[b].batch_of[i]
+                    found[b].setdefault(key, []).append((s.records[i], None if index < 0 else index))
+    return found
+
+
+WARM_UP_EVENTS = 2_000  # of a key's latest events before its metered run: its items hold what they would hold
+
+
+class Applier:
+    """Applies drawn keys' records through the real consumer into one table, with the meter attached; the events'
+    times are counted from `anchor_ms`."""
+
+    def __init__(self, meter: PricingMeter, s: Stream, batches: Sequence[Batch], anchor_ms: int) -> None:
+        self.meter, self.stream, self.batches, self.anchor_ms = meter, s, batches, anchor_ms
+
+    def received(self, record: Record, rng: random.Random, sequence: str | None = None) -> consumer.Received:
+        at = self.anchor_ms + int(record.arrival_ms)
+        events = [self.stream.kind.event(record.key, at, rng) for _ in range(record.events)]
+        (packed,) = producer.pack(events)  # one key's events of one request: one record, as the API puts it
+        data = base64.b64encode(packed.data).decode()
+        return consumer.Received(shard_id(record.shard), sequence or f"49{record.sequence:054d}", data)
+
+    def key(self, key: int, located: Located, sample: KeySample) -> Bill:
+        """Warm the key up, then apply its metered run of batches: the run's bill."""
+        rng = random.Random(f"{SEED}:{key}")
+        order = list(dict.fromkeys(i for _, i in located if i is not None))  # its batches, in stream order
+        start = rng.randrange(len(order) - sample.metered[key] + 1)
+        run = order[start : start + sample.metered[key]]
+        first = next(n for n, (_, i) in enumerate(located) if i == run[0])
+        with unmetered():
+            self.warm_up(key, [r for r, _ in located[:first]], rng)
+        with self.meter.charging() as bill:
+            for index in run:
+                received = [self.received(r, rng) for r, i in located if i == index]
+                self.apply(received, self.anchor_ms + int(self.batches[index].closed_ms))
+        return bill
+
+    def warm_up(self, key: int, history: list[Record], rng: random.Random) -> None:
+        """The key's latest events before its run, or one event in the minute before the slice: its items exist
+        and hold what they would, with the marker of its shard."""
+        kept: list[Record] = []
+        for record in reversed(history):
+            left = WARM_UP_EVENTS - sum(r.events for r in kept)
+            if left <= 0:
+                break
+            kept.append(record._replace(events=min(record.events, left)))
+        if not kept:
+            earlier = Record(self.stream.shard_of_key[key], 0, key, 1, -30_000.0)
+            self.apply([self.received(earlier, rng, f"48{0:054d}")], self.anchor_ms - 29_000)
+            return
+        received = [self.received(r, rng) for r in reversed(kept)]
+        self.apply(received, self.anchor_ms + int(kept[0].arrival_ms) + 1)
+
+    @staticmethod
+    def apply(received: list[consumer.Received], now_ms: int) -> None:
+        # Through the Lambda's metrics middleware, which flushes (here: drops) the consumer's counts.
+        failed = observability.flush_metrics(
+            None, lambda _: consumer.apply_records(received, consumer.appliers(now_ms))
+        )
+        assert not failed, f"{len(failed)} records not applied"
+
+
+def shard_id(shard: int) -> str:
+    return f"shardId-{shard:012d}"
+
+
+def _anchor_ms(slice_s: float) -> int:
+    """The slice's start: a minute's start, far enough back that the whole slice is in the past."""
+    start = clock.now_ms() - int(slice_s * 1000) - 120_000
+    return start - start % 60_000
+
+
+def measure_stream(client: Any, reader: Any, s: Stream) -> list[Case]:
+    """Every batching of one stream: draw keys, find their records, apply them."""
+    seed = f"{SEED}:{s.kind.type}:{s.distribution.name}"
+    samples = {b: draw_keys(key_figures(s.batches(b)), GROUP_BUDGET, RUN_BATCHES, RUN_EVENTS, seed) for b in BATCHINGS}
+    located = locate_drawn(s, samples)
+    cases: dict[tuple[tuple[int, int, int], ...], Case] = {}
+    measured = []
+    for b in BATCHINGS:
+        # Batchings that cut the same batches (one hot key's, cut by the payload limit) are measured once.
+        same = tuple((batch.shard, batch.first_sequence, batch.records) for batch in s.batches(b))
+        if same not in cases:
+            cases[same] = measure(client, reader, s, b, samples[b], located[b])
+        measured.append(replace(cases[same], batching=b))
+    return measured
+
+
+def measure(
+    client: Any, reader: Any, s: Stream, batching: Batching, sample: KeySample, located: dict[int, Located]
+) -> Case:
+    batches = s.batches(batching)
+    case = Case(
+        s.kind,
+        s.distribution,
+        batching,
+        s.shards,
+        s.rate,
+        SLICE_S[int(batching.window_s)],
+        len(batches),
+        sum(b.records for b in batches),
+        sum(b.events for b in batches),
+        sum(len(b.keys) for b in batches),
+    )
+    table = fresh_table(client, "ingest-cost")
+    set_env("TABLE_NAME", table)
+    weighted, weighted_groups = Bill(), 0.0
+    try:
+        meter = PricingMeter(client, reader, remember_items=True)  # every write goes through the app's client
+        with meter, ThreadPoolExecutor(KEY_WORKERS) as pool:
+            applier = Applier(meter, s, batches, _anchor_ms(case.slice_s))
+            drawn = sample.drawn()
+            for key, bill in zip(drawn, pool.map(lambda k: applier.key(k, located[k], sample), drawn), strict=True):
+                weight = sample.weight(key)
+                weighted.charge(bill, weight)
+                weighted_groups += sample.metered[key] * weight
+                case.metered_groups += sample.metered[key]
+    finally:
+        client.delete_table(TableName=table)
+    case.drawn_keys = len(sample.drawn())
+    # A ratio estimate: the drawn keys' bill per (key, batch), times the slice's exact groups.
+    case.bill = weighted.scaled(case.groups / weighted_groups) if weighted_groups else Bill()
+    return case
+
+
+# --- direct writes, for reference ----------------------------------------------------------------------------------
 
 _DIRECT: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "hit": ("GET", "/api/hot", None),
     "value": ("POST", "/streams/hot/values", {"value": 1.5, "user": "bench"}),
     "metric": ("POST", "/metric/hot", {"value": 3}),
-    "average": ("POST", "/averages/hot", {"value": 1.5}),
 }
 
 
-def _request(gateway: Any, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    data = b"" if body is None else json.dumps(body).encode()
-    headers = {} if body is None else {"content-type": "application/json"}
-    response: dict[str, Any] = gateway.handle_request(method, path, headers, data)
-    assert response["statusCode"] < 300, (path, response)
-    return response
-
-
-def _write_costs(gateway: Any, client: Any) -> str:
-    rows = []
-    for kind in ("hit", "value", "metric", "average"):
-        table = fresh_table(client, "ingest-cost")
+def direct_costs(gateway: Any, client: Any, reader: Any) -> dict[str, Bill]:
+    """A repeated direct write of each type (one request per event), priced: the bill per event."""
+    costs = {}
+    for kind, (method, path, body) in _DIRECT.items():
+        table = fresh_table(client, "ingest-direct")
         set_env("TABLE_NAME", table)
-        _request(gateway, "PUT", "/averages/hot", {"size": WINDOW_SIZE})
-        method, path, body = _DIRECT[kind]
-        _request(gateway, method, path, body)  # the first write creates items; measure a repeated one
-        with Meter(client) as meter:
+        gateway_request(gateway, method, path, body)  # the first write creates items; measure repeated ones
+        with PricingMeter(client, reader) as meter:
             for _ in range(10):
-                _request(gateway, method, path, body)
-            direct = meter.write_units / 10
-        row: list[Any] = [kind, f"{direct:.2f}"]
-        sequence = 0
-        for size in BATCHES:
-            events = _hot_events(kind, size, clock.now_ms())
-            received = []
-            for event in events:
-                sequence += 1
-                data = base64.b64encode(records.encode([event])).decode()
-                received.append(consumer.Received(SHARD, _sequence(sequence), data))
-            with Meter(client) as meter:
-                failed = consumer.apply_records(received, consumer.appliers(clock.now_ms()))
-            assert not failed, failed
-            row.append(f"{meter.write_units / size:.4f} ({meter.write_units / size / direct:.3f}x)")
-        rows.append(row)
-    return table_md(["hot key", "direct, per event"] + [f"stream, batch {n}" for n in BATCHES], rows)
+                gateway_request(gateway, method, path, body)
+            costs[kind] = meter.bill.scaled(1 / 10)
+        client.delete_table(TableName=table)
+    return costs
 
 
-# --- throughput and equal results ----------------------------------------------------------------------------
-
-
-def _mixed_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
-    """Events as POST /events takes them: a few hot keys of each type and a long tail of cold ones."""
-
-    def key(prefix: str) -> str:
-        return f"{prefix}{0 if rng.random() < 0.5 else rng.randrange(1, 40)}"
-
-    events: list[dict[str, Any]] = []
-    for _ in range(n):
-        kind = rng.choice(("hit", "value", "metric", "average"))
-        if kind == "hit":
-            events.append({"type": "hit", "path": f"/api/{key('p')}"})
-        elif kind == "value":
-            events.append({"type": "value", "stream": key("s"), "value": rng.uniform(-1e3, 1e3), "user": "bench"})
-        elif kind == "metric":
-            events.append({"type": "metric", "key": key("m"), "value": rng.randrange(-1000, 1000)})
-        else:
-            events.append({"type": "average", "key": f"a{rng.randrange(4)}", "value": rng.uniform(0, 100)})
-    return events
-
-
-def _direct_call(event: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
-    if event["type"] == "hit":
-        return "GET", event["path"], None
-    if event["type"] == "value":
-        return "POST", f"/streams/{event['stream']}/values", {"value": event["value"], "user": event["user"]}
-    if event["type"] == "metric":
-        return "POST", f"/metric/{event['key']}", {"value": event["value"]}
-    return "POST", f"/averages/{event['key']}", {"value": event["value"]}
-
-
-def _key_of(event: dict[str, Any]) -> str:
-    return str(event.get("path") or event.get("stream") or event.get("key"))
-
-
-def _apply_direct(gateway: Any, events: Sequence[dict[str, Any]]) -> float:
-    """Seconds to apply every event through its direct endpoint; one key's events stay in order on one thread."""
-    lanes: list[list[dict[str, Any]]] = [[] for _ in range(WORKERS)]
-    for event in events:
-        lanes[hash(_key_of(event)) % WORKERS].append(event)
-
-    def run(lane: list[dict[str, Any]]) -> None:
-        for event in lane:
-            _request(gateway, *_direct_call(event))
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(run, lanes))
-    return time.perf_counter() - started
-
-
-def _apply_streamed(gateway: Any, events: Sequence[dict[str, Any]], kinesis: Any, state: Path) -> tuple[float, float]:
-    """Seconds to put every event (POST /events of 500), and until the consumer has applied them all."""
-    started = time.perf_counter()
-    for start in range(0, len(events), REQUEST_EVENTS):
-        answer = json.loads(
-            _request(gateway, "POST", "/events", {"events": events[start : start + REQUEST_EVENTS]})["body"]
-        )
-        assert answer["accepted"] == len(events[start : start + REQUEST_EVENTS]), answer
-    put = time.perf_counter() - started
-    registration = registrations(gateway._app_object)[0]  # the app the gateway serves
-    poller = KinesisPoller(registration, kinesis, Checkpoints(state / "checkpoints.json"), state / "dead.jsonl")
-    idle = 0
-    while idle < 3:  # drained: three polls in a row read nothing and left nothing pending
-        read = poller.poll_once()
-        pending = any(reader.pending for reader in poller.shards.values())
-        idle = idle + 1 if not read and not pending else 0
-    assert not (state / "dead.jsonl").exists(), "records were dead-lettered"
-    return put, time.perf_counter() - started
-
-
-def _figures(client: Any, table: str, events: Sequence[dict[str, Any]], now_ms: int) -> dict[str, Any]:
-    """Every aggregate the events touched, as the stores read them."""
-    hits, streams = HitStore(client, table), StreamStore(client, table)
-    sums, averages = SumStore(client, table), AverageStore(client, table)
-    figures: dict[str, Any] = {"totals": hits.totals(keys.HIT_ALL)}
-    for event in events:
-        name = _key_of(event)
-        kind = event["type"]
-        if kind == "hit":
-            figures[f"hit {name}"] = hits.count(keys.HIT_ALL, name.rstrip("/") + "/")
-        elif kind == "value":
-            moments = streams.snapshot(name).moments
-            # Merged in another order, float sums differ in the last bits: compare to 9 significant digits.
-            figures[f"value {name}"] = (moments.count, f"{moments.mean:.9g}", f"{moments.m2:.9g}")
-        elif kind == "metric":
-            figures[f"metric {name}"] = sums.sum(name, now_ms, 3_600_000)
-        else:
-            window = averages.get(name)
-            figures[f"average {name}"] = None if window is None else window.get_elements()
-    return figures
-
-
-def _compare(client: Any, gateway: Any, direct_table: str, stream_table: str, events: Sequence[dict[str, Any]]) -> str:
-    now_ms = clock.now_ms()
-    direct = _figures(client, direct_table, events, now_ms)
-    streamed = _figures(client, stream_table, events, now_ms)
-    differing = sorted(k for k in direct if direct[k] != streamed[k])
-    if differing:
-        return f"**differ** ({len(differing)} of {len(direct)}): " + ", ".join(
-            f"{k}: {direct[k]} vs {streamed[k]}" for k in differing[:5]
-        )
-    return f"identical ({len(direct)} aggregates: hit counts and totals, statistics, sums, windows)"
-
-
-def _throughput(gateway: Any, client: Any) -> str:
-    events = _mixed_events(random.Random(7), EVENTS)
-    tables = {}
-    for way in ("direct", "stream"):
-        tables[way] = fresh_table(client, f"ingest-{way}")
-        set_env("TABLE_NAME", tables[way])
-        for n in range(4):
-            _request(gateway, "PUT", f"/averages/a{n}", {"size": WINDOW_SIZE})
-    with tempfile.TemporaryDirectory() as state, Kinesalite() as kinesalite:
-        kinesis = kinesis_client(kinesalite.endpoint_url)
-        ensure_stream(kinesis, settings.get().events_stream_name)
-        set_env("KINESIS_ENDPOINT_URL", kinesalite.endpoint_url)
-        runtime.reset()
-        set_env("TABLE_NAME", tables["direct"])
-        with Meter(runtime.dynamodb()) as meter:
-            direct_s = _apply_direct(gateway, events)
-            direct_units = meter.write_units / EVENTS
-        set_env("TABLE_NAME", tables["stream"])
-        with Meter(runtime.dynamodb()) as meter:
-            put_s, applied_s = _apply_streamed(gateway, events, kinesis, Path(state))
-            stream_units = meter.write_units / EVENTS
-        set_env("KINESIS_ENDPOINT_URL", None)
-    rows = [
-        ["direct endpoints", f"{EVENTS / direct_s:,.0f}", "1.00x", f"{direct_units:.2f}"],
-        ["POST /events, put on the stream", f"{EVENTS / put_s:,.0f}", f"{direct_s / put_s:.2f}x", ""],
-        [
-            "through the stream, applied",
-            f"{EVENTS / applied_s:,.0f}",
-            f"{direct_s / applied_s:.2f}x",
-            f"{stream_units:.3f} ({stream_units / direct_units:.3f}x)",
-        ],
-    ]
-    return (
-        table_md(["path", "events/s", "vs direct", "write units per event"], rows)
-        + "\n\nEqual results: "
-        + _compare(client, gateway, tables["direct"], tables["stream"], events)
-    )
+# --- the report ----------------------------------------------------------------------------------------------------
 
 
 def run(endpoint_url: str) -> str:
-    logging.getLogger(SERVICE).setLevel(logging.WARNING)  # thousands of requests: no access lines
+    logging.getLogger(SERVICE).setLevel(logging.WARNING)  # thousands of batches: no log lines
     set_env("POWERTOOLS_METRICS_DISABLED", "true")
     client = use_endpoint(endpoint_url)
+    reader = unmetered_client(endpoint_url)
     gateway = local_gateway()
-    costs = _write_costs(gateway, client)
-    throughput = _throughput(gateway, client)
-    return (
-        "### Ingest: the events stream against the direct endpoints\n\n"
-        "Write units per event for one hot key (DynamoDB Local's figures; a stream batch of n events is n records "
-        "of one event):\n\n"
-        f"{costs}\n\n"
-        f"{EVENTS:,} mixed events (four types, half on one hot key each, the rest over 39 cold keys), applied "
-        f"direct with {WORKERS} threads and through kinesalite (POST /events of {REQUEST_EVENTS}, then the dev "
-        "server's poller and the consumer, one shard at a time), into two tables:\n\n"
-        f"{throughput}"
-    )
+    started = time.perf_counter()
+    direct = direct_costs(gateway, client, reader)
+    cases: list[Case] = []
+    for distribution in DISTRIBUTIONS:
+        requests = draw_requests(distribution, max(SLICE_S.values()), random.Random(SEED))
+        for kind in KINDS:
+            cases += measure_stream(client, reader, stream(kind, distribution, requests))
+            print(f"  {kind.label}, {distribution.name}: {time.perf_counter() - started:.0f} s", flush=True)
+    cost_s = time.perf_counter() - started
+    throughput = ingest_throughput.report(gateway, client)
+    section = ingest_report.section(cases, direct, cost_s, KINDS, SAMPLE_TEXT)
+    return f"{section}\n\n**Throughput and equal results.** {throughput}"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Last-hour sums benchmark: flat read cost, and writes that do not serialize.
 
 1. GET /metric/{key}/sum (through the app's HTTP stack) for a key with 100 events in the
-   last hour and one with 100,000, measured side by side (interleaved rounds, medians).
+   last hour and one with 100,000, measured side by side (interleaved rounds, medians): latency, and read units
+   by AWS's rules from the items read (bench/pricing.py) and as DynamoDB Local reports them.
    Events are spread uniformly over the hour (including the current minute up to now) and
    loaded fast with BatchWriteItem, using the store's own item builders; then the real
    compaction runs as the schedule would leave it at that instant.
@@ -22,7 +23,18 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
+from bench.common import (
+    Meter,
+    fresh_table,
+    load_items,
+    local_gateway,
+    median,
+    set_env,
+    table_md,
+    unmetered_client,
+    use_endpoint,
+)
+from bench.pricing import PricingMeter, item_size
 from chalicelib import clock, keys, sketch
 from chalicelib.dynamo import query_items
 from chalicelib.metrics import compaction, window
@@ -57,29 +69,18 @@ def _load(store: SumStore, key: str, count: int, now_ms: int, rng: random.Random
     load_items(store.client, store.table, items)
 
 
-def _read_case(gateway: Any, meter: Meter, key: str, what: str = "sum") -> tuple[float, float, Any]:
-    """One GET: (latency ms, read capacity units, answer)."""
+def _read_case(
+    gateway: Any, meter: Meter, pricing: PricingMeter, key: str, what: str = "sum"
+) -> tuple[float, float, float, Any]:
+    """One GET: (latency ms, read units as DynamoDB Local reports them, read units by AWS's rules, answer)."""
     meter.reset()
     started = time.perf_counter()
-    response = gateway.handle_request("GET", f"/metric/{key}/{what}", {}, b"")
+    with pricing.charging() as bill:
+        response = gateway.handle_request("GET", f"/metric/{key}/{what}", {}, b"")
     elapsed = (time.perf_counter() - started) * 1000
     assert response["statusCode"] == 200, response
     answer = json.loads(response["body"])
-    return elapsed, meter.read_units, answer["value"] if what == "sum" else answer
-
-
-def _item_size(item: dict[str, Any]) -> int:
-    """DynamoDB's item size: attribute names plus values (numbers ~ 1 byte per 2 digits + 1; binary, strings)."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        if "N" in value:
-            size += (len(value["N"].lstrip("-")) + 1) // 2 + 1
-        elif "B" in value:
-            size += len(value["B"])
-        else:
-            size += len(str(value["S"]).encode())
-    return size
+    return elapsed, meter.read_units, bill.read_units, answer["value"] if what == "sum" else answer
 
 
 def _largest(store: SumStore, key: str, prefix: str) -> int:
@@ -88,7 +89,7 @@ def _largest(store: SumStore, key: str, prefix: str) -> int:
         "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
         "ExpressionAttributeValues": {":pk": {"S": keys.sum_sketch_pk(key)}, ":p": {"S": prefix}},
     }
-    return max((_item_size(i) for i in query_items(store.client, request)), default=0)
+    return max((item_size(i) for i in query_items(store.client, request)), default=0)
 
 
 def _write_units(store: SumStore, meter: Meter, with_sketch: bool, posts: int = 200) -> float:
@@ -107,21 +108,42 @@ def _write_units(store: SumStore, meter: Meter, with_sketch: bool, posts: int = 
     return meter.write_units / posts
 
 
-def _quantile_rows(gateway: Any, meter: Meter, truth: dict[str, list[int]]) -> list[list[str]]:
-    samples: dict[str, dict[str, list[float]]] = {name: {"ms": [], "rcu": []} for name in SIZES}
+Samples = dict[str, dict[str, list[float]]]  # per key: latency ms, read units by AWS's rules and DynamoDB Local's
+
+
+def _read_samples() -> Samples:
+    return {name: {"ms": [], "aws": [], "local": []} for name in SIZES}
+
+
+def _add_sample(samples: Samples, name: str, ms: float, local: float, aws: float) -> None:
+    samples[name]["ms"].append(ms)
+    samples[name]["aws"].append(aws)
+    samples[name]["local"].append(local)
+
+
+def _read_rows(samples: Samples) -> list[list[str]]:
+    """Medians per key and their ratio: latency, read units by AWS's rules, read units as DynamoDB Local says."""
+    med = {name: {k: median(v) for k, v in columns.items()} for name, columns in samples.items()}
+    rows = [[f"{SIZES[n]:,}", *(f"{med[n][k]:.1f}" for k in ("ms", "aws", "local"))] for n in SIZES]
+    small, large = (med[n] for n in SIZES)
+    rows.append(["ratio 100,000 / 100", *(f"{large[k] / small[k]:.2f}x" for k in ("ms", "aws", "local"))])
+    return rows
+
+
+READ_HEADERS = ["events in the last hour", "latency ms", "read units (AWS)", "read units (Local)"]
+
+
+def _quantile_rows(gateway: Any, meter: Meter, pricing: PricingMeter, truth: dict[str, list[int]]) -> list[list[str]]:
+    samples = _read_samples()
     for r in range(ROUNDS):
         for name in SIZES if r % 2 == 0 else reversed(list(SIZES)):
             for _ in range(GETS_PER_ROUND):
-                ms, rcu, answer = _read_case(gateway, meter, name, "quantiles?q=0.99")
+                ms, local, aws, answer = _read_case(gateway, meter, pricing, name, "quantiles?q=0.99")
                 expected = sorted(truth[name])[int(0.99 * (len(truth[name]) - 1))]
                 assert answer["count"] == len(truth[name]), (name, answer)
                 assert abs(answer["quantiles"]["0.99"] - expected) <= 0.01 * abs(expected), (answer, expected)
-                samples[name]["ms"].append(ms)
-                samples[name]["rcu"].append(rcu)
-    small, large = ({k: median(v) for k, v in samples[name].items()} for name in SIZES)
-    rows = [[f"{SIZES[n]:,}", f"{median(samples[n]['ms']):.1f}", f"{median(samples[n]['rcu']):.1f}"] for n in SIZES]
-    rows.append(["ratio 100,000 / 100", f"{large['ms'] / small['ms']:.2f}x", f"{large['rcu'] / small['rcu']:.2f}x"])
-    return rows
+                _add_sample(samples, name, ms, local, aws)
+    return _read_rows(samples)
 
 
 def _write_case(store: SumStore, targets: list[str]) -> float:
@@ -157,16 +179,16 @@ def run(endpoint_url: str) -> str:
     covered = {name: _covered(store, name, now_ms) for name in SIZES}
     clock.set_source(lambda: now_ms / 1000)
     gateway = local_gateway()
-    samples: dict[str, dict[str, list[float]]] = {name: {"ms": [], "rcu": []} for name in SIZES}
+    samples = _read_samples()
     try:
-        for r in range(ROUNDS):
-            for name in SIZES if r % 2 == 0 else reversed(list(SIZES)):
-                for _ in range(GETS_PER_ROUND):
-                    ms, rcu, value = _read_case(gateway, meter, name)
-                    assert value == truth[name], (name, value, truth[name])
-                    samples[name]["ms"].append(ms)
-                    samples[name]["rcu"].append(rcu)
-        quantile_rows = _quantile_rows(gateway, meter, covered)
+        with PricingMeter(client, unmetered_client(endpoint_url)) as pricing:
+            for r in range(ROUNDS):
+                for name in SIZES if r % 2 == 0 else reversed(list(SIZES)):
+                    for _ in range(GETS_PER_ROUND):
+                        ms, local, aws, value = _read_case(gateway, meter, pricing, name)
+                        assert value == truth[name], (name, value, truth[name])
+                        _add_sample(samples, name, ms, local, aws)
+            quantile_rows = _quantile_rows(gateway, meter, pricing, covered)
     finally:
         clock.set_source(None)
     sizes = [
@@ -176,12 +198,7 @@ def run(endpoint_url: str) -> str:
     ]
     units = [["without the sketch", f"{_write_units(store, meter, False):.2f}"]]
     units.append(["with the sketch", f"{_write_units(store, meter, True):.2f}"])
-    small, large = ({k: median(v) for k, v in samples[name].items()} for name in SIZES)
-    rows = [
-        [f"{SIZES[name]:,}", f"{median(samples[name]['ms']):.1f}", f"{median(samples[name]['rcu']):.1f}"]
-        for name in SIZES
-    ]
-    rows.append(["ratio 100,000 / 100", f"{large['ms'] / small['ms']:.2f}x", f"{large['rcu'] / small['rcu']:.2f}x"])
+    rows = _read_rows(samples)
 
     writes: dict[str, list[float]] = {"one key": [], "16 keys": []}
     meter.reset()
@@ -200,15 +217,17 @@ def run(endpoint_url: str) -> str:
             f"schedule leaves it 20 s into a minute ({len(report.minutes)} minutes sealed, {report.written} buckets; "
             "the current and previous minute are read from sub-totals). "
             f"`GET /metric/{{key}}/sum` through the app's HTTP stack, {ROUNDS} interleaved rounds of "
-            f"{GETS_PER_ROUND}, medians:",
-            table_md(["events in the last hour", "latency ms", "read capacity units"], rows),
+            f"{GETS_PER_ROUND}, medians; read units by AWS's rules (each Query page by the size of the items it "
+            "read, each BatchGetItem key by its item, at least one unit each; bench/pricing.py) and as DynamoDB "
+            "Local reports them:",
+            table_md(READ_HEADERS, rows),
             f"{WRITERS} threads posting {POSTS_PER_WRITER} values each through the store's write path, "
             f"{WRITE_ROUNDS} interleaved rounds, median posts/s:",
             table_md(["target", "posts/s"], write_rows),
             f"Each post is one TransactWriteItems (event Put + sub-total ADD on one of {keys.SUM_WRITE_SHARDS} "
             f"shards); {retried} transactions (for {posts} posts) were cancelled by a TransactionConflict and retried.",
             "`GET /metric/{key}/quantiles?q=0.99` (one hour, whole minutes), the same keys, rounds and medians:",
-            table_md(["events in the last hour", "latency ms", "read capacity units"], quantile_rows),
+            table_md(READ_HEADERS, quantile_rows),
             "Write capacity units per posted value (200 lognormal values through the post's transaction):",
             table_md(["post", "write units per value"], units),
             table_md(["item", "bytes"], sizes),
