@@ -154,8 +154,8 @@ def run(endpoint_url: str) -> str:
         f"after {WARMUP} warm-up rounds, medians. Read units by AWS's rules (each Query page by the size of the index "
         "entries it read, each BatchGetItem key by its item, at least one unit each, halved for eventually "
         "consistent reads; bench/pricing.py), and as DynamoDB Local reports them with the round trips "
-        f"({keys.HIT_RANK_SHARDS} ranking partitions queried in parallel + one BatchGetItem of "
-        f"{keys.HIT_TOTAL_SHARDS + keys.HIT_INGEST_TOTAL_SHARDS} totals shards). Every answer was checked against "
+        f"({keys.HIT_RANK_SHARDS} ranking partitions queried in parallel + one Query of the scope's totals items, "
+        "one per writer). Every answer was checked against "
         f"the expected top {LIMIT}.",
         "",
         table_md(

@@ -59,7 +59,7 @@ from bench.stream_model import (
     stream_rate,
 )
 from chalicelib import clock, observability
-from chalicelib.ingest import consumer, producer, records
+from chalicelib.ingest import consumer, records
 from chalicelib.observability import SERVICE
 
 BATCHINGS = (Batching(1, 1_000), Batching(60, 1_000), Batching(60, 10_000))
@@ -208,11 +208,22 @@ class Applier:
     def __init__(self, meter: PricingMeter, s: Stream, batches: Sequence[Batch], anchor_ms: int) -> None:
         self.meter, self.stream, self.batches, self.anchor_ms = meter, s, batches, anchor_ms
 
-    def received(self, record: Record, rng: random.Random, sequence: str | None = None) -> consumer.Received:
+    def received(
+        self, record: Record, rng: random.Random, sequence: str | None = None, ids: bool = False
+    ) -> consumer.Received:
+        """The record as the consumer receives it: one key's events of one request, as the API packs them; with
+        their ids (its request's origin and the events' positions in it) when `ids`, which makes the consumer claim
+        them in its registry of first copies: only whole batches can show what those claims cost."""
         at = self.anchor_ms + int(record.arrival_ms)
         events = [self.stream.kind.event(record.key, at, rng) for _ in range(record.events)]
-        (packed,) = producer.pack(events)  # one key's events of one request: one record, as the API puts it
-        data = base64.b64encode(packed.data).decode()
+        event_ids: list[records.EventId] = []
+        if ids:
+            requests = self.stream.requests
+            where = requests.positions[
+                requests.position_starts[record.record] : requests.position_starts[record.record + 1]
+            ]
+            event_ids = [records.EventId(f"bench-{SEED}-{record.request:08d}", p) for p in where]
+        data = base64.b64encode(records.encode(events, event_ids)).decode()
         return consumer.Received(shard_id(record.shard), sequence or f"49{record.sequence:054d}", data)
 
     def key(self, key: int, located: Located, sample: KeySample) -> Bill:
@@ -248,10 +259,15 @@ class Applier:
 
     @staticmethod
     def apply(received: list[consumer.Received], now_ms: int) -> None:
-        # Through the Lambda's metrics middleware, which flushes (here: drops) the consumer's counts.
-        failed = observability.flush_metrics(
-            None, lambda _: consumer.apply_records(received, consumer.appliers(now_ms))
-        )
+        # At the batch's own time (what "this minute" is to the consumer), through the Lambda's metrics middleware,
+        # which flushes (here: drops) the consumer's counts.
+        clock.set_source(lambda: now_ms / 1000)
+        try:
+            failed = observability.flush_metrics(
+                None, lambda _: consumer.apply_records(received, consumer.appliers(now_ms))
+            )
+        finally:
+            clock.set_source(None)
         assert not failed, f"{len(failed)} records not applied"
 
 
@@ -266,7 +282,10 @@ def _anchor_ms(slice_s: float) -> int:
 
 
 def measure_stream(client: Any, reader: Any, s: Stream) -> list[Case]:
-    """Every batching of one stream: draw keys, find their records, apply them."""
+    """Every batching of one stream: hits by whole batches of a shard (their totals, ranking lists and registry
+    claims are per batch), the other types by a sample of keys (their writes are per key and batch)."""
+    if s.kind.type == "hit":
+        return [measure_shard(client, reader, s, b) for b in BATCHINGS]
     seed = f"{SEED}:{s.kind.type}:{s.distribution.name}"
     samples = {b: draw_keys(key_figures(s.batches(b)), GROUP_BUDGET, RUN_BATCHES, RUN_EVENTS, seed) for b in BATCHINGS}
     located = locate_drawn(s, samples)
@@ -315,6 +334,57 @@ def measure(
     case.drawn_keys = len(sample.drawn())
     # A ratio estimate: the drawn keys' bill per (key, batch), times the slice's exact groups.
     case.bill = weighted.scaled(case.groups / weighted_groups) if weighted_groups else Bill()
+    return case
+
+
+def typical_shard(batches: Sequence[Batch]) -> int:
+    """The shard whose events are nearest the mean of the shards that hold any (the busiest, for one hot key)."""
+    events: dict[int, int] = {}
+    for batch in batches:
+        events[batch.shard] = events.get(batch.shard, 0) + batch.events
+    mean = sum(events.values()) / len(events)
+    return min(events, key=lambda shard: (abs(events[shard] - mean) if len(events) > 1 else 0, shard))
+
+
+def measure_shard(client: Any, reader: Any, s: Stream, batching: Batching) -> Case:
+    """One shard's whole slice, batch after batch in the order the consumer gets them, each batch's records (with
+    their ids) in one apply_records call at its close time, all metered: units per event of that shard."""
+    every = s.batches(batching)
+    shard = typical_shard(every)
+    batches = [b for b in every if b.shard == shard]
+    case = Case(
+        s.kind,
+        s.distribution,
+        batching,
+        s.shards,
+        s.rate,
+        SLICE_S[int(batching.window_s)],
+        len(batches),
+        sum(b.records for b in batches),
+        sum(b.events for b in batches),
+        sum(len(b.keys) for b in batches),
+    )
+    wanted = {id(b): n for n, b in enumerate(batches)}
+    of_batch: list[list[Record]] = [[] for _ in batches]
+    index = s.cuts[batching].batch_of
+    for i in range(len(s.records)):
+        if s.records.shard[i] == shard and index[i] >= 0 and id(every[index[i]]) in wanted:
+            of_batch[wanted[id(every[index[i]])]].append(s.records[i])
+    table = fresh_table(client, "ingest-cost")
+    set_env("TABLE_NAME", table)
+    try:
+        meter = PricingMeter(client, reader, remember_items=True)
+        with meter:
+            applier = Applier(meter, s, batches, _anchor_ms(case.slice_s))
+            rng = random.Random(f"{SEED}:{shard}")
+            for batch, held in zip(batches, of_batch, strict=True):
+                received = [applier.received(r, rng, ids=True) for r in held]
+                applier.apply(received, applier.anchor_ms + int(batch.closed_ms))
+        case.bill = meter.bill
+    finally:
+        client.delete_table(TableName=table)
+    case.drawn_keys = len({key for b in batches for key in b.keys})
+    case.metered_groups = case.groups
     return case
 
 

@@ -63,11 +63,14 @@ DISTRIBUTIONS = (HOT, ZIPF_1K, ZIPF_100K, UNIFORM_100K)
 
 @dataclass(frozen=True)
 class Requests:
-    """A slice of requests: request i's distinct keys (first appearance first) and each one's events, flattened."""
+    """A slice of requests: request i's distinct keys (first appearance first) and each one's events, flattened;
+    and each record's events' positions in its request (the ids the consumer's registry claims)."""
 
     keys: array[int]
     events: array[int]
     starts: array[int]  # request i's records are [starts[i], starts[i + 1])
+    positions: array[int]  # record j's events' positions are positions[position_starts[j]:position_starts[j + 1]]
+    position_starts: array[int]
 
     @property
     def count(self) -> int:
@@ -82,12 +85,19 @@ def draw_requests(distribution: Distribution, seconds: float, rng: random.Random
     population = range(distribution.keys)
     cumulative = distribution.cumulative_weights()
     keys, events, starts = array("i"), array("i"), array("i", [0])
+    positions, position_starts = array("i"), array("i", [0])
     for _ in range(round(seconds * REQUESTS_PER_S)):
-        counted = Counter(rng.choices(population, cum_weights=cumulative, k=REQUEST_EVENTS))
-        keys.extend(counted.keys())
-        events.extend(counted.values())
+        drawn = rng.choices(population, cum_weights=cumulative, k=REQUEST_EVENTS)
+        at: dict[int, list[int]] = {}
+        for position, key in enumerate(drawn):
+            at.setdefault(key, []).append(position)
+        for key, where in at.items():
+            keys.append(key)
+            events.append(len(where))
+            positions.extend(where)
+            position_starts.append(len(positions))
         starts.append(len(keys))
-    return Requests(keys, events, starts)
+    return Requests(keys, events, starts, positions, position_starts)
 
 
 def shard_of(partition_key: str, shards: int) -> int:
@@ -144,13 +154,16 @@ def on_demand_shards(rate: StreamRate) -> int:
 
 
 class Record(NamedTuple):
-    """One record on its shard: the n-th of that shard (`sequence`), one key's events of one request."""
+    """One record on its shard: the n-th of that shard (`sequence`), one key's events of one request (the `request`-th,
+    its `record`-th record: Requests.positions says where its events are in the request)."""
 
     shard: int
     sequence: int
     key: int
     events: int
     arrival_ms: float
+    request: int = -1
+    record: int = -1
 
 
 @dataclass(frozen=True)
@@ -163,17 +176,29 @@ class ShardRecords:
     events: array[int]
     arrival_ms: array[float]
     payload_bytes: array[int]  # what it adds to the consumer's invocation payload
+    request: array[int]
+    record: array[int]  # its index in the slice's Requests
 
     def __len__(self) -> int:
         return len(self.key)
 
     def __getitem__(self, i: int) -> Record:
-        return Record(self.shard[i], self.sequence[i], self.key[i], self.events[i], self.arrival_ms[i])
+        return Record(
+            self.shard[i],
+            self.sequence[i],
+            self.key[i],
+            self.events[i],
+            self.arrival_ms[i],
+            self.request[i],
+            self.record[i],
+        )
 
 
 def shard_records(requests: Requests, shard_of_key: Sequence[int], keyspace: Keyspace) -> ShardRecords:
     """Every record of the slice, in arrival order, numbered per shard."""
-    columns = ShardRecords(array("i"), array("i"), array("i"), array("i"), array("d"), array("i"))
+    columns = ShardRecords(
+        array("i"), array("i"), array("i"), array("i"), array("d"), array("i"), array("i"), array("i")
+    )
     next_sequence = [0] * (max(shard_of_key, default=0) + 1)
     payload = keyspace.payload_bytes
     keys, events, starts = requests.keys, requests.events, requests.starts
@@ -187,6 +212,8 @@ def shard_records(requests: Requests, shard_of_key: Sequence[int], keyspace: Key
             columns.events.append(events[i])
             columns.arrival_ms.append(arrival)
             columns.payload_bytes.append(payload(key, events[i]))
+            columns.request.append(request)
+            columns.record.append(i)
             next_sequence[shard] += 1
     return columns
 

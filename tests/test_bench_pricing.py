@@ -25,6 +25,7 @@ from bench.pricing import (
 )
 from chalicelib import keys, table
 from chalicelib.hits import ranking
+from chalicelib.hits.counts import Counter
 from chalicelib.hits.store import HitStore
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
@@ -85,31 +86,34 @@ def test_an_item_crossing_1_kb_costs_two_units() -> None:
 
 def test_a_transaction_doubles_each_item_but_not_its_index_writes() -> None:
     store = HitStore(None, "t")
-    before = store.counter_item(keys.HIT_ALL, "/a/", 5)
-    after = store.counter_item(keys.HIT_ALL, "/a/", 9)
+    before = store.rank_item(keys.HIT_ALL, "/a/", 5)
+    after = store.rank_item(keys.HIT_ALL, "/a/", 9)
     plain = item_write_cost(ItemWrite(before, after))
     transactional = item_write_cost(ItemWrite(before, after, transactional=True))
     assert plain == WriteCost(1, 2)  # the ranking entry moved: a delete and a put
     assert transactional == WriteCost(2, 2)
 
 
-def test_a_streamed_hit_transaction_is_six_units_per_scope() -> None:
-    """HitStore's stream transaction: the counter's increment (its ranking entry moves) and a totals shard."""
+def test_a_direct_hit_transaction_is_six_units() -> None:
+    """HitStore's direct hit: the counter's increment (no index) and the direct writer's totals of both scopes."""
     store = HitStore(None, "t")
     params = {
         "TransactItems": [
-            {"Update": {"TableName": "t", "Key": {"pk": {"S": "HIT#ALL#/a/"}, "sk": {"S": "COUNT"}}}},
-            {"Update": {"TableName": "t", "Key": {"pk": {"S": "HITTOTAL#ALL#9"}, "sk": {"S": "COUNT"}}}},
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "HIT#/a/"}, "sk": {"S": "COUNT"}}}},
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "HITTOTAL#ALL"}, "sk": {"S": "d03"}}}},
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "HITTOTAL#2026-12-07"}, "sk": {"S": "d03"}}}},
         ]
     }
-    counter, totals = touched("TransactWriteItems", params)
-    assert counter.transactional and totals.transactional
+    written = touched("TransactWriteItems", params)
+    assert all(w.transactional for w in written)
+    day = "2026-12-07"
     images = [
-        (store.counter_item(keys.HIT_ALL, "/a/", 5), store.counter_item(keys.HIT_ALL, "/a/", 12)),
-        (store.totals_item(keys.HIT_ALL, 9, 100, 3), store.totals_item(keys.HIT_ALL, 9, 107, 3)),
+        (store.counter_item("/a/", Counter(5, day, 2)), store.counter_item("/a/", Counter(6, day, 2))),
+        (store.totals_item(keys.HIT_ALL, "d03", 100, 3), store.totals_item(keys.HIT_ALL, "d03", 101, 3)),
+        (store.totals_item(day, "d03", 10, 3), store.totals_item(day, "d03", 11, 3)),
     ]
     costs = [item_write_cost(ItemWrite(b, a, transactional=True)) for b, a in images]
-    assert sum(c.total for c in costs) == 2 * 1 + 2 + 2 * 1
+    assert sum(c.total for c in costs) == 3 * 2 and sum(c.indexes for c in costs) == 0
 
 
 def test_a_condition_check_costs_a_transactional_write_and_no_index_write() -> None:

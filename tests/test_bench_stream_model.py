@@ -14,6 +14,7 @@ import pytest
 from bench.stream_model import (
     LAMBDA_PAYLOAD_BYTES,
     REQUEST_EVENTS,
+    ZIPF_1K,
     Batch,
     Batching,
     Distribution,
@@ -64,7 +65,8 @@ def test_shards_leave_room_for_twice_the_rate_and_at_least_four() -> None:
 
 
 def columns(records: list[Record], keyspace: Keyspace = SMALL) -> ShardRecords:
-    table = ShardRecords(array("i"), array("i"), array("i"), array("i"), array("d"), array("i"))
+    i = "i"
+    table = ShardRecords(array(i), array(i), array(i), array(i), array("d"), array(i), array(i), array(i))
     for r in records:
         table.shard.append(r.shard)
         table.sequence.append(r.sequence)
@@ -72,6 +74,8 @@ def columns(records: list[Record], keyspace: Keyspace = SMALL) -> ShardRecords:
         table.events.append(r.events)
         table.arrival_ms.append(r.arrival_ms)
         table.payload_bytes.append(keyspace.payload_bytes(r.key, r.events))
+        table.request.append(r.request)
+        table.record.append(r.record)
     return table
 
 
@@ -140,3 +144,14 @@ def test_a_run_is_shorter_where_batches_are_large() -> None:
 def test_key_figures_count_batches_and_events() -> None:
     batches = [Batch(0, 0, 0.0, keys={1: 5, 2: 1}), Batch(0, 6, 1.0, keys={1: 2})]
     assert key_figures(batches) == {1: KeyFigures(2, 7), 2: KeyFigures(1, 1)}
+
+
+def test_each_record_knows_its_events_positions_in_its_request() -> None:
+    requests = draw_requests(ZIPF_1K, 1, random.Random(3))
+    for request in range(requests.count):
+        records = range(requests.starts[request], requests.starts[request + 1])
+        where = [
+            list(requests.positions[requests.position_starts[j] : requests.position_starts[j + 1]]) for j in records
+        ]
+        assert [len(w) for w in where] == [requests.events[j] for j in records]
+        assert sorted(p for w in where for p in w) == list(range(REQUEST_EVENTS))
