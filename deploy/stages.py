@@ -45,6 +45,11 @@ class DeployOptions(BaseModel):
     # The events stream: on demand (None: it scales itself, at $0.04 per stream-hour, ~$29 a month at rest), or
     # this many provisioned shards ($0.015 per shard-hour each: one shard, ~$11 a month, takes 1,000 records/s).
     stream_shards: int | None = Field(default=None, ge=1, le=500)
+    # The events consumer's batches (Lambda's MaximumBatchingWindowInSeconds and BatchSize). A longer window and
+    # bigger batches aggregate more events per write (fewer write units per event at scale: docs/benchmarks.md)
+    # and delay what the events change by up to the window.
+    events_batching_window_s: int = Field(default=1, ge=0, le=300)
+    events_batch_size: int = Field(default=1000, ge=1, le=10_000)
 
 
 @dataclass(frozen=True)

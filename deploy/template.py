@@ -231,6 +231,9 @@ def function_properties(stage: Stage, function: Function) -> dict[str, Any]:
                     # The stream's own ARN rather than Chalice's, built from the name: the mapping then waits for
                     # the stream. A Fn::Sub, to replace Chalice's Fn::Sub in the merge.
                     "Stream": {"Fn::Sub": f"${{{STREAM}.Arn}}"},
+                    # The stage's batching, in place of the registration's (the dev server's poller keeps that).
+                    "BatchSize": stage.options.events_batch_size,
+                    "MaximumBatchingWindowInSeconds": stage.options.events_batching_window_s,
                     **EVENTS_MAPPING,
                     "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [DEAD_LETTER_QUEUE, "Arn"]}}},
                 }

@@ -145,6 +145,25 @@ def test_every_function_logs_to_a_group_with_the_stages_retention(stage: str) ->
         assert logging == {"LogGroup": {"Ref": function.log_group}}
 
 
+def test_the_consumer_batches_as_the_stage_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    function = next(f for f in template.functions() if f.logical_id == template.CONSUMER_FUNCTION)
+    dev = stages.load("dev")
+    mapping = template.function_properties(dev, function)["Properties"]["Events"][template.CONSUMER_EVENT]
+    assert (mapping["Properties"]["BatchSize"], mapping["Properties"]["MaximumBatchingWindowInSeconds"]) == (1000, 1)
+    wide = stages.Stage(
+        dev.name,
+        dev.chalice,
+        dev.options.model_copy(update={"events_batching_window_s": 60, "events_batch_size": 10_000}),
+    )
+    mapping = template.function_properties(wide, function)["Properties"]["Events"][template.CONSUMER_EVENT]
+    assert (mapping["Properties"]["BatchSize"], mapping["Properties"]["MaximumBatchingWindowInSeconds"]) == (10_000, 60)
+    from pydantic import ValidationError
+
+    for bad in ({"events_batching_window_s": 301}, {"events_batch_size": 10_001}):
+        with pytest.raises(ValidationError):
+            stages.DeployOptions.model_validate(bad)
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_api_is_throttled_as_the_stage_says(stage: str) -> None:
     options = stages.load(stage).options
