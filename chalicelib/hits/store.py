@@ -155,7 +155,7 @@ class HitStore:
         elif change is Change.ROLLOVER:
             assert state is not None
             values.update({":old_day": string(state.day), ":old_n": num(state.n), ":began": string(began)})
-            update = "SET #day = :day, #base = :old_n, #started = :began ADD #n :k"
+            update = "SET #day = :day, #base = :old_n, #path = :path, #started = :began ADD #n :k"
             condition = "#day = :old_day AND #n = :old_n"
         else:  # LATE: the counter's own day keeps its count
             assert state is not None
