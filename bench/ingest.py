@@ -25,11 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import Meter, fresh_table, local_gateway, set_env, table_md, use_endpoint
+from bench.common import AwsWriteMeter, Meter, fresh_table, local_gateway, set_env, table_md, use_endpoint
 from chalicelib import clock, keys, runtime, settings
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits.store import HitStore
 from chalicelib.ingest import consumer, records
+from chalicelib.metrics import compaction
 from chalicelib.metrics.store import SumStore
 from chalicelib.observability import SERVICE
 from chalicelib.streams.store import StreamStore
@@ -97,11 +98,76 @@ def _write_costs(gateway: Any, client: Any) -> str:
                 data = base64.b64encode(records.encode([event])).decode()
                 received.append(consumer.Received(SHARD, _sequence(sequence), data))
             with Meter(client) as meter:
-                failed = consumer.apply_records(received, consumer.appliers(clock.now_ms()))
+                failed = consumer.apply_records(received, consumer.appliers())
             assert not failed, failed
             row.append(f"{meter.write_units / size:.4f} ({meter.write_units / size / direct:.3f}x)")
         rows.append(row)
     return table_md(["hot key", "direct, per event"] + [f"stream, batch {n}" for n in BATCHES], rows)
+
+
+# --- metric events: write units per key per batch --------------------------------------------------------------
+
+# (case, keys, events per key, their spread in ms): one event per record, keys interleaved.
+METRIC_CASES = (
+    ("cold: 1 event per key", 100, 1, 0),
+    ("warm: 25 events per key over 1 s", 40, 25, 1000),
+    ("hot: 1,000 events of one key over 1 s", 1, 1000, 1000),
+)
+MINUTE_MS = 60_000
+
+
+def _metric_batch(keys: int, per_key: int, spread_ms: int, at_ms: int, first: int) -> list[consumer.Received]:
+    """One record per event, keys interleaved; sequence numbers from `first`."""
+    received: list[consumer.Received] = []
+    for i in range(per_key):
+        for k in range(keys):
+            event = records.MetricEvent(f"m{k}", (i * 37 + k) % 997 - 400, at_ms - i * spread_ms // per_key)
+            data = base64.b64encode(records.encode([event])).decode()
+            received.append(consumer.Received(SHARD, _sequence(first + len(received)), data))
+    return received
+
+
+def _metric_units(client: Any, received: list[consumer.Received], keys: int) -> list[float]:
+    """[units by AWS's rules, DynamoDB Local's write units, its read units] per key of applying one batch."""
+    with Meter(client) as local, AwsWriteMeter(client) as aws:
+        failed = consumer.apply_records(received, consumer.appliers())
+    assert not failed, failed
+    assert aws.index_entries == 0, aws.index_entries  # metric items carry no index keys
+    return [aws.units / keys, local.write_units / keys, local.read_units / keys]
+
+
+def _metric_row(label: str, first: list[float], then: list[float]) -> list[str]:
+    return [label, *(f"{units:.2f}" for units in (first[0], then[0], first[1], then[1], then[2]))]
+
+
+def _metric_costs(client: Any) -> str:
+    """Write units per key per batch of metric events, by AWS's rules and as DynamoDB Local reports them: the first
+    batch of each key into its minute, and the next one (the steady state of a live key)."""
+    rows = []
+    for label, keys_n, per_key, spread in METRIC_CASES:
+        set_env("TABLE_NAME", fresh_table(client, "metric-cost"))
+        now_ms = clock.now_ms()
+        at_ms = now_ms - now_ms % MINUTE_MS + MINUTE_MS // 2  # mid-minute: a batch of one second stays in the minute
+        first = _metric_units(client, _metric_batch(keys_n, per_key, spread, at_ms, 1), keys_n)
+        again = _metric_batch(keys_n, per_key, spread, at_ms + 1000, 10**6)
+        rows.append(_metric_row(label, first, _metric_units(client, again, keys_n)))
+    rows.append(_metric_row("redelivered: the hot batch again", *[_metric_units(client, again, 1)] * 2))
+    set_env("TABLE_NAME", fresh_table(client, "metric-cost"))
+    now_ms = clock.now_ms()
+    sealed_at = (
+        now_ms - now_ms % MINUTE_MS - 2 * MINUTE_MS + MINUTE_MS // 2
+    )  # compaction seals it: later values are late
+    clock.set_source(lambda: (sealed_at + 1000) / 1000)  # its first values applied live, in their minute
+    try:
+        _metric_units(client, _metric_batch(100, 1, 0, sealed_at, 1), 100)
+    finally:
+        clock.set_source(None)
+    compaction.compact(SumStore(client, settings.get().table_name), now_ms)
+    first = _metric_units(client, _metric_batch(100, 1, 0, sealed_at + 1000, 10**6), 100)
+    then = _metric_units(client, _metric_batch(100, 1, 0, sealed_at + 2000, 2 * 10**6), 100)
+    rows.append(_metric_row("late: 1 event per key, minute sealed", first, then))
+    headers = ["per key per batch", "AWS's rules, first", "next", "DynamoDB Local, first", "next", "read units, next"]
+    return table_md(headers, rows)
 
 
 # --- throughput and equal results ----------------------------------------------------------------------------
@@ -256,12 +322,17 @@ def run(endpoint_url: str) -> str:
     client = use_endpoint(endpoint_url)
     gateway = local_gateway()
     costs = _write_costs(gateway, client)
+    metric_costs = _metric_costs(client)
     throughput = _throughput(gateway, client)
     return (
         "### Ingest: the events stream against the direct endpoints\n\n"
         "Write units per event for one hot key (DynamoDB Local's figures; a stream batch of n events is n records "
         "of one event):\n\n"
         f"{costs}\n\n"
+        "Metric events through the consumer, write units per key per batch (one event per record; a key's first batch "
+        "into its minute, and the next one), priced by AWS's rules from the item images around each write, and as "
+        "DynamoDB Local reports them (with its read units):\n\n"
+        f"{metric_costs}\n\n"
         f"{EVENTS:,} mixed events (four types, half on one hot key each, the rest over 39 cold keys), applied "
         f"direct with {WORKERS} threads and through kinesalite (POST /events of {REQUEST_EVENTS}, then the dev "
         "server's poller and the consumer, one shard at a time), into two tables:\n\n"
@@ -270,7 +341,13 @@ def run(endpoint_url: str) -> str:
 
 
 if __name__ == "__main__":
+    import sys
+
     from devtools.ddblocal import DynamoDBLocal
 
     with DynamoDBLocal() as database:
-        print(run(database.endpoint_url))
+        if sys.argv[1:] == ["metric-costs"]:  # only the metric consumer's cost section
+            logging.getLogger(SERVICE).setLevel(logging.WARNING)
+            print(_metric_costs(use_endpoint(database.endpoint_url)))
+        else:
+            print(run(database.endpoint_url))

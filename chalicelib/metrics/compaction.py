@@ -1,9 +1,9 @@
 """Compaction of last-hour sums: every minute, the finished minutes' sub-totals sealed into one bucket per key.
 
-Data access (its DynamoDB expressions live here): for each key listed under a minute (SUMDIRTY markers), the key's
-minute state item is marked sealed (the fence: from then on the stream's consumer cannot add to the minute's
-sub-totals, its transactions fail the "not sealed" condition and add to the minute's late values instead); only then
-are the sub-totals read, and their sum is written once (`attribute_not_exists`) as the bucket, in the state item;
+Data access (its DynamoDB expressions live here): for each key listed under a minute (SUMDIRTY markers), the minute's
+stream item is marked sealed (the fence: from then on the stream's consumer cannot add to it, its write fails the
+"not sealed" condition and adds to the minute's late values instead); only then are the sub-totals (the stream
+item's among them) read, and their sum is written once (`attribute_not_exists`) as the bucket, in the state item;
 the minute's sub-total sketches, read after the same seal, are merged, bounded and written once as its sketch bucket,
 and appended to the key's prefix chain, before the sum's bucket (so a minute with a sum bucket has its sketch
 bucket and, unless an overlapping run passed it by, its prefix).
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chalicelib import keys, runtime, table
-from chalicelib.dynamo import error_code, item_key, num, query_items, retry, sort_key_between, sort_key_of
+from chalicelib.dynamo import item_key, num, query_items, retry, sort_key_between, sort_key_of
 from chalicelib.metrics import window
 from chalicelib.metrics.store import (
     BUCKET_COUNT,
@@ -28,7 +28,6 @@ from chalicelib.metrics.store import (
     PREFIX_MINUTE,
     PREFIX_MINUTES,
     PREFIX_SKETCH,
-    SEALED,
     SKETCH_BUCKET,
     SumStore,
 )
@@ -58,9 +57,9 @@ def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> C
     pending = [m for m in span if m not in done]
     listed = _listed(store, pending)
     by_key = window.pending_by_key(pending, listed)
-    # The fence goes up before the sub-totals are read (strongly consistent): a consumer transaction that added to
-    # them committed before the seal and is read; one after it fails its condition and goes to the late values.
-    runtime.fan_out(lambda pair: _seal(store, *pair, now_ms), [(k, m) for k, ms in by_key.items() for m in ms])
+    # The fence goes up before the sub-totals are read (strongly consistent): a consumer write that added to the stream
+    # item came before the seal and is read; one after it fails its condition and goes to the late values.
+    runtime.fan_out(lambda pair: store.seal_stream(*pair, now_ms), [(k, m) for k, ms in by_key.items() for m in ms])
     parts = dict(zip(by_key, runtime.fan_out(lambda k: store.sub_totals(k, by_key[k]), by_key), strict=True))
     sketches = dict(zip(by_key, runtime.fan_out(lambda k: store.sub_sketches(k, by_key[k]), by_key), strict=True))
     finished: list[int] = []
@@ -113,48 +112,21 @@ def _listed(store: SumStore, minutes: Sequence[int]) -> dict[int, set[str]]:
     return listed
 
 
-def _conflicted(exc: Exception) -> bool:
-    """A single-item write refused because a transaction on the item (a consumer's) was in flight."""
-    return error_code(exc) == "TransactionConflictException"
-
-
-def _seal(store: SumStore, key: str, minute: int, now_ms: int) -> None:
-    """Mark the key's minute sealed (the first seal's time is kept)."""
-    retry(
-        lambda _: store.client.update_item(
-            TableName=store.table,
-            Key=item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
-            UpdateExpression="SET #sealed = if_not_exists(#sealed, :now), #exp = :exp",
-            ExpressionAttributeNames={"#sealed": SEALED, "#exp": table.TTL_ATTRIBUTE},
-            ExpressionAttributeValues={
-                ":now": num(now_ms),
-                ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
-            },
-        ),
-        lost=_conflicted,
-        busy="the stream's consumer kept the minute busy; compaction resumes next run",
-    )
-
-
 def _put_sketch_bucket(store: SumStore, key: str, minute: int, merged: Sketch) -> None:
     """Write the minute's sketch bucket (bounded: sketch.MAX_BINS per sign) once; an existing one holds the same."""
     client = store.client
-
-    def attempt(_: int) -> None:
-        with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
-            client.update_item(
-                TableName=store.table,
-                Key=item_key(keys.sum_sketch_pk(key), keys.sum_sketch_bucket_sk(minute)),
-                UpdateExpression="SET #sketch = :sketch, #exp = :exp",
-                ConditionExpression="attribute_not_exists(#sketch)",
-                ExpressionAttributeNames={"#sketch": SKETCH_BUCKET, "#exp": table.TTL_ATTRIBUTE},
-                ExpressionAttributeValues={
-                    ":sketch": {"B": merged.encode()},
-                    ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
-                },
-            )
-
-    retry(attempt, lost=_conflicted, busy="the stream's consumer kept the minute busy; compaction resumes next run")
+    with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
+        client.update_item(
+            TableName=store.table,
+            Key=item_key(keys.sum_sketch_pk(key), keys.sum_sketch_bucket_sk(minute)),
+            UpdateExpression="SET #sketch = :sketch, #exp = :exp",
+            ConditionExpression="attribute_not_exists(#sketch)",
+            ExpressionAttributeNames={"#sketch": SKETCH_BUCKET, "#exp": table.TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":sketch": {"B": merged.encode()},
+                ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+            },
+        )
 
 
 def _extend_prefix(store: SumStore, key: str, minute: int, bucket: Sketch) -> bool:
@@ -212,25 +184,25 @@ def _put_bucket(store: SumStore, key: str, minute: int, parts: MinuteParts, chai
     """Write the bucket once, saying whether the minute's sketch is in the prefix chain. False if it exists (another
     run wrote the same figures)."""
     client = store.client
-
-    def attempt(_: int) -> bool:
-        try:
-            client.update_item(
-                TableName=store.table,
-                Key=item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
-                UpdateExpression="SET #total = :total, #n = :n, #chained = :chained",
-                ConditionExpression="attribute_not_exists(#total)",
-                ExpressionAttributeNames={"#total": BUCKET_TOTAL, "#n": BUCKET_COUNT, "#chained": CHAINED},
-                ExpressionAttributeValues={
-                    ":total": num(parts.total),
-                    ":n": num(parts.count),
-                    ":chained": num(int(chained)),
-                },
-            )
-        except client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    return retry(
-        attempt, lost=_conflicted, busy="the stream's consumer kept the minute busy; compaction resumes next run"
-    )
+    try:
+        client.update_item(
+            TableName=store.table,
+            Key=item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
+            UpdateExpression="SET #total = :total, #n = :n, #chained = :chained, #exp = :exp",
+            ConditionExpression="attribute_not_exists(#total)",
+            ExpressionAttributeNames={
+                "#total": BUCKET_TOTAL,
+                "#n": BUCKET_COUNT,
+                "#chained": CHAINED,
+                "#exp": table.TTL_ATTRIBUTE,
+            },
+            ExpressionAttributeValues={
+                ":total": num(parts.total),
+                ":n": num(parts.count),
+                ":chained": num(int(chained)),
+                ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+            },
+        )
+    except client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True

@@ -37,6 +37,8 @@ RETENTION_MS = MAX_WINDOW_S * SECOND_MS
 # A minute is sealed (compacted, immutable) only this long after it ends, so that
 # a post whose timestamp falls in it has finished writing (API Gateway gives up at 29 s).
 SEAL_LAG_MS = 30_000
+# How far apart the clocks of the stream's consumer and of compaction may be (both Lambda's, NTP-synchronised).
+CLOCK_SKEW_MS = 2_000
 # Lookback of the compactor: minutes older than this that were never compacted
 # (the schedule was off) stay readable from their sub-totals, only slower.
 LOOKBACK_MINUTES = 15
@@ -79,6 +81,12 @@ def too_old(time_ms: int, now_ms: int) -> bool:
 def sealable_through(now_ms: int, lag_ms: int = SEAL_LAG_MS) -> int:
     """The last minute that may be compacted at `now_ms`: it ended at least `lag_ms` ago."""
     return (now_ms - lag_ms) // MINUTE_MS - 1
+
+
+def listed_in_time(minute: int, committed_ms: int) -> bool:
+    """Whether a key listed under `minute` by `committed_ms` (its dirty marker written) is in every compaction's list
+    of the minute: compaction lists a minute only once it is sealable by its own clock."""
+    return committed_ms < (minute + 1) * MINUTE_MS + SEAL_LAG_MS - CLOCK_SKEW_MS
 
 
 def _split(lo: int, hi: int, unit: int) -> tuple[range, list[tuple[int, int]]]:
@@ -201,13 +209,15 @@ def merge_sub_totals(subs: Iterable[SubTotal], wanted: set[int]) -> dict[int, Mi
 
 @dataclass(frozen=True)
 class MinuteState:
-    """A key's minute as its state item says: the bucket compaction wrote (None: not compacted) and the values that
-    came after the minute was sealed (added to whatever the minute's base is)."""
+    """A key's minute as its state item says: the bucket compaction wrote (None: not compacted) and the stream's values
+    that came after the minute was sealed (added to whatever the minute's base is)."""
 
     total: int | None = None
     count: int = 0
     late: MinuteParts = field(default_factory=MinuteParts)
     chained: bool = False  # the minute's sketch bucket is in the key's prefix chain
+    late_sketch: Sketch = EMPTY  # the late values' sketch (bins written by older versions live in their own items)
+    runs: frozenset[str] = frozenset()  # the stream runs that added late values (their packed values count)
 
 
 class Totals(dict[int, MinuteParts]):
