@@ -15,12 +15,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,15 @@ METRIC_CASES = (
     ("hot: 1,000 events of one key over 1 s", 1, 1000, 1000),
 )
 MINUTE_MS = 60_000
+# A live key's batches in a minute (batching window 1 s, half a second off the seconds): the 1st, 2nd and last are
+# measured (the first pays the minute's dirty marker; the minute's items grow until the last).
+MINUTE_BATCHES = 59
+MEASURED = (0, 1, MINUTE_BATCHES - 1)
 
 
 def _metric_batch(keys: int, per_key: int, spread_ms: int, at_ms: int, first: int) -> list[consumer.Received]:
-    """One record per event, keys interleaved; sequence numbers from `first`."""
+    """One record per event, keys interleaved, the events spread over (at_ms - spread_ms, at_ms]; sequence numbers
+    from `first`."""
     received: list[consumer.Received] = []
     for i in range(per_key):
         for k in range(keys):
@@ -127,47 +133,70 @@ def _metric_batch(keys: int, per_key: int, spread_ms: int, at_ms: int, first: in
     return received
 
 
-def _metric_units(client: Any, received: list[consumer.Received], keys: int) -> list[float]:
-    """[units by AWS's rules, DynamoDB Local's write units, its read units] per key of applying one batch."""
-    with Meter(client) as local, AwsWriteMeter(client) as aws:
+@contextlib.contextmanager
+def _applied_at(ms: int) -> Iterator[None]:
+    """The consumer's clock reads `ms` (it decides whether compaction may already have listed a minute)."""
+    clock.set_source(lambda: ms / 1000)
+    try:
+        yield
+    finally:
+        clock.set_source(None)
+
+
+def _metric_units(client: Any, received: list[consumer.Received], keys: int, at_ms: int) -> list[float]:
+    """[units by AWS's rules, DynamoDB Local's write units, its read units] per key of applying one batch at `at_ms`."""
+    with _applied_at(at_ms), Meter(client) as local, AwsWriteMeter(client) as aws:
         failed = consumer.apply_records(received, consumer.appliers())
     assert not failed, failed
     assert aws.index_entries == 0, aws.index_entries  # metric items carry no index keys
     return [aws.units / keys, local.write_units / keys, local.read_units / keys]
 
 
-def _metric_row(label: str, first: list[float], then: list[float]) -> list[str]:
-    return [label, *(f"{units:.2f}" for units in (first[0], then[0], first[1], then[1], then[2]))]
+def _metric_minute(
+    client: Any, keys: int, per_key: int, spread: int, minute_ms: int
+) -> tuple[list[list[float]], list[consumer.Received]]:
+    """A minute of live batches, each applied as its second ends: the units of the MEASURED ones, and the last."""
+    measured = []
+    for i in range(MINUTE_BATCHES):
+        at_ms = minute_ms + i * 1000 + 1500
+        received = _metric_batch(keys, per_key, spread, at_ms, 1 + i * keys * per_key)
+        if i in MEASURED:
+            measured.append(_metric_units(client, received, keys, at_ms + 1))
+        else:
+            with _applied_at(at_ms + 1):
+                assert not consumer.apply_records(received, consumer.appliers())
+    return measured, received
+
+
+def _metric_row(label: str, measured: Sequence[list[float] | None]) -> list[str]:
+    """A row: AWS's units of each measured batch, then DynamoDB Local's, then the last one's read units."""
+    cells = [[f"{m[unit]:.2f}" if m else "" for m in measured] for unit in range(2)]
+    last = [m for m in measured if m][-1]
+    return [label, *cells[0], *cells[1], f"{last[2]:.2f}"]
 
 
 def _metric_costs(client: Any) -> str:
-    """Write units per key per batch of metric events, by AWS's rules and as DynamoDB Local reports them: the first
-    batch of each key into its minute, and the next one (the steady state of a live key)."""
+    """Write units per key per batch of metric events, by AWS's rules and as DynamoDB Local reports them, for a
+    minute of live batches; a redelivered batch; batches after the minute was sealed."""
     rows = []
+    now_ms = clock.now_ms()
+    minute_ms = now_ms - now_ms % MINUTE_MS - 5 * MINUTE_MS
     for label, keys_n, per_key, spread in METRIC_CASES:
         set_env("TABLE_NAME", fresh_table(client, "metric-cost"))
-        now_ms = clock.now_ms()
-        at_ms = now_ms - now_ms % MINUTE_MS + MINUTE_MS // 2  # mid-minute: a batch of one second stays in the minute
-        first = _metric_units(client, _metric_batch(keys_n, per_key, spread, at_ms, 1), keys_n)
-        again = _metric_batch(keys_n, per_key, spread, at_ms + 1000, 10**6)
-        rows.append(_metric_row(label, first, _metric_units(client, again, keys_n)))
-    rows.append(_metric_row("redelivered: the hot batch again", *[_metric_units(client, again, 1)] * 2))
+        measured, last = _metric_minute(client, keys_n, per_key, spread, minute_ms)
+        rows.append(_metric_row(label, measured))
+    rows.append(
+        _metric_row("redelivered: the last hot batch again", [None, None, _metric_units(client, last, 1, now_ms)])
+    )
     set_env("TABLE_NAME", fresh_table(client, "metric-cost"))
-    now_ms = clock.now_ms()
-    sealed_at = (
-        now_ms - now_ms % MINUTE_MS - 2 * MINUTE_MS + MINUTE_MS // 2
-    )  # compaction seals it: later values are late
-    clock.set_source(lambda: (sealed_at + 1000) / 1000)  # its first values applied live, in their minute
-    try:
-        _metric_units(client, _metric_batch(100, 1, 0, sealed_at, 1), 100)
-    finally:
-        clock.set_source(None)
-    compaction.compact(SumStore(client, settings.get().table_name), now_ms)
-    first = _metric_units(client, _metric_batch(100, 1, 0, sealed_at + 1000, 10**6), 100)
-    then = _metric_units(client, _metric_batch(100, 1, 0, sealed_at + 2000, 2 * 10**6), 100)
-    rows.append(_metric_row("late: 1 event per key, minute sealed", first, then))
-    headers = ["per key per batch", "AWS's rules, first", "next", "DynamoDB Local, first", "next", "read units, next"]
-    return table_md(headers, rows)
+    _metric_units(client, _metric_batch(100, 1, 0, minute_ms + 500, 1), 100, minute_ms + 501)  # live, then sealed
+    compaction.compact(SumStore(client, settings.get().table_name), minute_ms + 2 * MINUTE_MS)
+    late = [
+        _metric_units(client, _metric_batch(100, 1, 0, minute_ms + 1000 * i, 10**6 * i), 100, now_ms) for i in (1, 2)
+    ]
+    rows.append(_metric_row("late: 1 event per key, minute sealed", [*late, None]))
+    headers = ["per key per batch", "AWS's rules: 1st", "2nd", f"{MINUTE_BATCHES}th", "DynamoDB Local: 1st", "2nd"]
+    return table_md([*headers, f"{MINUTE_BATCHES}th", "read units (Local), last"], rows)
 
 
 # --- throughput and equal results ----------------------------------------------------------------------------
@@ -329,9 +358,9 @@ def run(endpoint_url: str) -> str:
         "Write units per event for one hot key (DynamoDB Local's figures; a stream batch of n events is n records "
         "of one event):\n\n"
         f"{costs}\n\n"
-        "Metric events through the consumer, write units per key per batch (one event per record; a key's first batch "
-        "into its minute, and the next one), priced by AWS's rules from the item images around each write, and as "
-        "DynamoDB Local reports them (with its read units):\n\n"
+        f"Metric events through the consumer, write units per key per batch (one event per record; {MINUTE_BATCHES} batches "
+        "a second apart into one minute, the consumer's clock at each batch's end), priced by AWS's rules from the item "
+        "images around each write, and as DynamoDB Local reports them (with its read units):\n\n"
         f"{metric_costs}\n\n"
         f"{EVENTS:,} mixed events (four types, half on one hot key each, the rest over 39 cold keys), applied "
         f"direct with {WORKERS} threads and through kinesalite (POST /events of {REQUEST_EVENTS}, then the dev "

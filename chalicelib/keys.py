@@ -22,9 +22,10 @@ with the kind of thing they hold, so features never collide:
   HITTOTAL#{scope}#{k}        COUNT                 one shard of total_hits / distinct_paths (k < HIT_TOTAL_SHARDS:
                                                     direct writes; then HIT_INGEST_TOTAL_SHARDS: the events stream's)
   SUMEV#{key}#{minute}#{k}    {ms:013d}#{id}        one posted value (TTL); k < SUM_EVENT_SHARDS
-  SUMEV#{key}#{minute}#{k}    {s_ms:013d}#{shard}#{seq}#{c}  a stream batch's values of one second, packed (TTL): s_ms is
-                                                    the second's first ms, seq the first record's sequence number, c the chunk;
-                                                    `run` names the write that counts them (batch.run_id)
+  SUMEV#{key}#{minute}#{k}    {s_ms:013d}#{shard}#{seq}#{c}  a stream batch's values of up to 2 s (batch.PACK_SPAN_MS), packed
+                                                    (TTL): s_ms is their first second's first ms, seq their first record's
+                                                    sequence number, c their place in the batch; `run` names the write that
+                                                    counts them (batch.run_id)
   SUMSUB#{key}                {minute:010d}#{k:02d} write-time sub-total k < SUM_WRITE_SHARDS of a minute (direct posts): total,
                                                     n, per-second s00..s59 (TTL); one Query reads a key's sub-totals for a
                                                     range of minutes
@@ -207,8 +208,8 @@ def sum_event_sk(at_ms: int, event_id: str) -> str:
 
 
 def sum_packed_sk(second_ms: int, shard_id: str, sequence_number: str, chunk: int) -> str:
-    """A packed item of one second's values from one stream batch: the same records give the same key, so a replay
-    rewrites the item; sorts with the second's first ms (reads of a partial second start there)."""
+    """A packed item of a stream batch's values: the same records give the same key, so a replay rewrites the item;
+    sorts with its first second's first ms (reads of a partial second start up to a packed item's span before)."""
     return f"{second_ms:013d}#{shard_id}#{sequence_number}#{chunk}"
 
 

@@ -187,8 +187,8 @@ def test_raw_values_count_only_where_their_run_is_committed(with_run: bool) -> N
     st.integers(1, 5),
 )
 def test_a_runs_packed_items_hold_exactly_its_values(drawn: list[tuple[int, int, bool]], pack_max: int) -> None:
-    """batch.packs: every packed item holds at most PACK_MAX values of one second, and together they hold exactly
-    the run's values, as batch.sums and batch.sketch count them."""
+    """batch.packs: every packed item holds at most PACK_MAX values within PACK_SPAN_MS of its first second, and
+    together they hold exactly the run's values, as batch.sums and batch.sketch count them."""
     from chalicelib.ingest.records import Delivered, MetricEvent
     from chalicelib.metrics import batch
     from chalicelib.sketch import Sketch
@@ -202,7 +202,8 @@ def test_a_runs_packed_items_hold_exactly_its_values(drawn: list[tuple[int, int,
     batch.PACK_MAX = pack_max
     try:
         packs = batch.packs(events)
-        assert all(len(p.entries) <= pack_max and all(0 <= o < w.SECOND_MS for o, _ in p.entries) for p in packs)
+        assert all(len(p.entries) <= pack_max and all(0 <= o < batch.PACK_SPAN_MS for o, _ in p.entries) for p in packs)
+        assert len({(p.sequence_number, p.chunk) for p in packs}) == len(packs)  # each its own key
         unpacked = sorted(
             (p.second_ms + o, v) for p in packs for o, v in batch.decode_pack(batch.encode_pack(p.entries))
         )
@@ -222,6 +223,6 @@ def test_event_items_of_every_kind_read_as_raw_values() -> None:
 
     at = {"N": "60000"}
     assert raw_item({"at": at, "v": {"N": "-4"}}) == batch.RawItem(None, [(60_000, -4)])
-    packed = {"at": at, "eb": {"B": batch.encode_pack([(7, 5), (3, -2)])}, "run": {"S": "r1"}}
-    assert raw_item(packed) == batch.RawItem("r1", [(60_003, -2), (60_007, 5)])
+    packed = {"at": at, "eb": {"B": batch.encode_pack([(7, 5), (3, -2)])}, "run": {"B": b"r1"}}
+    assert raw_item(packed) == batch.RawItem(b"r1", [(60_003, -2), (60_007, 5)])
     assert raw_item({"at": at, "ev": {"S": "7:5,3:-2"}}) == batch.RawItem(None, [(60_007, 5), (60_003, -2)])

@@ -74,7 +74,6 @@ from chalicelib.dynamo import (
     retry,
     sort_key_between,
     sort_key_of,
-    string,
 )
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered
@@ -174,10 +173,10 @@ def sketch_of(item: Mapping[str, Any] | None, attr: str) -> Sketch:
     return sketch.EMPTY if found is None else Sketch.decode(found["B"])
 
 
-def runs_of(item: Mapping[str, Any] | None) -> frozenset[str]:
+def runs_of(item: Mapping[str, Any] | None) -> frozenset[bytes]:
     """The stream runs an item says are committed (batch.run_id)."""
     found = (item or {}).get(RUNS)
-    return frozenset() if found is None else frozenset(found["SS"])
+    return frozenset() if found is None else frozenset(found["BS"])
 
 
 def bins_of(item: Mapping[str, Any]) -> dict[str, int]:
@@ -222,7 +221,7 @@ class Tally:
     sketch: str
     fenced: bool
 
-    def update(self, item: Mapping[str, Any], shard_id: str, run: Sequence[Delivered], run_id: str) -> dict[str, Any]:
+    def update(self, item: Mapping[str, Any], shard_id: str, run: Sequence[Delivered], run_id: bytes) -> dict[str, Any]:
         """UpdateItem arguments adding `run` to `item` as read: ADD the sums, the version and the run's id, SET the
         merged sketch, the marker and the TTL; on condition the item is as read (its version), none of the records
         is applied and, if fenced, the item is not sealed."""
@@ -245,7 +244,7 @@ class Tally:
             ":n": num(sums.count),
             ":q": {"B": merged.encode()},
             ":one": num(1),
-            ":run": {"SS": [run_id]},
+            ":run": {"BS": [run_id]},
             ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
             **marker_values,
             **{f":s{s}": num(v) for s, v in sums.seconds.items()},
@@ -269,10 +268,10 @@ FRESH = Tally("total", "n", second_attr, STREAM_SKETCH, fenced=True)
 LATE = Tally(LATE_TOTAL, LATE_COUNT, late_second_attr, LATE_SKETCH, fenced=False)
 
 
-def _committed_runs(sub_items: Iterable[dict[str, Any]], states: Mapping[int, MinuteState]) -> dict[int, set[str]]:
+def _committed_runs(sub_items: Iterable[dict[str, Any]], states: Mapping[int, MinuteState]) -> dict[int, set[bytes]]:
     """Per minute, the stream runs whose packed values count: those its stream item (read with the sub-totals) and
     its state item (late values) record."""
-    committed: dict[int, set[str]] = {m: set(state.runs) for m, state in states.items()}
+    committed: dict[int, set[bytes]] = {m: set(state.runs) for m, state in states.items()}
     for item in sub_items:
         committed.setdefault(keys.sum_sub_minute(sort_key_of(item)), set()).update(runs_of(item))
     return committed
@@ -539,7 +538,7 @@ class SumStore:
         except self.client.exceptions.ConditionalCheckFailedException:
             raise LostRace from None
 
-    def packed_item(self, key: str, minute: int, shard_id: str, pack: batch.Pack, run_id: str) -> dict[str, Any]:
+    def packed_item(self, key: str, minute: int, shard_id: str, pack: batch.Pack, run_id: bytes) -> dict[str, Any]:
         return {
             **item_key(
                 keys.sum_event_pk(key, minute, consumer_event_shard(shard_id)),
@@ -547,7 +546,7 @@ class SumStore:
             ),
             "at": num(pack.second_ms),
             PACKED: {"B": batch.encode_pack(pack.entries)},
-            RUN: string(run_id),
+            RUN: {"B": run_id},
             table.TTL_ATTRIBUTE: num(window.expires_at(pack.second_ms)),
         }
 
@@ -787,9 +786,10 @@ class SumStore:
 
     def _raw(self, key: str, lo: int, hi: int) -> list[batch.RawItem]:
         """The items holding raw values with lo <= t <= hi (inclusive ms, inside one second), over every shard:
-        posted events, and packed items of stream events (which sort with their second's first ms)."""
+        posted events, and packed items of stream events (which sort with their first second's first ms, and may
+        start up to batch.PACK_SPAN_MS - 1 s earlier, within the minute)."""
         minute = window.minute_of(lo)
-        second_ms = lo - lo % window.SECOND_MS
+        second_ms = max(lo - lo % window.SECOND_MS - batch.PACK_SPAN_MS + window.SECOND_MS, minute * window.MINUTE_MS)
 
         def one_shard(shard: int) -> list[dict[str, Any]]:
             return query_items(
@@ -814,7 +814,7 @@ def raw_item(item: dict[str, Any]) -> batch.RawItem:
     at = read_int(item["at"])
     if PACKED in item:
         values = [(at + offset, value) for offset, value in batch.decode_pack(item[PACKED]["B"])]
-        return batch.RawItem(item[RUN]["S"], values)
+        return batch.RawItem(item[RUN]["B"], values)
     if TEXT_PACKED in item:
         return batch.RawItem(None, [(at + o, v) for o, v in batch.decode_text_pack(item[TEXT_PACKED]["S"])])
     return batch.RawItem(None, [(at, read_int(item["v"]))])

@@ -217,7 +217,7 @@ class MinuteState:
     late: MinuteParts = field(default_factory=MinuteParts)
     chained: bool = False  # the minute's sketch bucket is in the key's prefix chain
     late_sketch: Sketch = EMPTY  # the late values' sketch (bins written by older versions live in their own items)
-    runs: frozenset[str] = frozenset()  # the stream runs that added late values (their packed values count)
+    runs: frozenset[bytes] = frozenset()  # the stream runs that added late values (their packed values count)
 
 
 class Totals(dict[int, MinuteParts]):
