@@ -38,6 +38,8 @@ with the kind of thing they hold, so features never collide:
                                                     came after its stream item was sealed (lt, ln, l00..l59, `lsketch` encoded,
                                                     `v`, `runs`, per stream shard the last record applied) (TTL)
   SUMDONE                     {minute:010d}         "every key's bucket for this minute is written" (TTL)
+  SUMPROGRESS                 {minute:010d}         `through`: the last key (in sort order) whose bucket a compaction run wrote,
+                                                    every key before it done too (TTL)
   SUMQ#{key}                  S{minute:010d}#{k:02d}#{part:02d}  the bins (`sketch.bin_key` -> count) of a minute's values
                                                     written to sub-total k, those of bin group `part` (TTL)
   SUMQ#{key}                  B{minute:010d}        a key's minute sketch: `sketch`, the bucket (encoded, written once by
@@ -196,6 +198,7 @@ SUM_EVENT_SHARDS = 1
 SUM_WRITE_SHARDS = 8
 SUM_DIRTY_PARTITIONS = 8  # partitions listing (minute, key) pairs with values: one Query each per compaction run
 SUM_DONE_PK = "SUMDONE"
+SUM_PROGRESS_PK = "SUMPROGRESS"
 
 
 def sum_event_pk(key: str, minute: int, shard: int) -> str:

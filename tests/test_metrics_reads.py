@@ -157,8 +157,31 @@ def test_compaction_seals_the_lookback_up_to_the_last_sealable_minute() -> None:
     now = 1_700_000_000_000
     span = w.compaction_minutes(now, lookback=15)
     assert len(span) == 15 and span[-1] == w.sealable_through(now)
-    listed = {span[0]: {"a", "b"}, span[2]: {"b"}}
-    assert w.pending_by_key([span[0], span[1], span[2]], listed) == {"a": [span[0]], "b": [span[0], span[2]]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 20), st.sets(st.text("abcdefgh", min_size=1, max_size=3), max_size=30), max_size=6),
+    st.data(),
+    st.integers(1, 7),
+)
+def test_a_compaction_plan_holds_every_key_not_done_once_oldest_minute_first(
+    listed: dict[int, set[str]], data: st.DataObject, size: int
+) -> None:
+    """compaction_plan: every pending minute, oldest first; each of its listed keys after the minute's progress
+    exactly once, in sort order, in chunks of at most `size`; keys up to the progress (done) never."""
+    pending = data.draw(st.lists(st.integers(0, 20), unique=True))
+    progress: dict[int, str] = {}
+    for minute, names in listed.items():
+        resumed: bool = data.draw(st.booleans())
+        if names and resumed:
+            progress[minute] = data.draw(st.sampled_from(sorted(names)))
+    plan = w.compaction_plan(pending, listed, progress, size)
+    assert [minute for minute, _ in plan] == sorted(pending)
+    for minute, chunks in plan:
+        assert all(0 < len(chunk) <= size for chunk in chunks)
+        expected = sorted(k for k in listed.get(minute, ()) if minute not in progress or k > progress[minute])
+        assert [k for chunk in chunks for k in chunk] == expected
 
 
 @pytest.mark.parametrize("with_run", [True, False])

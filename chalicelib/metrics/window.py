@@ -309,9 +309,18 @@ def compaction_minutes(now_ms: int, lookback: int = LOOKBACK_MINUTES) -> range:
     return range(last - lookback + 1, last + 1)
 
 
-def pending_by_key(pending: Sequence[int], listed: Mapping[int, set[str]]) -> dict[str, list[int]]:
-    """Each key listed under a pending minute, with the pending minutes it is listed under (oldest first)."""
-    return {key: [m for m in pending if key in listed.get(m, ())] for key in {k for ks in listed.values() for k in ks}}
+def compaction_plan(
+    pending: Sequence[int], listed: Mapping[int, set[str]], progress: Mapping[int, str], size: int
+) -> list[tuple[int, list[list[str]]]]:
+    """A compaction run's work in the order it does it: each pending minute, oldest first (a key's minutes join its
+    prefix chain in order), with its listed keys in sort order after `progress` (the minute's last key a run
+    finished: every key before it is done too), in chunks of at most `size`."""
+    plan = []
+    for minute in sorted(pending):
+        done_through = progress.get(minute)
+        todo = sorted(k for k in listed.get(minute, ()) if done_through is None or k > done_through)
+        plan.append((minute, [todo[i : i + size] for i in range(0, len(todo), size)]))
+    return plan
 
 
 def window_sketch(
