@@ -17,9 +17,9 @@ Stream events (apply_delivered) count at their own time. Per key, minute and str
 conditional UpdateItem (no transaction) of the minute's stream item (SUMSUB# {minute}#ST, read first): ADD the sums
 (total, n, s00..s59), SET the sketch of its values merged with the batch's (encoded), SET the stream shard's marker
 of the last record applied, and ADD the run's id; on condition the item is as read (its version), the records are
-after the marker, and it is not sealed. Before it, the batch's values packed per second (the raw edge seconds), each
-packed item naming its run: it counts only once the run's id is in the item, so packed items of a write that never
-happened count nothing. A sealed stream item refuses the write: the same records then go to the state item's late
+after the marker, and it is not sealed. Before it, the batch's values packed (items of up to 2 s: the raw edge
+seconds), each packed item naming its run: it counts only once the run's id is in the item, so packed items of a
+write that never happened count nothing. A sealed stream item refuses the write: the same records then go to the state item's late
 values (lt, ln, l00..l59, `lsketch`, with its own marker and runs) the same way. A batch that comes too late for
 compaction to surely list its key (window.listed_in_time) seals the stream item itself and goes to the late values.
 Compaction (chalicelib/metrics/compaction.py, every minute, for minutes that ended SEAL_LAG_MS ago): for each
