@@ -8,7 +8,9 @@ import statistics
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +169,153 @@ def table_md(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# --- write units by AWS's published rules -------------------------------------------------------------------------
+
+KB = 1024
+WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
+
+
+def value_size(value: Mapping[str, Any]) -> int:
+    """An attribute value's size by DynamoDB's rules: UTF-8 bytes of text, bytes of binary, numbers about 1 byte per
+    2 significant digits + 1, sets the sum of their elements, lists and maps 3 bytes + 1 per element + the elements
+    (and a map's names)."""
+    (kind, inner), *_ = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "B":
+        return len(inner)
+    if kind == "N":
+        return _number_size(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(value_size({kind[0]: element}) for element in inner)
+    if kind == "L":
+        return 3 + sum(value_size(v) + 1 for v in inner)
+    if kind == "M":
+        return 3 + sum(len(name.encode()) + value_size(v) + 1 for name, v in inner.items())
+    raise ValueError(kind)
+
+
+def _number_size(text: str) -> int:
+    digits = Decimal(text).normalize().as_tuple().digits
+    return (len(digits) + 1) // 2 + 1
+
+
+def item_size(item: Mapping[str, Any] | None) -> int:
+    """An item's size by DynamoDB's rules: its attribute names and values (0 for no item)."""
+    return 0 if item is None else sum(len(name.encode()) + value_size(value) for name, value in item.items())
+
+
+def write_units(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> int:
+    """Standard write units of writing one item: 1 per started KB of the larger of its images before and after."""
+    return max(1, -(-max(item_size(before), item_size(after)) // KB))
+
+
+class AwsWriteMeter:
+    """Prices every write a client makes by AWS's published rules, from the images of each item it writes, read
+    around the call on a second, unmetered client: 1 unit per started KB of the larger image, twice that inside a
+    TransactWriteItems (a ConditionCheck as a transactional write of the item checked), and a write refused by its
+    condition as a write of the item as it stands. Counts GSI entries written too (an entry whose key moves is a
+    delete and a put; `ALL` projections are rewritten on any change). DynamoDB Local's own ConsumedCapacity
+    misprices transactions and index writes, hence this. Not thread-safe for concurrent writes to one item."""
+
+    def __init__(self, client: Any) -> None:
+        from chalicelib.table import GLOBAL_SECONDARY_INDEXES
+
+        self._lock = threading.Lock()
+        self._events = client.meta.events
+        self._reader = _unmetered_client(client)
+        self._indexes = GLOBAL_SECONDARY_INDEXES
+        self.units = 0
+        self.index_entries = 0
+        self.refused = 0  # writes refused by their condition (priced, and counted here)
+        self.calls: Counter[str] = Counter()
+        self._handlers: dict[str, Any] = {
+            "provide-client-params.dynamodb": self._before,
+            "after-call.dynamodb": self._after,
+        }
+        for event, handler in self._handlers.items():
+            self._events.register(event, handler)
+
+    def __enter__(self) -> AwsWriteMeter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for event, handler in self._handlers.items():
+            self._events.unregister(event, handler)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.units = self.index_entries = self.refused = 0
+            self.calls.clear()
+
+    def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        if model.name not in WRITE_OPERATIONS:
+            return
+        writes = _writes_of(model.name, params)
+        context["aws_meter"] = [(table, key, kind, self._image(table, key)) for table, key, kind in writes]
+
+    def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        before = context.pop("aws_meter", None)
+        if before is None:
+            return
+        failed = "Error" in parsed
+        per_kb = 2 if model.name == "TransactWriteItems" else 1
+        units = entries = 0
+        for table, key, kind, old in before:
+            new = old if failed or kind == "check" else self._image(table, key)
+            units += per_kb * (write_units(old, None) if kind == "check" or failed else write_units(old, new))
+            entries += 0 if failed else self._index_entries(old, new)
+        with self._lock:
+            self.calls[model.name] += 1
+            self.units += units
+            self.index_entries += entries
+            self.refused += failed
+
+    def _image(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+        return found
+
+    def _index_entries(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> int:
+        entries = 0
+        for index in self._indexes:
+            names = [part["AttributeName"] for part in index["KeySchema"]]
+            keys_of = [
+                None if i is None or any(n not in i for n in names) else [i[n] for n in names] for i in (old, new)
+            ]
+            if keys_of[0] != keys_of[1]:
+                entries += (keys_of[0] is not None) + (keys_of[1] is not None)
+            elif keys_of[1] is not None and index["Projection"]["ProjectionType"] == "ALL" and old != new:
+                entries += 1
+        return entries
+
+
+def _writes_of(operation: str, params: Mapping[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(table, key, kind) of each item a write call touches; kind "check" for a transaction's ConditionCheck."""
+    if operation != "TransactWriteItems":
+        return [(params["TableName"], _key_of(params), "write")]
+    found = []
+    for action in params["TransactItems"]:
+        (name, body), *_ = action.items()
+        found.append((body["TableName"], _key_of(body), "check" if name == "ConditionCheck" else "write"))
+    return found
+
+
+def _key_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    from chalicelib.table import PARTITION_KEY, SORT_KEY
+
+    if "Key" in body:
+        return dict(body["Key"])
+    return {name: body["Item"][name] for name in (PARTITION_KEY, SORT_KEY)}
+
+
+def _unmetered_client(client: Any) -> Any:
+    """A second client on the same endpoint and region, without the first one's hooks."""
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        "dynamodb", endpoint_url=client.meta.endpoint_url, region_name=client.meta.region_name
+    )

@@ -263,9 +263,7 @@ class Applier:
         # which flushes (here: drops) the consumer's counts.
         clock.set_source(lambda: now_ms / 1000)
         try:
-            failed = observability.flush_metrics(
-                None, lambda _: consumer.apply_records(received, consumer.appliers(now_ms))
-            )
+            failed = observability.flush_metrics(None, lambda _: consumer.apply_records(received, consumer.appliers()))
         finally:
             clock.set_source(None)
         assert not failed, f"{len(failed)} records not applied"

@@ -30,21 +30,30 @@ with the kind of thing they hold, so features never collide:
                                                     into HIT# by the sweep
   HITMARK#{k}#{path}          COUNT                 "shard k has unfolded hits" marker; in `ranking` under HITFOLD#{k}
   SUMEV#{key}#{minute}#{k}    {ms:013d}#{id}        one posted value (TTL); k < SUM_EVENT_SHARDS
-  SUMEV#{key}#{minute}#{k}    {s_ms:013d}#{shard}#{seq}#{c}  a stream batch's values of one second, packed (TTL): s_ms is
-                                                    the second's first ms, seq the first record's sequence number, c the chunk
-  SUMSUB#{key}                {minute:010d}#{k:02d} write-time sub-total k < SUM_WRITE_SHARDS of a minute: total, n, per-second
-                                                    s00..s59, per stream shard the last record applied (TTL); one Query
-                                                    reads a key's sub-totals for a range of minutes
+  SUMEV#{key}#{minute}#{k}    {s_ms:013d}#{shard}#{seq}#{c}  a stream batch's values of up to 2 s (batch.PACK_SPAN_MS), packed
+                                                    (TTL): s_ms is their first second's first ms, seq their first record's
+                                                    sequence number, c their place in the batch; `run` names the write that
+                                                    counts them (batch.run_id)
+  SUMSUB#{key}                {minute:010d}#{k:02d} write-time sub-total k < SUM_WRITE_SHARDS of a minute (direct posts): total,
+                                                    n, per-second s00..s59 (TTL); one Query reads a key's sub-totals for a
+                                                    range of minutes
+  SUMSUB#{key}                {minute:010d}#ST      the minute's stream item: what the events stream added before the minute was
+                                                    sealed (total, n, s00..s59, `sketch` encoded), `sealed` (compaction's fence),
+                                                    `v` (version), `runs` (committed runs), per stream shard the last record
+                                                    applied (TTL)
   SUMDIRTY#{p}                {minute:010d}#{key}   "key has values in minute" (TTL); p = crc32(key) % SUM_DIRTY_PARTITIONS
-  SUMB#{key}                  {minute:010d}         a key's minute: sealed (compaction's fence), total, n (the bucket, written
-                                                    once), values that came after sealing (lt, ln, l00..l59, per stream shard
-                                                    the last record applied) (TTL)
+  SUMB#{key}                  {minute:010d}         a key's minute: total, n, q (the bucket, written once), stream values that
+                                                    came after its stream item was sealed (lt, ln, l00..l59, `lsketch` encoded,
+                                                    `v`, `runs`, per stream shard the last record applied) (TTL)
   SUMDONE                     {minute:010d}         "every key's bucket for this minute is written" (TTL)
+  SUMPROGRESS                 {minute:010d}         `through`: the last key (in sort order) whose bucket a compaction run wrote,
+                                                    every key before it done too (TTL)
   SUMQ#{key}                  S{minute:010d}#{k:02d}#{part:02d}  the bins (`sketch.bin_key` -> count) of a minute's values
                                                     written to sub-total k, those of bin group `part` (TTL)
   SUMQ#{key}                  B{minute:010d}        a key's minute sketch: `sketch`, the bucket (encoded, written once by
                                                     compaction) (TTL)
-  SUMQ#{key}                  B{minute:010d}#L{part:02d}  the bins of the values that came after sealing, group `part` (TTL)
+  SUMQ#{key}                  B{minute:010d}#L{part:02d}  the bins of late values, group `part`, as written before late values kept
+                                                    their sketch in the state item (read while such items live) (TTL)
   SUMQ#{key}                  H                     the head of the key's prefix chain: `minute`, `chain`, `k`, `n`, `cum`
   SUMQ#{key}                  P{minute:010d}        a prefix: `cum`, the merged buckets of the chain's minutes up to this one
                                                     (encoded), `chain` (its first minute), `k` (its minutes), `n` (count) (TTL)
@@ -234,6 +243,7 @@ SUM_EVENT_SHARDS = 1
 SUM_WRITE_SHARDS = 8
 SUM_DIRTY_PARTITIONS = 8  # partitions listing (minute, key) pairs with values: one Query each per compaction run
 SUM_DONE_PK = "SUMDONE"
+SUM_PROGRESS_PK = "SUMPROGRESS"
 
 
 def sum_event_pk(key: str, minute: int, shard: int) -> str:
@@ -246,8 +256,8 @@ def sum_event_sk(at_ms: int, event_id: str) -> str:
 
 
 def sum_packed_sk(second_ms: int, shard_id: str, sequence_number: str, chunk: int) -> str:
-    """A packed item of one second's values from one stream batch: the same records give the same key, so a replay
-    rewrites the item; sorts with the second's first ms (reads of a partial second start there)."""
+    """A packed item of a stream batch's values: the same records give the same key, so a replay rewrites the item;
+    sorts with its first second's first ms (reads of a partial second start up to a packed item's span before)."""
     return f"{second_ms:013d}#{shard_id}#{sequence_number}#{chunk}"
 
 
@@ -262,6 +272,11 @@ def sum_sub_pk(key: str) -> str:
 
 def sum_sub_sk(minute: int, shard: int) -> str:
     return f"{minute:010d}#{shard:02d}"
+
+
+def sum_stream_sk(minute: int) -> str:
+    """The minute's stream item: with the sub-totals (a Query of sub-totals reads it too), after every shard's."""
+    return f"{minute:010d}#ST"
 
 
 def sum_sub_sk_range(first: int, last: int) -> tuple[str, str]:

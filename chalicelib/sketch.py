@@ -21,6 +21,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from chalicelib import varint
+
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = math.log(GAMMA)
@@ -141,16 +143,16 @@ class Sketch:
         previous run (the first: its lowest bin), its length and its counts; all varints. Sparse bins cost what
         they hold, a contiguous spread one byte a bin while its counts stay below 128."""
         out = bytearray([_VERSION])
-        _put_varint(out, self.zeros)
+        varint.put(out, self.zeros)
         for store in (self.positive, self.negative):
             runs = _runs(sorted(i for i, c in store.items() if c))
-            _put_varint(out, len(runs))
+            varint.put(out, len(runs))
             previous_end = 0
             for low, high in runs:
-                _put_varint(out, _zigzag(low - previous_end))
-                _put_varint(out, high - low + 1)
+                varint.put(out, varint.zigzag(low - previous_end))
+                varint.put(out, high - low + 1)
                 for i in range(low, high + 1):
-                    _put_varint(out, store.get(i, 0))
+                    varint.put(out, store.get(i, 0))
                 previous_end = high
         return bytes(out)
 
@@ -158,18 +160,18 @@ class Sketch:
     def decode(cls, data: bytes) -> Sketch:
         if not data or data[0] != _VERSION:
             raise ValueError("not an encoded sketch")
-        zeros, pos = _get_varint(data, 1)
+        zeros, pos = varint.get(data, 1)
         stores: list[dict[int, int]] = []
         for _ in range(2):
-            runs, pos = _get_varint(data, pos)
+            runs, pos = varint.get(data, pos)
             store: dict[int, int] = {}
             previous_end = 0
             for _ in range(runs):
-                gap, pos = _get_varint(data, pos)
-                length, pos = _get_varint(data, pos)
-                low = previous_end + _unzigzag(gap)
+                gap, pos = varint.get(data, pos)
+                length, pos = varint.get(data, pos)
+                low = previous_end + varint.unzigzag(gap)
                 for i in range(low, low + length):
-                    count, pos = _get_varint(data, pos)
+                    count, pos = varint.get(data, pos)
                     if count:
                         store[i] = count
                 previous_end = low + length - 1
@@ -216,31 +218,3 @@ def _runs(indexes: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((i, i))
     return runs
-
-
-def _zigzag(n: int) -> int:
-    return n * 2 if n >= 0 else -n * 2 - 1
-
-
-def _unzigzag(n: int) -> int:
-    return n // 2 if n % 2 == 0 else -(n + 1) // 2
-
-
-def _put_varint(out: bytearray, n: int) -> None:
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-
-
-def _get_varint(data: bytes, pos: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated or oversized varint in sketch")
-        byte = data[pos]
-        pos += 1
-        n |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return n, pos

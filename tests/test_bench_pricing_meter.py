@@ -32,7 +32,7 @@ def hits(n: int, sequence: int) -> consumer.Received:
 
 def test_a_streamed_hit_batch_is_four_units_and_two_reads(dynamodb: Any) -> None:
     clock.set_source(lambda: 1_796_600_000.0)  # one minute for both batches
-    apply = consumer.appliers(clock.now_ms())
+    apply = consumer.appliers()
     consumer.apply_records([hits(1, 1)], apply)  # the path's counter exists and was ranked this minute
     with PricingMeter(dynamodb, reader()) as meter:
         assert consumer.apply_records([hits(5, 2), hits(7, 3)], apply) == []

@@ -14,7 +14,8 @@ from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import batch, compaction
 from chalicelib.metrics import window as w
 from chalicelib.metrics.store import SumStore, TooOld
-from tests.conftest import TABLE
+from chalicelib.sketch import Sketch
+from tests.conftest import TABLE, partition_items
 
 MINUTE = 28_333_333  # a minute (epoch minutes), mid-2023
 T0 = MINUTE * w.MINUTE_MS
@@ -54,28 +55,30 @@ class Calls:
         return [params for op, params in self.calls if op == name]
 
 
-def writes_of(transaction: dict[str, Any]) -> list[str]:
-    """The partitions a TransactWriteItems writes to, one per item."""
-    return [
-        action["Update"]["Key"]["pk"]["S"] if "Update" in action else action["Put"]["Item"]["pk"]["S"]
-        for action in transaction["TransactItems"]
-    ]
+def updated(calls: Calls) -> list[str]:
+    """The partitions of the items each UpdateItem wrote, in order."""
+    return [params["Key"]["pk"]["S"] for params in calls.named("UpdateItem")]
+
+
+def put(calls: Calls) -> list[str]:
+    """The partitions of the items each PutItem wrote, in order."""
+    return [params["Item"]["pk"]["S"] for params in calls.named("PutItem")]
 
 
 # --- aggregation -----------------------------------------------------------------
 
 
-def test_a_batch_of_one_key_minute_is_one_sub_total_update(store: SumStore, dynamodb: Any) -> None:
+def test_a_batch_of_one_key_minute_is_one_conditional_update(store: SumStore, dynamodb: Any) -> None:
     events = [(T0 + 17 + i * 37, i - 400) for i in range(1_000)]  # 1,000 values over ~37 s of one minute
     calls = Calls(dynamodb)
     store.apply_delivered(delivered(events), T0 + w.MINUTE_MS)
-    [transaction] = calls.named("TransactWriteItems")
-    partitions = writes_of(transaction)
-    assert partitions.count(keys.sum_sub_pk("k")) == 1  # one sub-total update for 1,000 values
-    assert partitions.count(keys.sum_bucket_pk("k")) == 1  # the minute's state (its fence)
+    assert not calls.named("TransactWriteItems")
+    [update] = calls.named("UpdateItem")  # sums, sketch and marker of 1,000 values: one write
+    assert update["Key"]["sk"]["S"] == keys.sum_stream_sk(MINUTE) and "#sealed" in update["ConditionExpression"]
     seconds = len({w.second_of(t) for t, _ in events})
-    assert partitions.count(keys.sum_event_pk("k", MINUTE, 0)) == seconds  # one packed item per second
-    assert not calls.named("PutItem")[1:] and not calls.named("UpdateItem")  # besides the one SUMDIRTY marker
+    partitions = put(calls)
+    assert partitions[0].startswith("SUMDIRTY#")  # listed for compaction, before anything is added
+    assert partitions[1:] == [keys.sum_event_pk("k", MINUTE, 0)] * -(-seconds // 2)  # a packed item per 2 s
     now = T0 + w.MINUTE_MS - 1
     for window_ms in (1, 999, 1_000, 7_777, 60_000, HOUR_MS):
         assert store.sum("k", now, window_ms) == truth(events, now, window_ms)
@@ -86,19 +89,29 @@ def test_each_key_minute_and_shard_is_its_own_transaction(store: SumStore, dynam
     b = delivered([(T0 + 7, 8)], key="b", first=10)
     other = delivered([(T0 + 8, 16)], key="a", shard="shardId-000000000001")
     calls = Calls(dynamodb)
-    store.apply_delivered(a + b + other, T0 + 2 * w.MINUTE_MS)
-    assert len(calls.named("TransactWriteItems")) == 4  # a@M, a@M+1, b@M, a@M from the other shard
+    store.apply_delivered(a + b + other, T0 + w.MINUTE_MS)
+    # a@M, a@M+1, b@M, and a@M from the other shard: the same stream item, its own marker (two writers of one item
+    # may meet: the one that read it before the other wrote tries again)
+    written = {
+        (u["Key"]["pk"]["S"], u["Key"]["sk"]["S"], u["ExpressionAttributeNames"]["#applied"])
+        for u in calls.named("UpdateItem")
+    }
+    assert written == {
+        (keys.sum_sub_pk("a"), keys.sum_stream_sk(MINUTE), "applied#" + SHARD),
+        (keys.sum_sub_pk("a"), keys.sum_stream_sk(MINUTE + 1), "applied#" + SHARD),
+        (keys.sum_sub_pk("b"), keys.sum_stream_sk(MINUTE), "applied#" + SHARD),
+        (keys.sum_sub_pk("a"), keys.sum_stream_sk(MINUTE), "applied#shardId-000000000001"),
+    }
     assert store.sum("a", T0 + 2 * w.MINUTE_MS, HOUR_MS) == 1 + 2 + 4 + 16
     assert store.sum("b", T0 + 2 * w.MINUTE_MS, HOUR_MS) == 8
 
 
 def test_a_second_with_more_values_than_an_item_holds(store: SumStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Packed items split into chunks, and a key-minute past 98 packed items into several transactions, each
-    exactly once: a replay of the whole batch changes nothing."""
+    """Packed items split into chunks, written once: a replay of the whole batch changes nothing."""
     monkeypatch.setattr(batch, "PACK_MAX", 3)
     events = [(T0 + 500 + (i % 70) * 850, i) for i in range(400)]  # 70 instants over 59 s, ~6 values a second
     records = delivered(events)
-    assert len(batch.transactions(records)) > 1
+    assert len(batch.packs(records)) > 2 * 60
     now = T0 + w.MINUTE_MS - 1
     store.apply_delivered(records, now)
     store.apply_delivered(records, now)
@@ -121,8 +134,11 @@ def test_redelivered_and_overlapping_batches_apply_once(store: SumStore, dynamod
     for window_ms in (1_000, 61_000, HOUR_MS):
         assert store.sum("k", now, window_ms) == truth(events, now, window_ms)
     assert store.minutes("k", now, HOUR_MS) == minutes_truth(events, now, HOUR_MS)
-    counts = [int(i["n"]["N"]) for i in dynamodb.scan(TableName=TABLE)["Items"] if i["pk"]["S"].startswith("SUMSUB#")]
-    assert sum(counts) == 120
+    items = dynamodb.scan(TableName=TABLE)["Items"]
+    fresh = [int(i.get("n", {"N": 0})["N"]) for i in items if i["pk"]["S"].startswith("SUMSUB#")]
+    late = [int(i.get("ln", {"N": 0})["N"]) for i in items if i["pk"]["S"].startswith("SUMB#")]
+    assert sum(fresh) + sum(late) == 120 and sum(late) > 0  # the first minute was past its listing: late values
+    assert store.quantile_sketch("k", now, HOUR_MS) == Sketch.of(v for _, v in events)  # every bin once too
 
 
 def test_several_events_of_one_record_apply_together(store: SumStore) -> None:
@@ -180,8 +196,7 @@ def test_values_after_sealing_are_counted_exactly(store: SumStore, dynamodb: Any
     assert MINUTE in sealed.minutes and sealed.written == 1
     calls = Calls(dynamodb)
     store.apply_delivered(records, T0 + 10 * w.MINUTE_MS)  # replays the early ones, adds the late ones
-    transactions = calls.named("TransactWriteItems")
-    assert keys.sum_sub_pk("k") not in writes_of(transactions[-1])  # the sub-totals are no longer written
+    assert updated(calls) == [keys.sum_bucket_pk("k")]  # the late values, in the state item; the stream item is sealed
     store.apply_delivered(records[70:], T0 + 10 * w.MINUTE_MS)  # a late retry: already in
     compaction.compact(store, T0 + 10 * w.MINUTE_MS)
     everything = early + late
@@ -225,6 +240,123 @@ def test_a_batch_landing_between_seal_and_read_is_counted_once(store: SumStore, 
     assert store.sum("k", T0 + 5 * w.MINUTE_MS, HOUR_MS) == 15
     assert store.sum("k", T0 + 350, 1_000) == 1 + 2 + 4  # the edge second reads the late batch's packed values
     assert store.minutes("k", T0 + 5 * w.MINUTE_MS, 300_000)[0] == (MINUTE, 15)
+
+
+class BeforeStreamWrite:
+    """A client for the consumer that runs `meanwhile` once, right before its first write of a run to a minute's stream
+    item (after it read the item and put the run's packed values): another writer gets in between."""
+
+    def __init__(self, client: Any, meanwhile: Any) -> None:
+        self._client = client
+        self.meanwhile = meanwhile
+        self.ran = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if (
+            not self.ran
+            and kwargs["Key"]["sk"]["S"] == keys.sum_stream_sk(MINUTE)
+            and "#v" in kwargs.get("ConditionExpression", "")
+        ):
+            self.ran = True
+            self.meanwhile()
+        return self._client.update_item(**kwargs)
+
+
+def assert_exact(store: SumStore, events: list[tuple[int, int]], nows: tuple[int, ...]) -> None:
+    """Sums at millisecond precision (edge seconds read packed values), minutes and quantiles, as the events say."""
+    for now in nows:
+        for window_ms in (1, 250, 1_000, 2_500, 30_000, HOUR_MS):
+            assert store.sum("k", now, window_ms) == truth(events, now, window_ms), (now, window_ms)
+        assert store.minutes("k", now, HOUR_MS) == minutes_truth(events, now, HOUR_MS)
+        covered = [v for t, v in events if w.minute_of(t) in w.minutes_overlapping(now, HOUR_MS)]
+        assert store.quantile_sketch("k", now, HOUR_MS) == Sketch.of(covered)
+
+
+def test_a_seal_between_the_consumers_read_and_write_sends_the_run_to_the_late_values(
+    store: SumStore, dynamodb: Any
+) -> None:
+    """Compaction seals (and compacts) the minute after the consumer read its open stream item: the consumer's write
+    fails its "not sealed" condition, and the same run goes to the late values, once. The packed values the refused
+    attempt put count nothing."""
+    first = delivered([(T0 + 100, 1), (T0 + 1_200, 2)])
+    second = delivered([(T0 + 300, 4), (T0 + 1_400, 8), (T0 + 59_000, 16)], first=3)
+    store.apply_delivered(first, T0 + w.MINUTE_MS)
+    sealing = T0 + w.MINUTE_MS + w.SEAL_LAG_MS
+    racing = BeforeStreamWrite(dynamodb, lambda: compaction.compact(store, sealing))
+    SumStore(racing, TABLE).apply_delivered(second, T0 + w.MINUTE_MS)  # its clock: the minute is still open
+    assert racing.ran
+    state = partition_items(dynamodb, keys.sum_bucket_pk("k"))[0]
+    assert (int(state["total"]["N"]), int(state["lt"]["N"])) == (3, 28)  # the bucket froze before the run
+    events = [(T0 + 100, 1), (T0 + 1_200, 2), (T0 + 300, 4), (T0 + 1_400, 8), (T0 + 59_000, 16)]
+    assert_exact(store, events, (T0 + 350, T0 + 1_300, T0 + 1_450, sealing, T0 + HOUR_MS))
+
+
+def test_two_writers_of_one_stream_item_lose_nothing(store: SumStore, dynamodb: Any) -> None:
+    """Another stream shard's run (after a reshard) lands between the consumer's read and its write of the minute's
+    stream item: the write is refused (the item moved on), read again and applied on top; no sum, bin or packed
+    value is lost or doubled."""
+    ours = delivered([(T0 + 100 + i * 97, i) for i in range(20)])
+    theirs = delivered([(T0 + 150 + i * 89, 100 + i) for i in range(20)], shard="shardId-000000000001")
+    racing = BeforeStreamWrite(dynamodb, lambda: store.apply_delivered(theirs, T0 + w.MINUTE_MS))
+    SumStore(racing, TABLE).apply_delivered(ours, T0 + w.MINUTE_MS)
+    assert racing.ran
+    events = [(batch.metric(d).time_ms, batch.metric(d).value) for d in ours + theirs]
+    assert_exact(store, events, (T0 + 777, T0 + 1_234, T0 + 2_000, T0 + w.MINUTE_MS))
+    compaction.compact(store, T0 + w.MINUTE_MS + w.SEAL_LAG_MS)
+    assert_exact(store, events, (T0 + 777, T0 + w.MINUTE_MS + w.SEAL_LAG_MS))
+
+
+class CrashAtStreamWrite:
+    """A client whose first write to a stream item fails as if the process died: after the run's packed values."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.crashed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if not self.crashed and kwargs["Key"]["pk"]["S"].startswith("SUMSUB#"):
+            self.crashed = True
+            raise ConnectionError("simulated crash")
+        return self._client.update_item(**kwargs)
+
+
+def test_packed_values_of_a_crashed_write_count_nothing_and_a_bisected_retry_applies_once(
+    store: SumStore, dynamodb: Any
+) -> None:
+    """The batch's packed values were put, then the write that commits them never happened. Lambda bisects the
+    batch: the first half, then the rest, each applied once; the stale packed values never count."""
+    events = [(T0 + 2_000 + i * 53, i * 7 - 40) for i in range(40)]  # ~2 s
+    records = delivered(events)
+    with pytest.raises(ConnectionError):
+        SumStore(CrashAtStreamWrite(dynamodb), TABLE).apply_delivered(records, T0 + 10_000)
+    assert len(partition_items(dynamodb, keys.sum_event_pk("k", MINUTE, 0))) >= 2  # put, never committed
+    assert store.sum("k", T0 + 2_500, 1_000) == 0 and store.sum("k", T0 + 10_000, HOUR_MS) == 0
+    store.apply_delivered(records[:20], T0 + 10_000)
+    store.apply_delivered(records[:20], T0 + 10_000)  # and again
+    store.apply_delivered(records[20:], T0 + 10_000)
+    assert_exact(store, events, (T0 + 2_020, T0 + 2_999, T0 + 3_001, T0 + 3_900, T0 + 10_000))
+
+
+def test_a_batch_too_late_for_the_minutes_listing_goes_to_the_late_values(store: SumStore, dynamodb: Any) -> None:
+    """Applied when compaction may already have listed the minute (its key unlisted: no dirty marker yet), a run
+    cannot go where compaction folds: the consumer seals the stream item itself and adds to the late values."""
+    events = [(T0 + 500, 3), (T0 + 59_500, 5)]
+    late_now = (MINUTE + 1) * w.MINUTE_MS + w.SEAL_LAG_MS - w.CLOCK_SKEW_MS  # not listed in time any more
+    assert not w.listed_in_time(MINUTE, late_now) and w.listed_in_time(MINUTE, late_now - 1)
+    calls = Calls(dynamodb)
+    store.apply_delivered(delivered(events), late_now)
+    assert not [pk for pk in put(calls) if pk.startswith("SUMDIRTY#")]  # compaction need not list it
+    [stream] = partition_items(dynamodb, keys.sum_sub_pk("k"))
+    assert "sealed" in stream and "n" not in stream
+    assert_exact(store, events, (T0 + 501, T0 + w.MINUTE_MS, late_now))
+    compaction.compact(store, late_now + w.MINUTE_MS)
+    assert_exact(store, events, (T0 + 501, late_now + w.MINUTE_MS))
 
 
 @pytest.mark.real_dynamodb

@@ -157,8 +157,51 @@ def test_compaction_seals_the_lookback_up_to_the_last_sealable_minute() -> None:
     now = 1_700_000_000_000
     span = w.compaction_minutes(now, lookback=15)
     assert len(span) == 15 and span[-1] == w.sealable_through(now)
-    listed = {span[0]: {"a", "b"}, span[2]: {"b"}}
-    assert w.pending_by_key([span[0], span[1], span[2]], listed) == {"a": [span[0]], "b": [span[0], span[2]]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 20), st.sets(st.text("abcdefgh", min_size=1, max_size=3), max_size=30), max_size=6),
+    st.data(),
+    st.integers(1, 7),
+)
+def test_a_compaction_plan_holds_every_key_not_done_once_oldest_minute_first(
+    listed: dict[int, set[str]], data: st.DataObject, size: int
+) -> None:
+    """compaction_plan: every pending minute, oldest first; each of its listed keys after the minute's progress
+    exactly once, in sort order, in chunks of at most `size`; keys up to the progress (done) never."""
+    pending = data.draw(st.lists(st.integers(0, 20), unique=True))
+    progress: dict[int, str] = {}
+    for minute, names in listed.items():
+        resumed: bool = data.draw(st.booleans())
+        if names and resumed:
+            progress[minute] = data.draw(st.sampled_from(sorted(names)))
+    plan = w.compaction_plan(pending, listed, progress, size)
+    assert [minute for minute, _ in plan] == sorted(pending)
+    for minute, chunks in plan:
+        assert all(0 < len(chunk) <= size for chunk in chunks)
+        expected = sorted(k for k in listed.get(minute, ()) if minute not in progress or k > progress[minute])
+        assert [k for chunk in chunks for k in chunk] == expected
+
+
+@pytest.mark.parametrize("with_run", [True, False])
+def test_raw_values_count_only_where_their_run_is_committed(with_run: bool) -> None:
+    """batch.raw_sum: posted values (no run) always count; a packed item counts once its run is committed, and a
+    packed item of a run that never committed (a crashed or refused write) never does."""
+    from chalicelib.ingest.records import Delivered, MetricEvent
+    from chalicelib.metrics import batch
+
+    run = [Delivered("s", str(i), MetricEvent("k", i, 1_000 + 7 * i)) for i in range(10)]
+    stale = [Delivered("s", str(i), MetricEvent("k", 100 * i, 1_000 + 7 * i)) for i in range(5)]
+    committed = {batch.run_id("s", run)} if with_run else set()
+    items = [batch.RawItem(None, [(1_003, 1_000)])]
+    items += [
+        batch.RawItem(batch.run_id("s", r), [(p.second_ms + o, v) for p in batch.packs(r) for o, v in p.entries])
+        for r in (run, stale)
+    ]
+    assert batch.run_id("s", run) != batch.run_id("s", run[:5]) != batch.run_id("t", run[:5])
+    assert batch.raw_sum(items, committed, 1_000, 1_999) == 1_000 + (sum(range(10)) if with_run else 0)
+    assert batch.raw_sum(items, committed, 1_004, 1_020) == (1 + 2 if with_run else 0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -166,13 +209,12 @@ def test_compaction_seals_the_lookback_up_to_the_last_sealable_minute() -> None:
     st.lists(st.tuples(st.integers(0, w.MINUTE_MS - 1), st.integers(-(10**15), 10**15), st.booleans()), max_size=300),
     st.integers(1, 5),
 )
-def test_stream_runs_keep_records_whole_and_fit_a_transaction(
-    drawn: list[tuple[int, int, bool]], pack_max: int
-) -> None:
-    """batch.transactions splits a key-minute's events only between records, keeps stream order, and every run's
-    packed items (each at most PACK_MAX values of one second) fit one transaction and hold exactly its values."""
+def test_a_runs_packed_items_hold_exactly_its_values(drawn: list[tuple[int, int, bool]], pack_max: int) -> None:
+    """batch.packs: every packed item holds at most PACK_MAX values within PACK_SPAN_MS of its first second, and
+    together they hold exactly the run's values, as batch.sums and batch.sketch count them."""
     from chalicelib.ingest.records import Delivered, MetricEvent
     from chalicelib.metrics import batch
+    from chalicelib.sketch import Sketch
 
     events: list[Delivered] = []
     sequence = 0
@@ -182,18 +224,28 @@ def test_stream_runs_keep_records_whole_and_fit_a_transaction(
     original = batch.PACK_MAX
     batch.PACK_MAX = pack_max
     try:
-        runs = batch.transactions(events)
-        assert [d for run in runs for d in run] == events
-        assert all(a[-1].sequence_number != b[0].sequence_number for a, b in itertools.pairwise(runs))
-        for run in runs:
-            packs = batch.packs(run)
-            whole_record = len({d.sequence_number for d in run}) == 1
-            assert len(packs) <= batch.PACKED_PER_TRANSACTION or whole_record
-            assert all(len(p.entries) <= pack_max for p in packs)
-            unpacked = sorted(
-                (p.second_ms + o, v) for p in packs for o, v in batch.decode_pack(batch.encode_pack(p.entries))
-            )
-            assert unpacked == sorted((batch.metric(d).time_ms, batch.metric(d).value) for d in run)
-            assert batch.sums(run).total == sum(v for _, v in unpacked)
+        packs = batch.packs(events)
+        assert all(len(p.entries) <= pack_max and all(0 <= o < batch.PACK_SPAN_MS for o, _ in p.entries) for p in packs)
+        assert len({(p.sequence_number, p.chunk) for p in packs}) == len(packs)  # each its own key
+        unpacked = sorted(
+            (p.second_ms + o, v) for p in packs for o, v in batch.decode_pack(batch.encode_pack(p.entries))
+        )
+        assert unpacked == sorted((batch.metric(d).time_ms, batch.metric(d).value) for d in events)
+        sums = batch.sums(events)
+        assert (sums.total, sums.count) == (sum(v for _, v in unpacked), len(unpacked))
+        assert batch.sketch(events) == Sketch.of(v for _, v in unpacked)
     finally:
         batch.PACK_MAX = original
+
+
+def test_event_items_of_every_kind_read_as_raw_values() -> None:
+    """store.raw_item: a posted value, a packed item naming its run, and a packed item written as text by an older
+    version (in one transaction with its sums: no run, it counts as it is)."""
+    from chalicelib.metrics import batch
+    from chalicelib.metrics.store import raw_item
+
+    at = {"N": "60000"}
+    assert raw_item({"at": at, "v": {"N": "-4"}}) == batch.RawItem(None, [(60_000, -4)])
+    packed = {"at": at, "eb": {"B": batch.encode_pack([(7, 5), (3, -2)])}, "run": {"B": b"r1"}}
+    assert raw_item(packed) == batch.RawItem(b"r1", [(60_003, -2), (60_007, 5)])
+    assert raw_item({"at": at, "ev": {"S": "7:5,3:-2"}}) == batch.RawItem(None, [(60_007, 5), (60_003, -2)])

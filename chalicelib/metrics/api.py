@@ -105,7 +105,11 @@ def compact_sums(event: Any) -> dict[str, Any]:
     """Every minute: seal the finished minutes' sub-totals into one bucket per key and minute."""
     report = compaction.compact(_store(), clock.now_ms())
     count("SumBucketsWritten", report.written)
-    logger.info(
-        "sum compaction", extra={"minutes": report.minutes, "written": report.written, "existing": report.existing}
-    )
-    return {"minutes": report.minutes, "written": report.written, "existing": report.existing}
+    outcome = {
+        "minutes": report.minutes,
+        "written": report.written,
+        "existing": report.existing,
+        "stopped": report.stopped,
+    }
+    logger.info("sum compaction", extra=outcome)
+    return outcome

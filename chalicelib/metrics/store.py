@@ -13,17 +13,21 @@ Writes:
      POST_ATTEMPTS.
 Sub-totals of a key live in one partition, sorted by minute then shard, so one Query reads every shard of a
 whole range of minutes.
-Stream events (apply_delivered) count at their own time. Per key, minute and stream shard, one transaction per
-batch: the minute's state item (SUMB#, created if absent) on condition it is not sealed, an ADD to the sub-total
-item the stream shard always writes (with the marker of the last record applied, on condition the records are
-after it), and the batch's values packed per second (the raw edge seconds). A sealed minute cancels it: the same
-records then ADD to the state item's late values (lt, ln, l00..l59, with its own marker) instead.
+Stream events (apply_delivered) count at their own time. Per key, minute and stream shard, per batch, one
+conditional UpdateItem (no transaction) of the minute's stream item (SUMSUB# {minute}#ST, read first): ADD the sums
+(total, n, s00..s59), SET the sketch of its values merged with the batch's (encoded), SET the stream shard's marker
+of the last record applied, and ADD the run's id; on condition the item is as read (its version), the records are
+after the marker, and it is not sealed. Before it, the batch's values packed (items of up to 2 s: the raw edge
+seconds), each packed item naming its run: it counts only once the run's id is in the item, so packed items of a
+write that never happened count nothing. A sealed stream item refuses the write: the same records then go to the state item's late
+values (lt, ln, l00..l59, `lsketch`, with its own marker and runs) the same way. A batch that comes too late for
+compaction to surely list its key (window.listed_in_time) seals the stream item itself and goes to the late values.
 Compaction (chalicelib/metrics/compaction.py, every minute, for minutes that ended SEAL_LAG_MS ago): for each
-key listed, it first seals the key's minute state item, then reads the sub-totals and writes their sum once as
-the bucket, in the state item; when every key of the minute is done, a SUMDONE marker says so. Transactions are
-serializable against the seal, so a stream transaction either committed before it (and is in the bucket) or is
-late (and in the late values): exact however late. Direct posts are not fenced: they count at arrival and commit
-within the request's budget, well inside SEAL_LAG_MS.
+key listed, it first seals the minute's stream item, then reads the sub-totals (the stream item's among them) and
+writes their sum once as the bucket, in the state item; when every key of the minute is done, a SUMDONE marker says
+so. A consumer write either lands before the seal (and is in the bucket) or is refused and goes to the late values:
+exact however late. Direct posts are not fenced: they count at arrival and commit within the request's budget, well
+inside SEAL_LAG_MS.
 Reads (see window.plan and window.minute_reads): the state items of every minute read (buckets and late values,
 one Query), sub-totals for whole minutes not compacted yet (no bucket: compaction behind, or values that came
 after compaction listed the minute, whose state item exists without a bucket) and for the per-second sums of the
@@ -31,15 +35,15 @@ two edge minutes (one Query per run of such minutes, not per minute), raw values
 A bucket equals the sum of the sub-totals it was made from, late values are in neither, so the answer does not
 depend on how far compaction got.
 Quantile sketches (chalicelib/sketch.py) follow the same life in their own partition (SUMQ#{key}; reads of sums are
-charged by the size of the items they read, so they must not read bins): every write above also ADDs its values'
-bins (`sketch.bin_key` -> count, no read) to the sketch items of the sub-total it adds to, in the same transaction
-(or, once sealed, to the minute's late bins); compaction merges a minute's sub-total sketches, after the seal, into
-one bounded encoded bucket and appends it to the key's prefix chain (P{minute}: the merged buckets of every chained
-minute so far), both before the sum's bucket, which says whether the minute is in the chain. A quantile read (whole
-minutes only, see `quantile_sketch`) takes the compacted minutes as the difference of two prefixes (bins are exact
-counts), the others from their sub-total sketches, plus the late bins of minutes whose state has late values; when
-the prefixes cannot be shown to hold exactly the compacted minutes (window.prefix_sketch), it merges each minute's
-bucket as before.
+charged by the size of the items they read, so they must not read bins): every post also ADDs its value's bin
+(`sketch.bin_key` -> count, no read) to the sketch items of the sub-total it adds to, in the same transaction; the
+stream keeps its sketch in the stream item (and the late values' in the state item), encoded, a few hundred bytes;
+compaction merges a minute's sub-total sketches and its stream item's, after the seal, into one bounded encoded
+bucket and appends it to the key's prefix chain (P{minute}: the merged buckets of every chained minute so far), both
+before the sum's bucket, which says whether the minute is in the chain. A quantile read (whole minutes only, see
+`quantile_sketch`) takes the compacted minutes as the difference of two prefixes (bins are exact counts), the others
+from their sub-total and stream sketches, plus the late values' sketches of the state items; when the prefixes cannot
+be shown to hold exactly the compacted minutes (window.prefix_sketch), it merges each minute's bucket as before.
 """
 
 from __future__ import annotations
@@ -47,10 +51,12 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
+import time
 import uuid
 import weakref
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -58,6 +64,7 @@ from typing import Any
 from chalicelib import keys, runtime, sketch, table
 from chalicelib.dynamo import (
     ITEM_IS_NEW,
+    LostRace,
     batch_get,
     cancellation_codes,
     item_key,
@@ -67,7 +74,6 @@ from chalicelib.dynamo import (
     retry,
     sort_key_between,
     sort_key_of,
-    string,
 )
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered
@@ -77,17 +83,24 @@ from chalicelib.sketch import Sketch
 
 # Transaction attempts per post under contention (each on a freshly drawn shard) before answering Busy.
 POST_ATTEMPTS = 8
-# Transaction attempts per run of stream events (a conflict, or a condition that sends it to read what is applied).
+# Attempts per run of stream events: each reads what the run writes to, and loses only to a concurrent writer of it.
 APPLY_ATTEMPTS = 8
 
-# Attributes of a key's minute state item (SUMB#): compaction's fence, the bucket, the values that came after sealing.
+# Attributes of a minute's stream item (SUMSUB# {minute}#ST) besides its sums: compaction's fence, the sketch of the
+# values, the committed runs (batch.run_id) and a version that every write of the stream's values moves on.
 SEALED = "sealed"
+STREAM_SKETCH = "sketch"
+RUNS = "runs"
+VERSION = "v"
+# Attributes of a key's minute state item (SUMB#): the bucket, the stream's values that came after sealing (and its
+# RUNS, VERSION and markers, as on a stream item).
 BUCKET_TOTAL = "total"
 BUCKET_COUNT = "n"
 # 1 when the minute's sketch bucket is in the key's prefix chain (see compaction._extend_prefix), else 0.
 CHAINED = "q"
 LATE_TOTAL = "lt"
 LATE_COUNT = "ln"
+LATE_SKETCH = "lsketch"
 # The attribute of a minute's sketch bucket item (SUMQ# B{minute}) holding the encoded, bounded bucket.
 SKETCH_BUCKET = "sketch"
 # Attributes of a prefix item (SUMQ# P{minute}) and of the chain's head (SUMQ# H), which also names its minute.
@@ -102,11 +115,6 @@ def late_second_attr(second: int) -> str:
     return f"l{second:02d}"
 
 
-def consumer_sub_total_shard(shard_id: str) -> int:
-    """The sub-total item a stream shard's events go to: always the same one, which carries that shard's marker."""
-    return zlib.crc32(shard_id.encode()) % keys.SUM_WRITE_SHARDS
-
-
 def consumer_event_shard(shard_id: str) -> int:
     return zlib.crc32(shard_id.encode()) % keys.SUM_EVENT_SHARDS
 
@@ -119,9 +127,9 @@ class TooOld(applied.Unappliable):
         self.events = list(events)
 
 
-# Per client (one per process in Lambda): the (table, key, minute) whose SUMDIRTY marker it wrote. Bounded,
-# forgotten wholesale; a new client (tests, another database) starts empty.
-_marked: weakref.WeakKeyDictionary[Any, set[tuple[str, str, int]]] = weakref.WeakKeyDictionary()
+# Per client (one per process in Lambda): the (table, key, minute) whose SUMDIRTY marker it wrote, and when (epoch ms)
+# it was known written. Bounded, forgotten wholesale; a new client (tests, another database) starts empty.
+_marked: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, int], int]] = weakref.WeakKeyDictionary()
 _MARKED_MAX = 100_000
 _marked_lock = threading.Lock()
 
@@ -150,10 +158,25 @@ def minute_state_of(item: dict[str, Any]) -> MinuteState:
         if attr is not None:
             seconds[s] = read_int(attr)
     late = MinuteParts(read_int(item.get(LATE_TOTAL)), read_int(item.get(LATE_COUNT)), seconds)
+    late_sketch = sketch_of(item, LATE_SKETCH)
     if BUCKET_TOTAL not in item:
-        return MinuteState(late=late)
+        return MinuteState(late=late, late_sketch=late_sketch, runs=runs_of(item))
     chained = read_int(item.get(CHAINED)) == 1
-    return MinuteState(read_int(item[BUCKET_TOTAL]), read_int(item.get(BUCKET_COUNT)), late, chained)
+    return MinuteState(
+        read_int(item[BUCKET_TOTAL]), read_int(item.get(BUCKET_COUNT)), late, chained, late_sketch, runs_of(item)
+    )
+
+
+def sketch_of(item: Mapping[str, Any] | None, attr: str) -> Sketch:
+    """An encoded sketch attribute of an item (empty if the item or the attribute is missing)."""
+    found = (item or {}).get(attr)
+    return sketch.EMPTY if found is None else Sketch.decode(found["B"])
+
+
+def runs_of(item: Mapping[str, Any] | None) -> frozenset[bytes]:
+    """The stream runs an item says are committed (batch.run_id)."""
+    found = (item or {}).get(RUNS)
+    return frozenset() if found is None else frozenset(found["BS"])
 
 
 def bins_of(item: Mapping[str, Any]) -> dict[str, int]:
@@ -177,6 +200,91 @@ def sketch_adds(bins: Mapping[str, int], expires: dict[str, str]) -> dict[str, A
         "ExpressionAttributeNames": {**names, "#exp": table.TTL_ATTRIBUTE},
         "ExpressionAttributeValues": {**{f":{name}": num(c) for name, c in bins.items()}, ":exp": expires},
     }
+
+
+# Attributes of a packed item: its values (batch.encode_pack), and the run that wrote it (batch.run_id), whose values
+# count once the run is committed. TEXT_PACKED: the values of a packed item written (in one transaction with its sums)
+# before packed items were binary.
+PACKED = "eb"
+RUN = "run"
+TEXT_PACKED = "ev"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Where the stream adds a run's values: a minute's stream item, only while it is not sealed (`fenced`: compaction
+    folds it), or the minute's late values in its state item. The names of the attributes added to."""
+
+    total: str
+    count: str
+    second: Callable[[int], str]
+    sketch: str
+    fenced: bool
+
+    def update(self, item: Mapping[str, Any], shard_id: str, run: Sequence[Delivered], run_id: bytes) -> dict[str, Any]:
+        """UpdateItem arguments adding `run` to `item` as read: ADD the sums, the version and the run's id, SET the
+        merged sketch, the marker and the TTL; on condition the item is as read (its version), none of the records
+        is applied and, if fenced, the item is not sealed."""
+        sums = batch.sums(run)
+        merged = sketch_of(item, self.sketch).merge(batch.sketch(run))
+        marker_names, marker_values = applied.marker_condition(shard_id, run)
+        minute = window.minute_of(batch.metric(run[0]).time_ms)
+        names = {
+            "#t": self.total,
+            "#n": self.count,
+            "#q": self.sketch,
+            "#v": VERSION,
+            "#runs": RUNS,
+            "#exp": table.TTL_ATTRIBUTE,
+            **marker_names,
+            **{f"#s{s}": self.second(s) for s in sums.seconds},
+        }
+        values = {
+            ":t": num(sums.total),
+            ":n": num(sums.count),
+            ":q": {"B": merged.encode()},
+            ":one": num(1),
+            ":run": {"BS": [run_id]},
+            ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+            **marker_values,
+            **{f":s{s}": num(v) for s, v in sums.seconds.items()},
+        }
+        conditions = [applied.NOT_APPLIED, "attribute_not_exists(#v)" if VERSION not in item else "#v = :v"]
+        if VERSION in item:
+            values[":v"] = item[VERSION]
+        if self.fenced:
+            conditions.append("attribute_not_exists(#sealed)")
+            names["#sealed"] = SEALED
+        adds = "".join(f", #s{s} :s{s}" for s in sums.seconds)
+        return {
+            "UpdateExpression": f"ADD #t :t, #n :n{adds}, #v :one, #runs :run SET #q = :q, #applied = :last, #exp = :exp",
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+
+FRESH = Tally("total", "n", second_attr, STREAM_SKETCH, fenced=True)
+LATE = Tally(LATE_TOTAL, LATE_COUNT, late_second_attr, LATE_SKETCH, fenced=False)
+
+
+def _committed_runs(sub_items: Iterable[dict[str, Any]], states: Mapping[int, MinuteState]) -> dict[int, set[bytes]]:
+    """Per minute, the stream runs whose packed values count: those its stream item (read with the sub-totals) and
+    its state item (late values) record."""
+    committed: dict[int, set[bytes]] = {m: set(state.runs) for m, state in states.items()}
+    for item in sub_items:
+        committed.setdefault(keys.sum_sub_minute(sort_key_of(item)), set()).update(runs_of(item))
+    return committed
+
+
+def _late_sketches(states: Mapping[int, MinuteState], found: Iterable[Mapping[int, Sketch]]) -> dict[int, Sketch]:
+    """Each minute's late values' sketch: the state item's, plus `found`, bins older versions wrote to their own
+    items."""
+    late = {m: state.late_sketch for m, state in states.items() if state.late_sketch.count}
+    for bins in found:
+        for m, more in bins.items():
+            late[m] = late.get(m, sketch.EMPTY).merge(more)
+    return late
 
 
 def _call(read: Callable[[], Any]) -> Any:
@@ -290,7 +398,7 @@ class SumStore:
     def post(self, key: str, value: int, at_ms: int, event_id: str | None = None, shard: int | None = None) -> None:
         """Store one rounded value posted at `at_ms`: its event item and its shard's sub-totals, atomically."""
         event_id = event_id or uuid.uuid4().hex[:16]
-        self._mark_dirty(key, window.minute_of(at_ms))
+        self._mark_dirty(key, window.minute_of(at_ms), lambda: at_ms)
         event_shard = self.rng.randrange(keys.SUM_EVENT_SHARDS)
 
         def attempt(n: int) -> None:
@@ -306,171 +414,139 @@ class SumStore:
 
         retry(attempt, attempts=POST_ATTEMPTS, busy="too many concurrent posters on this key; retry")
 
-    def _mark_dirty(self, key: str, minute: int) -> None:
-        """The key-minute's SUMDIRTY marker (compaction's work list), once per client; before any sub-total."""
+    def _mark_dirty(self, key: str, minute: int, now: Callable[[], int]) -> int:
+        """The key-minute's SUMDIRTY marker (compaction's work list), once per client, before any sub-total; when
+        it was known written (by `now`)."""
         marker = (self.table, key, minute)
-        with _marked_lock:
-            marked = _marked.setdefault(self.client, set())
-        if marker not in marked:
+        marked = self._dirty_marks()
+        written = marked.get(marker)
+        if written is None:
             self.client.put_item(TableName=self.table, Item=self.dirty_item(key, minute))
+            written = now()
             if len(marked) >= _MARKED_MAX:
                 marked.clear()
-            marked.add(marker)
+            marked[marker] = written
+        return written
+
+    def _dirty_marks(self) -> dict[tuple[str, str, int], int]:
+        with _marked_lock:
+            return _marked.setdefault(self.client, {})
 
     # --- stream events ----------------------------------------------------------
 
     def apply_delivered(self, delivered: Sequence[Delivered], now_ms: int) -> None:
         """Apply a consumer batch's metric events (stream order), each at its own time, exactly once.
 
-        Per key, minute and stream shard, one transaction (more only past batch.PACKED_PER_TRANSACTION packed items)
-        adds the values to the sub-total item (and their bins to its sketch items) the shard always writes, and marks there the last record applied; records at or below the
-        marker are skipped. Once compaction sealed the minute, the same values go to the minute's late values
-        instead (see the module docstring). Events older than retention are not applied: TooOld lists them, after
-        the rest was applied.
+        Per key, minute and stream shard, one conditional UpdateItem (no transaction) adds the values, their
+        sketch and the run's marker to the minute's stream item, on condition it is not sealed; after its packed
+        raw values (see batch). Once the minute is sealed, the same goes to its state item's late values instead
+        (see the module docstring). Events older than retention are not applied: TooOld lists them, after the rest
+        was applied. `now_ms`: when the batch started to be applied (the time spent since is added to it).
         """
         too_old = [d for d in delivered if window.too_old(batch.metric(d).time_ms, now_ms)]
         refused = {id(d) for d in too_old}
         groups = batch.group(d for d in delivered if id(d) not in refused)
-        runtime.fan_out(lambda item: self._apply_group(*item), list(groups.items()))
+        started = time.monotonic()
+
+        def now() -> int:
+            return now_ms + int((time.monotonic() - started) * 1000)
+
+        runtime.fan_out(lambda item: self._apply_run(*item, now), list(groups.items()))
         if too_old:
             raise TooOld(too_old)
 
-    def _apply_group(self, group: batch.GroupKey, events: list[Delivered]) -> None:
+    def _apply_run(self, group: batch.GroupKey, run: list[Delivered], now: Callable[[], int]) -> None:
+        """One group's records, retried until applied: each attempt reads the minute's stream and state items, skips
+        the records they mark applied and writes the rest to the stream item while it is open, else to the late
+        values. A write refused by its condition (another writer came first) starts over."""
         key, minute, _ = group
-        self._mark_dirty(key, minute)
-        for run in batch.transactions(events):
-            self._apply_run(group, run)
-
-    def _apply_run(self, group: batch.GroupKey, run: list[Delivered]) -> None:
-        """One transaction of a group's records, retried until applied: after a failed condition it reads what is
-        applied (and whether the minute is sealed) and sends only the rest."""
-        key, minute, shard_id = group
-        pending = run
-        sealed = False
-        stale = False
+        fresh = self._listed_in_time(key, minute, now)
+        stream_key = item_key(keys.sum_sub_pk(key), keys.sum_stream_sk(minute))
+        state_key = item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute))
 
         def attempt(_: int) -> None:
-            nonlocal pending, sealed, stale
-            if stale:
-                marker, sealed = self._applied(key, minute, shard_id)
-                pending = applied.unapplied(pending, marker)
-                stale = False
-            if not pending:
+            stream, state = self._stream_and_state(stream_key, state_key)
+            if fresh and stream.get(SEALED) is None:
+                self._add_run(group, run, FRESH, stream_key, stream)
                 return
-            request = self._run_transaction(group, pending, late=sealed)
-            try:
-                self.client.transact_write_items(**request)
-            except self.client.exceptions.TransactionCanceledException as exc:
-                stale = "ConditionalCheckFailed" in cancellation_codes(exc)
-                raise
+            if stream.get(SEALED) is None:  # compaction may miss the key: close the stream item before adding late
+                stream = self.seal_stream(key, minute, now())
+            self._add_run(group, run, LATE, state_key, state, also_applied=stream)
 
-        retry(attempt, attempts=APPLY_ATTEMPTS, busy="metric events kept conflicting; retry the batch")
+        retry(attempt, attempts=APPLY_ATTEMPTS, busy="metric events kept meeting other writers; retry the batch")
 
-    def _applied(self, key: str, minute: int, shard_id: str) -> tuple[str | None, bool]:
-        """The marker of the last record from `shard_id` applied to the key-minute (to its sub-total item before
-        sealing, to its late values after), and whether the minute is sealed. The sub-total item no longer
-        changes once the minute is sealed, so the later of the two markers is what was applied."""
-        state_key = item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute))
-        sub_key = item_key(keys.sum_sub_pk(key), keys.sum_sub_sk(minute, consumer_sub_total_shard(shard_id)))
-        items = batch_get(self.client, self.table, [state_key, sub_key], consistent=True)
-        markers = [m for m in (applied.applied_marker(item, shard_id) for item in items) if m is not None]
-        sealed = any(sort_key_of(item) == keys.sum_minute_sk(minute) and SEALED in item for item in items)
-        return max(markers, default=None), sealed
+    def _listed_in_time(self, key: str, minute: int, now: Callable[[], int]) -> bool:
+        """Whether every compaction of the minute lists the key: its dirty marker was written in time. Writes the
+        marker if that can still be so."""
+        written = self._dirty_marks().get((self.table, key, minute))
+        if written is None and window.listed_in_time(minute, now()):
+            written = self._mark_dirty(key, minute, now)
+        return written is not None and window.listed_in_time(minute, written)
 
-    def _run_transaction(self, group: batch.GroupKey, run: Sequence[Delivered], late: bool) -> dict[str, Any]:
-        """The TransactWriteItems of one run: the minute state's fence (or late values), the sub-total, the packed
-        values. Conditions: the state item first (not sealed / sealed), then the marker of the item added to."""
-        key, minute, shard_id = group
-        sums = batch.sums(run)
-        expires = num(window.expires_at((minute + 1) * window.MINUTE_MS))
-        marker_names, marker_values = applied.marker_condition(shard_id, run)
-        marker_names["#exp"] = table.TTL_ATTRIBUTE
-        second_names = {f"#s{s}": (late_second_attr(s) if late else second_attr(s)) for s in sums.seconds}
-        adds = ", ".join(f"#s{s} :s{s}" for s in sums.seconds)
-        values = {
-            ":t": num(sums.total),
-            ":n": num(sums.count),
-            **marker_values,
-            ":exp": expires,
-            **{f":s{s}": num(v) for s, v in sums.seconds.items()},
+    def _stream_and_state(
+        self, stream_key: dict[str, Any], state_key: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The minute's stream item and state item as stored (empty when absent): one strongly consistent read."""
+        items = {
+            sort_key_of(i): i for i in batch_get(self.client, self.table, [stream_key, state_key], consistent=True)
         }
-        state_key = item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute))
-        adding = {
-            "UpdateExpression": f"ADD #t :t, #n :n, {adds} SET #applied = :last, #exp = :exp",
-            "ExpressionAttributeValues": values,
-        }
-        if late:
-            writes: list[dict[str, Any]] = [
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": state_key,
-                        **adding,
-                        "ConditionExpression": f"attribute_exists(#sealed) AND {applied.NOT_APPLIED}",
-                        "ExpressionAttributeNames": {
-                            "#sealed": SEALED,
-                            "#t": LATE_TOTAL,
-                            "#n": LATE_COUNT,
-                            **marker_names,
-                            **second_names,
-                        },
-                    }
-                }
-            ]
-        else:
-            writes = [
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": state_key,
-                        "UpdateExpression": "SET #exp = :exp",
-                        "ConditionExpression": "attribute_not_exists(#sealed)",
-                        "ExpressionAttributeNames": {"#sealed": SEALED, "#exp": table.TTL_ATTRIBUTE},
-                        "ExpressionAttributeValues": {":exp": expires},
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": item_key(
-                            keys.sum_sub_pk(key), keys.sum_sub_sk(minute, consumer_sub_total_shard(shard_id))
-                        ),
-                        **adding,
-                        "ConditionExpression": applied.NOT_APPLIED,
-                        "ExpressionAttributeNames": {"#t": "total", "#n": "n", **marker_names, **second_names},
-                    }
-                },
-            ]
-        sub_shard = consumer_sub_total_shard(shard_id)
-        sketches = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": item_key(
-                        keys.sum_sketch_pk(key),
-                        keys.sum_sketch_late_sk(minute, part)
-                        if late
-                        else keys.sum_sketch_sub_sk(minute, sub_shard, part),
-                    ),
-                    **sketch_adds(bins, expires),
-                }
-            }
-            for part, bins in sorted(batch.bins(run).items())
-        ]
-        packed = [
-            {"Put": {"TableName": self.table, "Item": self.packed_item(key, minute, shard_id, pack)}}
-            for pack in batch.packs(run)
-        ]
-        return {"TransactItems": writes + sketches + packed}
+        return items.get(stream_key[table.SORT_KEY]["S"], {}), items.get(state_key[table.SORT_KEY]["S"], {})
 
-    def packed_item(self, key: str, minute: int, shard_id: str, pack: batch.Pack) -> dict[str, Any]:
+    def seal_stream(self, key: str, minute: int, now_ms: int) -> dict[str, Any]:
+        """Mark the minute's stream item sealed (the first seal's time is kept): from then on the stream's values of
+        the minute go to its late values. The item as sealed."""
+        result = self.client.update_item(
+            TableName=self.table,
+            Key=item_key(keys.sum_sub_pk(key), keys.sum_stream_sk(minute)),
+            UpdateExpression="SET #sealed = if_not_exists(#sealed, :now), #exp = :exp",
+            ExpressionAttributeNames={"#sealed": SEALED, "#exp": table.TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":now": num(now_ms),
+                ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+            },
+            ReturnValues="ALL_NEW",
+        )
+        sealed: dict[str, Any] = result["Attributes"]
+        return sealed
+
+    def _add_run(
+        self,
+        group: batch.GroupKey,
+        run: Sequence[Delivered],
+        tally: Tally,
+        key: dict[str, Any],
+        item: Mapping[str, Any],
+        also_applied: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add the records of `run` that `item` (and `also_applied`) do not mark applied: their packed values, then
+        one conditional write of the sums, the merged sketch, the marker and the run's id (LostRace if refused)."""
+        metric_key, minute, shard_id = group
+        marker = max(
+            (m for m in (applied.applied_marker(i, shard_id) for i in (item, also_applied)) if m is not None),
+            default=None,
+        )
+        todo = applied.unapplied(run, marker)
+        if not todo:
+            return
+        run_id = batch.run_id(shard_id, todo)
+        for pack in batch.packs(todo):
+            self.client.put_item(
+                TableName=self.table, Item=self.packed_item(metric_key, minute, shard_id, pack, run_id)
+            )
+        try:
+            self.client.update_item(TableName=self.table, Key=key, **tally.update(item, shard_id, todo, run_id))
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise LostRace from None
+
+    def packed_item(self, key: str, minute: int, shard_id: str, pack: batch.Pack, run_id: bytes) -> dict[str, Any]:
         return {
             **item_key(
                 keys.sum_event_pk(key, minute, consumer_event_shard(shard_id)),
                 keys.sum_packed_sk(pack.second_ms, shard_id, pack.sequence_number, pack.chunk),
             ),
             "at": num(pack.second_ms),
-            "ev": string(batch.encode_pack(pack.entries)),
+            PACKED: {"B": batch.encode_pack(pack.entries)},
+            RUN: {"B": run_id},
             table.TTL_ATTRIBUTE: num(window.expires_at(pack.second_ms)),
         }
 
@@ -493,9 +569,9 @@ class SumStore:
         """The sketch of the values of every minute overlapping (now - window, now] (whole minutes: see the README).
 
         The compacted minutes come from two prefixes of the key's chain (window.prefix_sketch), the others from
-        their sub-total sketches, plus the late bins of the minutes whose state has late values: reads that do not
-        grow with the window's values. If the prefixes cannot be shown to hold exactly the compacted minutes, it
-        merges each minute's bucket instead (window.window_sketch). Never raw values."""
+        their sub-total sketches (and their stream item's), plus the late values' sketches of the state items: reads
+        that do not grow with the window's values. If the prefixes cannot be shown to hold exactly the compacted
+        minutes, it merges each minute's bucket instead (window.window_sketch). Never raw values."""
         span = window.minutes_overlapping(now_ms, window_ms)
         reads = window.minute_reads(span, now_ms, {})
         first: list[Callable[[], Any]] = [
@@ -508,21 +584,22 @@ class SumStore:
         states, done, end, start, *fresh = runtime.fan_out(_call, first)
         subs: dict[int, Sketch] = {m: sk for found in fresh for m, sk in found.items()}
         missing = reads.missing(states, done)
-        with_late = [m for m, state in states.items() if state.late.count]
-        # Second round, only if a minute is not compacted (as for sums) or has late values.
+        # Late bins older versions wrote to their own items: the late values count more than the state's sketch.
+        with_late_bins = [m for m, state in states.items() if state.late.count > state.late_sketch.count]
+        # Second round, only if a minute is not compacted (as for sums) or has such late bins.
         missing_reads: list[Callable[[], Any]] = [partial(self.sub_sketches, key, missing)] if missing else []
         late_reads: list[Callable[[], Any]] = [
-            partial(self._sketch_buckets, key, a, b) for a, b in window.runs(with_late)
+            partial(self._sketch_buckets, key, a, b) for a, b in window.runs(with_late_bins)
         ]
         results = runtime.fan_out(_call, [*missing_reads, *late_reads])
         for found in results[: len(missing_reads)]:
             subs.update(found)
-        late = {m: sk for _, late_bins in results[len(missing_reads) :] for m, sk in late_bins.items()}
+        late = _late_sketches(states, [late_bins for _, late_bins in results[len(missing_reads) :]])
         merged = window.prefix_sketch(span, states, end, start, subs, late)
         if merged is not None:
             return merged
-        buckets, late = self._sketch_buckets(key, span[0], span[-1])
-        return window.window_sketch(span, buckets, subs, late)
+        buckets, late_bins = self._sketch_buckets(key, span[0], span[-1])
+        return window.window_sketch(span, buckets, subs, _late_sketches(states, [late_bins]))
 
     def prefix_at_or_before(self, key: str, minute: int) -> window.Prefix | None:
         """The latest prefix of the key's chain at or before `minute` (one Query of one item)."""
@@ -546,7 +623,8 @@ class SumStore:
         return prefix_of(item, read_int(item[PREFIX_MINUTE])) if item else None
 
     def _sketch_buckets(self, key: str, first: int, last: int) -> tuple[dict[int, Sketch], dict[int, Sketch]]:
-        """The minutes' sketch buckets (where compaction wrote them) and late bins, first..last (one Query)."""
+        """The minutes' sketch buckets (where compaction wrote them) and late bins in their own items, first..last
+        (one Query)."""
         items = query_items(
             self.client,
             {
@@ -567,8 +645,9 @@ class SumStore:
         return buckets, {m: Sketch.from_bins(b) for m, b in late.items() if b}
 
     def sub_sketches(self, key: str, minutes: Iterable[int]) -> dict[int, Sketch]:
-        """The sub-total sketches of a key's minutes, merged over shards and groups of bins: one strongly
-        consistent Query per run of minutes (at most window.MAX_RUNS); minutes read but not asked for are dropped."""
+        """The sub-total sketches of a key's minutes, merged over shards, groups of bins and the minute's stream item:
+        two strongly consistent Queries per run of minutes (at most window.MAX_RUNS); minutes read but not asked for
+        are dropped."""
         wanted = set(minutes)
 
         def run_items(run: tuple[int, int]) -> list[dict[str, Any]]:
@@ -581,15 +660,28 @@ class SumStore:
                 },
             )
 
+        def stream_items(run: tuple[int, int]) -> list[dict[str, Any]]:
+            return self._sub_total_items(key, run, {"#q": STREAM_SKETCH})
+
+        runs = window.runs(wanted)
         merged: dict[int, dict[str, int]] = {}
-        for items in runtime.fan_out(run_items, window.runs(wanted)):
+        found = runtime.fan_out(
+            _call, [*(partial(run_items, r) for r in runs), *(partial(stream_items, r) for r in runs)]
+        )
+        for items in found[: len(runs)]:
             for item in items:
                 minute = keys.sum_sketch_minute(sort_key_of(item))
                 if minute in wanted:
                     into = merged.setdefault(minute, {})
                     for name, count in bins_of(item).items():
                         into[name] = into.get(name, 0) + count
-        return {m: Sketch.from_bins(b) for m, b in merged.items()}
+        sketches = {m: Sketch.from_bins(b) for m, b in merged.items()}
+        for items in found[len(runs) :]:
+            for item in items:
+                minute = keys.sum_sub_minute(sort_key_of(item))
+                if minute in wanted and STREAM_SKETCH in item:
+                    sketches[minute] = sketches.get(minute, sketch.EMPTY).merge(sketch_of(item, STREAM_SKETCH))
+        return sketches
 
     def minutes(self, key: str, now_ms: int, window_ms: int) -> list[tuple[int, int]]:
         """(minute, that minute's total) for every minute overlapping the window; the last is the minute so far."""
@@ -625,9 +717,13 @@ class SumStore:
         results = iter(runtime.fan_out(_call, [*marker_reads, *run_reads, *raw_reads]))
         states: dict[int, MinuteState] = next(results) if reads.state_span is not None else {}
         done: set[int] = next(results) if len(whole) else set()
-        sub_totals = [sub_total_of(item) for items in islice(results, len(run_reads)) for item in items]
-        parts = window.merge_sub_totals(sub_totals, set(reads.fresh))
-        raw = sum(results)
+        sub_items = [item for items in islice(results, len(run_reads)) for item in items]
+        parts = window.merge_sub_totals((sub_total_of(item) for item in sub_items), set(reads.fresh))
+        committed = _committed_runs(sub_items, states)
+        raw = sum(
+            batch.raw_sum(found, committed.get(window.minute_of(lo), set()), lo, hi)
+            for (lo, hi), found in zip(raw_ranges, results, strict=True)
+        )
         # Round 2 (only if a minute is not compacted: compaction behind or crashed, or values came after it).
         missing = reads.missing(states, done)
         if missing:
@@ -667,31 +763,36 @@ class SumStore:
         return window.merge_sub_totals((sub_total_of(item) for items in pages for item in items), wanted)
 
     def _sub_total_run(self, key: str, run: tuple[int, int], seconds: Iterable[int]) -> list[dict[str, Any]]:
-        """Every shard's sub-total item of the minutes run[0]..run[1] (one Query), with total, n and only the
-        per-second sums of `seconds` (less to send and parse; the read capacity is the same)."""
+        """Every sub-total item of the minutes run[0]..run[1] (one Query) with total, n, the stream item's committed
+        runs and only the per-second sums of `seconds` (less to send and parse; the read capacity is the same)."""
+        seconds_read = {f"#{second_attr(s)}": second_attr(s) for s in seconds}
+        return self._sub_total_items(key, run, {"#total": "total", "#n": "n", "#runs": RUNS, **seconds_read})
+
+    def _sub_total_items(self, key: str, run: tuple[int, int], names: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The sub-total items of the minutes run[0]..run[1], every shard's and the stream item, with their sort key
+        and the attributes `names` maps (one strongly consistent Query)."""
         lo, hi = keys.sum_sub_sk_range(*run)
-        names = {"#sk": table.SORT_KEY, "#total": "total", "#n": "n"} | {
-            f"#{second_attr(s)}": second_attr(s) for s in seconds
-        }
+        projected = {"#sk": table.SORT_KEY, **names}
         return query_items(
             self.client,
             {
                 "TableName": self.table,
                 **sort_key_between(keys.sum_sub_pk(key), lo, hi),
-                "ProjectionExpression": ", ".join(names),
-                "ExpressionAttributeNames": names,
+                "ProjectionExpression": ", ".join(projected),
+                "ExpressionAttributeNames": projected,
                 "ConsistentRead": True,
             },
         )
 
-    def _raw(self, key: str, lo: int, hi: int) -> int:
-        """Sum of the raw values with lo <= t <= hi (inclusive ms, inside one second), over every shard: posted
-        events, and packed items of stream events (which sort with their second's first ms)."""
+    def _raw(self, key: str, lo: int, hi: int) -> list[batch.RawItem]:
+        """The items holding raw values with lo <= t <= hi (inclusive ms, inside one second), over every shard:
+        posted events, and packed items of stream events (which sort with their first second's first ms, and may
+        start up to batch.PACK_SPAN_MS - 1 s earlier, within the minute)."""
         minute = window.minute_of(lo)
-        second_ms = lo - lo % window.SECOND_MS
+        second_ms = max(lo - lo % window.SECOND_MS - batch.PACK_SPAN_MS + window.SECOND_MS, minute * window.MINUTE_MS)
 
-        def one_shard(shard: int) -> int:
-            items = query_items(
+        def one_shard(shard: int) -> list[dict[str, Any]]:
+            return query_items(
                 self.client,
                 {
                     "TableName": self.table,
@@ -703,15 +804,17 @@ class SumStore:
                     "ConsistentRead": True,
                 },
             )
-            # Filter by each value's own time (the key condition only bounds the items).
-            return sum(value for item in items for t, value in raw_values(item) if lo <= t <= hi)
 
-        return sum(runtime.fan_out(one_shard, range(keys.SUM_EVENT_SHARDS)))
+        return [raw_item(item) for items in runtime.fan_out(one_shard, range(keys.SUM_EVENT_SHARDS)) for item in items]
 
 
-def raw_values(item: dict[str, Any]) -> list[tuple[int, int]]:
-    """(time ms, value) of an event item: one for a posted value, every value of a packed item."""
+def raw_item(item: dict[str, Any]) -> batch.RawItem:
+    """An event item's raw values: one for a posted value, every value of a packed item (with the run that wrote it;
+    none on the text items of older versions, written in one transaction with their sums)."""
     at = read_int(item["at"])
-    if "ev" in item:
-        return [(at + offset, value) for offset, value in batch.decode_pack(item["ev"]["S"])]
-    return [(at, read_int(item["v"]))]
+    if PACKED in item:
+        values = [(at + offset, value) for offset, value in batch.decode_pack(item[PACKED]["B"])]
+        return batch.RawItem(item[RUN]["B"], values)
+    if TEXT_PACKED in item:
+        return batch.RawItem(None, [(at + o, v) for o, v in batch.decode_text_pack(item[TEXT_PACKED]["S"])])
+    return batch.RawItem(None, [(at, read_int(item["v"]))])

@@ -37,6 +37,8 @@ RETENTION_MS = MAX_WINDOW_S * SECOND_MS
 # A minute is sealed (compacted, immutable) only this long after it ends, so that
 # a post whose timestamp falls in it has finished writing (API Gateway gives up at 29 s).
 SEAL_LAG_MS = 30_000
+# How far apart the clocks of the stream's consumer and of compaction may be (both Lambda's, NTP-synchronised).
+CLOCK_SKEW_MS = 2_000
 # Lookback of the compactor: minutes older than this that were never compacted
 # (the schedule was off) stay readable from their sub-totals, only slower.
 LOOKBACK_MINUTES = 15
@@ -79,6 +81,12 @@ def too_old(time_ms: int, now_ms: int) -> bool:
 def sealable_through(now_ms: int, lag_ms: int = SEAL_LAG_MS) -> int:
     """The last minute that may be compacted at `now_ms`: it ended at least `lag_ms` ago."""
     return (now_ms - lag_ms) // MINUTE_MS - 1
+
+
+def listed_in_time(minute: int, committed_ms: int) -> bool:
+    """Whether a key listed under `minute` by `committed_ms` (its dirty marker written) is in every compaction's list
+    of the minute: compaction lists a minute only once it is sealable by its own clock."""
+    return committed_ms < (minute + 1) * MINUTE_MS + SEAL_LAG_MS - CLOCK_SKEW_MS
 
 
 def _split(lo: int, hi: int, unit: int) -> tuple[range, list[tuple[int, int]]]:
@@ -201,13 +209,15 @@ def merge_sub_totals(subs: Iterable[SubTotal], wanted: set[int]) -> dict[int, Mi
 
 @dataclass(frozen=True)
 class MinuteState:
-    """A key's minute as its state item says: the bucket compaction wrote (None: not compacted) and the values that
-    came after the minute was sealed (added to whatever the minute's base is)."""
+    """A key's minute as its state item says: the bucket compaction wrote (None: not compacted) and the stream's values
+    that came after the minute was sealed (added to whatever the minute's base is)."""
 
     total: int | None = None
     count: int = 0
     late: MinuteParts = field(default_factory=MinuteParts)
     chained: bool = False  # the minute's sketch bucket is in the key's prefix chain
+    late_sketch: Sketch = EMPTY  # the late values' sketch (bins written by older versions live in their own items)
+    runs: frozenset[bytes] = frozenset()  # the stream runs that added late values (their packed values count)
 
 
 class Totals(dict[int, MinuteParts]):
@@ -299,9 +309,18 @@ def compaction_minutes(now_ms: int, lookback: int = LOOKBACK_MINUTES) -> range:
     return range(last - lookback + 1, last + 1)
 
 
-def pending_by_key(pending: Sequence[int], listed: Mapping[int, set[str]]) -> dict[str, list[int]]:
-    """Each key listed under a pending minute, with the pending minutes it is listed under (oldest first)."""
-    return {key: [m for m in pending if key in listed.get(m, ())] for key in {k for ks in listed.values() for k in ks}}
+def compaction_plan(
+    pending: Sequence[int], listed: Mapping[int, set[str]], progress: Mapping[int, str], size: int
+) -> list[tuple[int, list[list[str]]]]:
+    """A compaction run's work in the order it does it: each pending minute, oldest first (a key's minutes join its
+    prefix chain in order), with its listed keys in sort order after `progress` (the minute's last key a run
+    finished: every key before it is done too), in chunks of at most `size`."""
+    plan = []
+    for minute in sorted(pending):
+        done_through = progress.get(minute)
+        todo = sorted(k for k in listed.get(minute, ()) if done_through is None or k > done_through)
+        plan.append((minute, [todo[i : i + size] for i in range(0, len(todo), size)]))
+    return plan
 
 
 def window_sketch(
