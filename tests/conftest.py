@@ -47,6 +47,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "real_dynamodb: needs DynamoDB's own behaviour; runs on DynamoDB Local only")
     config.addinivalue_line("markers", "pure: touches no database; runs once, with --backend=moto")
+    config.addinivalue_line(
+        "markers",
+        "heavy: thousands of writes or many threads; runs once, on DynamoDB Local (the truth, and 2-5x faster at "
+        "these than in-process moto), to keep `make test` in its time",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -55,12 +60,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid} is marked pure but uses a database fixture")
     if config.getoption("--backend") == "ddblocal":
         skip = pytest.mark.skip(reason="pure: touches no database, so it runs once, with --backend=moto")
-        marker = "pure"
+        markers = {"pure"}
     else:
-        skip = pytest.mark.skip(reason="depends on real DynamoDB behaviour: runs with --backend=ddblocal")
-        marker = "real_dynamodb"
+        skip = pytest.mark.skip(reason="needs DynamoDB's own behaviour, or heavy: runs with --backend=ddblocal")
+        markers = {"real_dynamodb", "heavy"}
     for item in items:
-        if marker in item.keywords:
+        if markers & set(item.keywords):
             item.add_marker(skip)
 
 

@@ -58,6 +58,7 @@ def assert_each_thread_in_order(elements: list[float], batches: list[list[float]
         assert mine == batch[len(batch) - len(mine) :]  # the newest of this thread's values, in its order
 
 
+@pytest.mark.heavy
 def test_concurrent_appends_lose_nothing(api: Api) -> None:
     ok(api.put("/averages/hot", {"size": THREADS * EACH}))
     batches = post_concurrently(api, "hot")

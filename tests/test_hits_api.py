@@ -96,6 +96,7 @@ def test_path_too_long_is_rejected(api: Api) -> None:
 
 # Both backends: the moto fixture serialises requests (conftest._serialize_moto), as DynamoDB applies
 # each update atomically; unserialised, moto let two concurrent first hits both see count 1.
+@pytest.mark.heavy
 def test_concurrent_hits_on_one_path_are_all_counted(api: Api) -> None:
     threads, per_thread = 8, 50
     seen: list[int] = []

@@ -341,6 +341,7 @@ def test_metric_events_go_to_the_sums_applier_with_the_arrival_time(
 # --- equal results, concurrency --------------------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_direct_and_streamed_events_give_identical_results(client: Any, dynamodb: Any) -> None:
     rng = random.Random(11)
     xs = [rng.uniform(-1e3, 1e3) + 1e6 for _ in range(200)]

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chalicelib import clock, keys, runtime
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits import days
@@ -90,6 +92,7 @@ def _figures(suffix: str, events: list[dict[str, Any]], now_ms: int) -> dict[str
     return {name.replace(suffix, ""): value for name, value in figures.items()}
 
 
+@pytest.mark.heavy
 def test_events_through_the_stream_equal_the_same_events_direct(
     api: Api, events_stream: EventsStream, tmp_path: Path
 ) -> None:

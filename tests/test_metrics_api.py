@@ -278,6 +278,7 @@ class RendezvousClient(CrashingClient):
         return super().update_item(**kwargs)
 
 
+@pytest.mark.heavy
 def test_two_overlapping_compactions(api: Api, store: SumStore, dynamodb: Any) -> None:
     events = scenario(store)
     truth = [expected(events, now, window) for now, window in QUERIES]
@@ -298,6 +299,7 @@ def test_two_overlapping_compactions(api: Api, store: SumStore, dynamodb: Any) -
     assert all_sums(api) == truth
 
 
+@pytest.mark.heavy
 def test_sum_is_the_same_with_expired_items_present_or_deleted(api: Api, store: SumStore, dynamodb: Any) -> None:
     """moto never deletes TTL-expired items; here they are deleted by hand, as DynamoDB would, days late."""
     events = scenario(store)

@@ -159,6 +159,7 @@ def live_minutes(rng: random.Random) -> list[tuple[int, int]]:
     return sorted((T0 + rng.randrange(BACKLOG_MINUTES * w.MINUTE_MS), rng.randint(-1000, 1000)) for _ in range(120))
 
 
+@pytest.mark.heavy
 def test_an_hour_old_backlog_gives_the_same_sums_and_minutes_as_live_posts(store: SumStore) -> None:
     """ "live" is posted as it happens while compaction runs every minute; "backlog" is the same events from the
     stream, applied an hour after the last of them in one batch, after compaction sealed every one of their

@@ -123,6 +123,7 @@ def test_quantile_lists_take_1_to_20_decimals_in_0_1() -> None:
 # --- accuracy end to end -------------------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_eight_concurrent_posters_give_quantiles_within_one_percent(api: Api, store: SumStore) -> None:
     rng = random.Random(11)
     per_writer = [mixed_values(random.Random(rng.random()), 40) for _ in range(8)]
@@ -165,6 +166,7 @@ def test_the_window_covers_whole_minutes(store: SumStore) -> None:
     assert store.quantile_sketch("k", T0 + 61_500, 1_000).count == 2  # 3 and 4: the whole current minute so far
 
 
+@pytest.mark.heavy
 def test_stream_events_late_values_and_compaction_keep_the_answer(store: SumStore) -> None:
     rng = random.Random(4)
     events = [(T0 + rng.randrange(3 * w.MINUTE_MS), v) for v in mixed_values(rng, 600)]
@@ -316,6 +318,7 @@ def test_a_window_sketch_from_prefixes_is_exact_or_declined(
         assert got == expected
 
 
+@pytest.mark.heavy
 def test_compaction_chains_prefixes_and_reads_use_them_not_the_buckets(store: SumStore, dynamodb: Any) -> None:
     rng = random.Random(7)
     events = [(T0 + rng.randrange(6 * w.MINUTE_MS), v) for v in mixed_values(rng, 300)]

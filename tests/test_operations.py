@@ -99,6 +99,7 @@ def test_one_access_line_per_request_with_the_cause_of_an_error_once(api: Api, l
     assert [r for r in of_bad if cause["message"] in json.dumps(r)] == [second]
 
 
+@pytest.mark.heavy
 def test_log_lines_stay_whole_and_keep_their_own_request_under_threads(api: Api, log_stream: RecordingStream) -> None:
     from chalice.local import LambdaContext
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -102,6 +103,7 @@ def test_summary_equals_recomputation_after_random_sequences(
     assert_consistent(survey, dynamodb)
 
 
+@pytest.mark.heavy
 def test_concurrent_tabs_lose_no_answer_and_keep_the_summary(survey: Api, dynamodb: Any) -> None:  # noqa: F811
     """Eight writers on one response (two tabs, many times over) plus writers on their own responses."""
     shared = json.loads(survey.post("/survey/responses").body)
