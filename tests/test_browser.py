@@ -21,9 +21,14 @@ import pytest
 from tests.test_survey_api import ADMIN, ADMIN_TOKEN, FULL, patch, start, survey  # noqa: F401 (fixture)
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (run `make browser-deps`)"
-)
+# Once, on DynamoDB Local (what `make run` serves): a page exercises the API as any client does, and the browser is
+# the suite's costliest process.
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (run `make browser-deps`)"
+    ),
+    pytest.mark.heavy,
+]
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

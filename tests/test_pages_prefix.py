@@ -323,6 +323,7 @@ def answered(page: Any, method: str, url: str) -> Any:
 
 
 @needs_chromium
+@pytest.mark.heavy  # once, on DynamoDB Local, as the other browser tests
 def test_every_page_works_behind_a_path_prefix(browser: Any, behind_prefix: PrefixProxy) -> None:  # noqa: F811
     root = behind_prefix.root  # e.g. http://127.0.0.1:PORT/api/
     problems: list[str] = []
