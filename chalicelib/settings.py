@@ -113,14 +113,10 @@ class Settings(BaseModel):
         return cls.model_validate(given)
 
 
-def devserver_path(name: str) -> Path:
-    return PROJECT_DIR / name
-
-
 def devserver_variables(name: str) -> dict[str, Any]:
     """The settings `make run` wrote to the file `name` while it runs, by field; none when it is not running."""
     try:
-        written = json.loads(devserver_path(name).read_text())
+        written = json.loads((PROJECT_DIR / name).read_text())
     except FileNotFoundError:
         return {}
     variables: dict[str, str] = written["environment"]

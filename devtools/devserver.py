@@ -562,6 +562,9 @@ def serve(options: Options, project_dir: Path) -> int:
             stack.callback(scheduler.stop)
             consumer_lines = start_consumers(app, kinesis, options.data_dir, stack)
 
+            # Before the first request: the hooks set what the app reads (open writes, the tokens), and a request
+            # served before them would be answered under a deployed stage's rules.
+            hook_lines = devhook_lines()
             # LocalDevServer.serve_forever() only adds an unflushed print; serve the socketserver directly.
             thread = threading.Thread(target=server.server.serve_forever, name="http", daemon=True)
             thread.start()
@@ -576,7 +579,7 @@ def serve(options: Options, project_dir: Path) -> int:
                 print(line)
             print(f"livestats running on http://{HOST}:{options.port}/ (Ctrl-C to stop)")
             print(f"Health: {check_health(options.port)}")
-            for line in devhook_lines():
+            for line in hook_lines:
                 print(line)
             # After the hooks, which set the tokens and the cursor secret it shares.
             shared = devserver_file(project_dir)
