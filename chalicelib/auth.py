@@ -124,9 +124,9 @@ def expected_token(kind: TokenKind) -> str | None:
         direct, parameter = current.write_token, current.write_token_parameter
     try:
         return stage_secrets.value(direct, parameter)
-    except stage_secrets.SecretUnavailable:
+    except stage_secrets.SecretUnavailable as error:
         raise CredentialsUnavailable(
-            "credentials cannot be checked right now; retry shortly", headers={"Retry-After": "5"}
+            error.unconfigured or "credentials cannot be checked right now; retry shortly", headers={"Retry-After": "5"}
         ) from None
 
 

@@ -144,3 +144,10 @@ def test_no_region_is_a_503_that_says_what_to_start(no_region: Api, method: str,
     assert "no AWS region is configured" in error["message"] and "chalice local --stage local" in error["message"]
     if path == "/health":
         assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_no_region_for_the_stage_secrets_is_a_503_that_says_what_to_start(no_region: Api, env: Environment) -> None:
+    env.unset("ADMIN_TOKEN")  # the dev stage's SSM parameter, which cannot be read without a region
+    response = no_region.get("/dashboard/data", headers={"Authorization": "Bearer any"})
+    error = assert_error(response, 503, "unavailable")
+    assert "no AWS region is configured" in error["message"] and "chalice local --stage local" in error["message"]
