@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 # No cyclic garbage collection while the modules load: the imports allocate hundreds of thousands of objects
 # and free almost none, so the collector's passes only cost the cold start (~30 ms). Enabled again below.
@@ -79,6 +80,14 @@ app.register_blueprint(docs.bp)
 
 # Last: JSON 404/405 for whatever no route above answers.
 install_fallback_routes(app)
+
+# Served by Chalice's local gateway (`chalice local`, `make run`, the tests; never Lambda, whose package holds only
+# chalice/app.py): match routes as API Gateway does. Chalice's own matcher never matches a greedy `{path+}` route
+# with more than one segment (aws/chalice#2072), so `GET /api/a/b` would be its 403 "Missing Authentication Token".
+if "chalice.local" in sys.modules:
+    from devtools import local_routes
+
+    local_routes.install()
 
 gc.freeze()  # what the imports made lives as long as the process: later collections skip it
 gc.enable()

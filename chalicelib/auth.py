@@ -124,9 +124,9 @@ def expected_token(kind: TokenKind) -> str | None:
         direct, parameter = current.write_token, current.write_token_parameter
     try:
         return stage_secrets.value(direct, parameter)
-    except stage_secrets.SecretUnavailable:
+    except stage_secrets.SecretUnavailable as error:
         raise CredentialsUnavailable(
-            "credentials cannot be checked right now; retry shortly", headers={"Retry-After": "5"}
+            error.unconfigured or "credentials cannot be checked right now; retry shortly", headers={"Retry-After": "5"}
         ) from None
 
 
@@ -139,6 +139,13 @@ def _matches(given: str, kind: TokenKind) -> bool:
 
 def token_holder(request: Request, kinds: tuple[TokenKind, ...], needed: str) -> Principal:
     """The principal of the first of `kinds` whose token the request carries; 401 naming what is `needed`."""
+    if settings.get().devserver_missing:
+        # The local stage takes its tokens from `make run`: none is valid until it runs, whatever is sent.
+        raise CredentialsUnavailable(
+            f"{needed} is required, and the tokens are those of `make run`, which is not running in this project. "
+            "Start `make run` first, in another terminal.",
+            headers={"Retry-After": "5"},
+        )
     given = bearer(request.headers.get("authorization"))
     if given is None:
         raise Unauthorized(f"{needed} is required: send Authorization: Bearer <token>")

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError, NoRegionError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from chalicelib import runtime
+from chalicelib import runtime, settings
 from chalicelib.errors import Busy, DatabaseUnavailable
 from chalicelib.observability import logger
 from chalicelib.request_context import BudgetSpent
@@ -187,7 +187,7 @@ def throttled(exc: ClientError) -> bool:
 
 
 # Seconds a client should wait before retrying after a 503 database_unavailable.
-RETRY_AFTER_S = 5
+RETRY_AFTER_S = runtime.RETRY_AFTER_S
 # Throttling that outlasted botocore's retries, and DynamoDB's own transient failures.
 _UNAVAILABLE_CODES = _THROTTLED_CODES | {"InternalServerError", "ServiceUnavailable"}
 
@@ -196,11 +196,12 @@ def unavailable_cause(exc: BaseException) -> BaseException | None:
     """The failure in exc's chain that says the database is unreachable, stalled or overloaded, if any.
 
     Connection errors, timeouts, the spent request budget and throttling after retries, also when wrapped
-    (e.g. by Powertools Idempotency).
+    (e.g. by Powertools Idempotency); and no region or credentials at all (a plain `chalice local`), which never
+    happens in Lambda.
     """
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, (BotocoreConnectionError, HTTPClientError, BudgetSpent)) or (
+        if isinstance(cause, (*_NOT_CONFIGURED, BotocoreConnectionError, HTTPClientError, BudgetSpent)) or (
             isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in _UNAVAILABLE_CODES
         ):
             return cause
@@ -218,9 +219,31 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
         "database unavailable",
         extra={"cause": type(cause).__name__, "detail": str(cause), "endpoint": endpoint},
     )
-    return DatabaseUnavailable(
-        "The database is not answering; retry later.", headers={"Retry-After": str(RETRY_AFTER_S)}
-    )
+    return DatabaseUnavailable(unavailable_message(cause), headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+# Failures of a process with no AWS configuration at all (a plain `chalice local`): never in Lambda.
+_NOT_CONFIGURED = (NoRegionError, NoCredentialsError)
+
+
+def unavailable_message(cause: BaseException) -> str:
+    """What the client is told: what is missing, or which database is not answering (a local one by its endpoint:
+    the developer's own, which names nothing secret)."""
+    if isinstance(cause, _NOT_CONFIGURED):
+        missing = "region" if isinstance(cause, NoRegionError) else "credentials"
+        return (
+            f"No database: no AWS {missing} is configured. Locally, start `make run`, then serve with "
+            "`chalice local --stage local` (not the default stage, which is a deployed one's)."
+        )
+    current = settings.get()
+    if current.devserver_file is not None:
+        return (
+            f"The database of `make run` ({current.ddb_endpoint_url}) is not answering: is `make run` still running? "
+            "Start it again."
+        )
+    if current.ddb_endpoint_url is not None:
+        return f"The database at {current.ddb_endpoint_url} is not answering; retry later."
+    return "The database is not answering; retry later."
 
 
 # --- retrying lost races -------------------------------------------------------------

@@ -91,6 +91,14 @@ class DatabaseUnavailable(ServiceError):
     code = "database_unavailable"
 
 
+class StreamNotConfigured(ServiceError):
+    """No events stream to put on in this configuration (a local database without a local Kinesis): retrying will
+    not help, configuring will."""
+
+    status = 503
+    code = "stream_not_configured"
+
+
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:

@@ -29,13 +29,17 @@ class Health(contract.Reply):
     responses={200: Health},
 )
 def health() -> Response:
-    client = runtime.dynamodb()
     name = runtime.table_name()
     try:
+        # Inside: without a database to use (no make run for the local stage, no region) there is no client either.
+        client = runtime.dynamodb()
         status = client.describe_table(TableName=name)["Table"]["TableStatus"]
-    except client.exceptions.ResourceNotFoundException:
-        raise DatabaseUnavailable(f"table {name} does not exist", headers=NO_STORE) from None
+    except DatabaseUnavailable as no_database:
+        no_database.headers.update(NO_STORE)
+        raise
     except Exception as exc:
+        if dynamo.error_code(exc) == "ResourceNotFoundException":
+            raise DatabaseUnavailable(f"table {name} does not exist", headers=NO_STORE) from None
         error = dynamo.unavailable(exc)
         if error is None:
             raise

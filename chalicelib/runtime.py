@@ -22,6 +22,7 @@ import botocore.session
 from botocore.config import Config
 
 from chalicelib import settings, write_once
+from chalicelib.errors import DatabaseUnavailable, StreamNotConfigured
 from chalicelib.request_context import ContextThreadPool, refuse_when_spent
 
 if TYPE_CHECKING:
@@ -83,8 +84,19 @@ def dynamodb_single_attempt() -> Any:
     return cached("dynamodb_single_attempt", lambda: _new_dynamodb(attempts=1))
 
 
+# Seconds a client should wait before retrying after a 503 database_unavailable.
+RETRY_AFTER_S = 5
+
+
 def _new_dynamodb(attempts: int | None = None) -> Any:
     config = settings.get()
+    if config.devserver_missing:
+        # Not cached: the next request looks again (chalice local restarts anyway when make run writes the file).
+        raise DatabaseUnavailable(
+            f"No database: `make run` is not running in this project ({config.devserver_file} is missing). "
+            "Start `make run` first, in another terminal.",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     client = _botocore_session().create_client(
         "dynamodb",
         endpoint_url=config.ddb_endpoint_url,
@@ -127,7 +139,16 @@ def kinesis() -> Any:
     """The Kinesis client (the events stream), with the database's time limits and one attempt per call: the
     producer makes every attempt itself, since it must know which ones may have stored records whose answer was lost
     (chalicelib/ingest/producer.py). (botocore's `max_attempts` counts the retries after the first attempt,
-    `total_max_attempts` every attempt.)"""
+    `total_max_attempts` every attempt.)
+
+    StreamNotConfigured where the events would go nowhere this run can read: a local database (DDB_ENDPOINT_URL)
+    without a local Kinesis (KINESIS_ENDPOINT_URL)."""
+    if not settings.get().events_stream_configured:
+        raise StreamNotConfigured(
+            "No events stream is configured: the database is a local one (DDB_ENDPOINT_URL) but KINESIS_ENDPOINT_URL "
+            "is not set. Start `make run` (it runs a local Kinesis) and serve with `chalice local --stage local`, or "
+            "set KINESIS_ENDPOINT_URL."
+        )
     return cached(
         "kinesis",
         lambda: _new_client(

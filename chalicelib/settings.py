@@ -7,16 +7,20 @@ request loudly instead of behaving oddly later. Tests that change the environmen
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Mapping
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 GATEWAY_TIMEOUT_S = 29  # API Gateway's integration timeout (Lambda's is 30 s)
 # Room left after the worst database wait: a cold start (imports) and building the answer.
 ANSWER_MARGIN_S = 4.0
+# A relative DEVSERVER_FILE is the project's (app.py's folder), wherever `chalice local` was started.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseModel):
@@ -32,6 +36,11 @@ class Settings(BaseModel):
     events_stream_name: str = Field(default="livestats-events", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     kinesis_endpoint_url: str | None = None
     dead_letter_queue_url: str | None = None
+
+    # The file `make run` writes while it runs, with the endpoints it started and its secrets as variables
+    # (devtools/devserver.py). The `local` stage names it, so that `chalice local --stage local` serves make run's
+    # data as make run does: its variables win over the environment's. None anywhere else.
+    devserver_file: str | None = None
 
     # The survey dashboard's admin token: the token itself (local runs) or the name of an SSM SecureString.
     admin_token: SecretStr | None = None
@@ -83,11 +92,35 @@ class Settings(BaseModel):
             )
         return self
 
+    @property
+    def devserver_missing(self) -> bool:
+        """A stage that serves `make run`'s data (the `local` one) while make run is not running: no database."""
+        return self.devserver_file is not None and self.ddb_endpoint_url is None
+
+    @property
+    def events_stream_configured(self) -> bool:
+        """False for a local database (DDB_ENDPOINT_URL) without a local Kinesis (KINESIS_ENDPOINT_URL): the events
+        would go to the region's Kinesis, where no stream of this run is."""
+        return self.ddb_endpoint_url is None or self.kinesis_endpoint_url is not None
+
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        """Each field from its upper-case variable; an empty variable counts as unset."""
+        """Each field from its upper-case variable; an empty variable counts as unset. With DEVSERVER_FILE, the
+        file's variables over the environment's (whose own then serve while make run is not running)."""
         given = {name: environ[name.upper()] for name in cls.model_fields if environ.get(name.upper())}
+        if "devserver_file" in given:
+            given = {**given, **devserver_variables(given["devserver_file"])}
         return cls.model_validate(given)
+
+
+def devserver_variables(name: str) -> dict[str, Any]:
+    """The settings `make run` wrote to the file `name` while it runs, by field; none when it is not running."""
+    try:
+        written = json.loads((PROJECT_DIR / name).read_text())
+    except FileNotFoundError:
+        return {}
+    variables: dict[str, str] = written["environment"]
+    return {field: variables[field.upper()] for field in Settings.model_fields if variables.get(field.upper())}
 
 
 _lock = threading.Lock()

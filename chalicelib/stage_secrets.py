@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import NoCredentialsError, NoRegionError
 from pydantic import SecretStr
 
-from chalicelib import runtime
+from chalicelib import dynamo, runtime
 from chalicelib.observability import logger
 
 if TYPE_CHECKING:
@@ -22,7 +23,12 @@ CACHE_SECONDS = 300
 
 
 class SecretUnavailable(Exception):
-    """The parameter could not be read (missing, no permission, no network)."""
+    """The parameter could not be read (missing, no permission, no network). `unconfigured`: why it never can be in
+    this process (no AWS region or credentials at all: a plain `chalice local`), for the client; None otherwise."""
+
+    def __init__(self, parameter: str, unconfigured: str | None = None) -> None:
+        super().__init__(parameter)
+        self.unconfigured = unconfigured
 
 
 def _ssm_provider() -> SSMProvider:
@@ -41,6 +47,10 @@ def value(direct: SecretStr | None, parameter: str | None) -> str | None:
         return None
     try:
         return str(_ssm_provider().get(parameter, max_age=CACHE_SECONDS, decrypt=True))
+    except (NoRegionError, NoCredentialsError) as exc:
+        # A configuration, not a failure: said to the client, logged without a traceback.
+        logger.warning("cannot read a secret parameter", extra={"parameter": parameter, "cause": type(exc).__name__})
+        raise SecretUnavailable(parameter, dynamo.unavailable_message(exc)) from exc
     except Exception as exc:
         logger.exception("cannot read a secret parameter", extra={"parameter": parameter})
         raise SecretUnavailable(parameter) from exc

@@ -225,8 +225,10 @@ def _cursor_key() -> bytes:
     current = settings.get()
     try:
         secret = stage_secrets.value(current.cursor_secret, current.cursor_secret_parameter)
-    except stage_secrets.SecretUnavailable:
-        raise CursorKeyUnavailable("page cursors cannot be checked right now; retry shortly") from None
+    except stage_secrets.SecretUnavailable as error:
+        raise CursorKeyUnavailable(
+            error.unconfigured or "page cursors cannot be checked right now; retry shortly"
+        ) from None
     return _random_process_key() if secret is None else secret.encode()
 
 

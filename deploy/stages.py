@@ -108,15 +108,23 @@ class Stage:
         return {name: value for name, value in self.environment.items() if name.endswith("_PARAMETER")}
 
 
+# `chalice local --stage local` next to `make run` (it reads make run's endpoints and secrets): never deployed.
+LOCAL_STAGE = "local"
+
+
 def names() -> list[str]:
-    return list(json.loads(CONFIG.read_text())["stages"])
+    """The stages that deploy (every stage of the config but the local one)."""
+    return [name for name in json.loads(CONFIG.read_text())["stages"] if name != LOCAL_STAGE]
 
 
 def load(name: str) -> Stage:
     from chalice.cli.factory import CLIFactory
 
-    stages = json.loads(CONFIG.read_text())["stages"]
+    stages = names()
+    if name == LOCAL_STAGE:
+        raise KeyError(f"stage {name!r} is for `chalice local` next to `make run`; it does not deploy")
     if name not in stages:
         raise KeyError(f"no stage {name!r} in .chalice/config.json (its stages: {', '.join(stages)})")
+    stages_config = json.loads(CONFIG.read_text())["stages"]
     chalice = CLIFactory(str(ROOT)).create_config_obj(chalice_stage_name=name)
-    return Stage(name, chalice, DeployOptions.model_validate(stages[name].get("deploy", {})))
+    return Stage(name, chalice, DeployOptions.model_validate(stages_config[name].get("deploy", {})))

@@ -6,9 +6,13 @@ Run from the project root: `python -m devtools.devserver`. Environment:
   DDB_ENDPOINT_URL  use this DynamoDB and start none (default: DynamoDB Local, or moto's server without Java)
   TABLE_NAME      table to use/create (default: the dev stage's TABLE_NAME in .chalice/config.json)
   KINESIS_ENDPOINT_URL  use this Kinesis and start none (default: kinesalite, or moto's server without Node)
-  DATA_DIR        where DynamoDB Local and kinesalite keep their files between runs (default .data/), and the
-                  consumers their checkpoints; a relative path is resolved once, here, against the directory the
-                  server starts in (the project root)
+  DATA_DIR        where DynamoDB Local and kinesalite keep their files between runs, and the consumers their
+                  checkpoints (default: a folder of this project's own under $XDG_STATE_HOME, ~/.local/state; see
+                  default_data_dir); a relative path is resolved once, here, against the directory the server starts
+                  in (the project root)
+
+While it serves, it writes its endpoints, table and secrets to the file the `local` stage of .chalice/config.json
+names (DEVSERVER_FILE), so that `chalice local --stage local` serves the same data; it removes the file when it stops.
 
 If DynamoDB Local or kinesalite dies while serving, it is restarted on the same port and data (at most 3 exits a
 minute each).
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import http.client
 import importlib
 import json
@@ -63,6 +68,8 @@ log = logging.getLogger("devtools.devserver")
 
 HOST = "127.0.0.1"
 STAGE = "dev"
+# The stage of `chalice local --stage local`, which reads DEVSERVER_FILE (chalicelib/settings.py).
+LOCAL_STAGE = "local"
 # Set by this server; the stage's environment_variables must not override them.
 OWN_ENV_KEYS = ("DDB_ENDPOINT_URL", "KINESIS_ENDPOINT_URL")
 
@@ -287,13 +294,23 @@ class Options:
         if not _DIGITS.fullmatch(port) or not 0 < int(port) < 65536:
             raise ValueError(f"PORT must be a port number, not {port!r}")
         # Resolved here, once: DynamoDB Local runs in the jar's folder, where a relative path means another place.
-        data_dir = (cwd / Path(environ.get("DATA_DIR") or ".data").expanduser()).resolve()
+        given = environ.get("DATA_DIR")
+        data_dir = (cwd / Path(given).expanduser()).resolve() if given else default_data_dir(cwd.resolve(), environ)
         return cls(
             port=int(port),
             data_dir=data_dir,
             endpoint=environ.get("DDB_ENDPOINT_URL") or None,
             kinesis_endpoint=environ.get("KINESIS_ENDPOINT_URL") or None,
         )
+
+
+def default_data_dir(project_dir: Path, environ: Mapping[str, str]) -> Path:
+    """The project's own folder under the user's state directory, outside the project: `chalice local` restarts
+    whenever any file under the project changes (its autoreload watches all of it, with no exclusions), and
+    DynamoDB Local and kinesalite write their files at every write."""
+    state = Path(environ["XDG_STATE_HOME"]) if environ.get("XDG_STATE_HOME") else Path.home() / ".local" / "state"
+    digest = hashlib.sha256(str(project_dir).encode()).hexdigest()[:8]  # two clones of one name: two folders
+    return state / "livestats" / f"{project_dir.name}-{digest}"
 
 
 @dataclass
@@ -481,6 +498,35 @@ def devhook_lines() -> list[str]:
     return list(hook()) if hook is not None else []
 
 
+def devserver_file(project_dir: Path) -> Path | None:
+    """Where the `local` stage reads what this server serves (its DEVSERVER_FILE); None for a project without one."""
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    name = config.get("stages", {}).get(LOCAL_STAGE, {}).get("environment_variables", {}).get("DEVSERVER_FILE")
+    return project_dir / name if name else None
+
+
+def write_devserver_file(path: Path, port: int) -> None:
+    """This server's settings (endpoints, table, secrets) as the variables it runs with, for `chalice local --stage
+    local`. Readable by its owner only: it holds the admin token. Replaced whole, so a reader never sees half."""
+    from chalicelib.settings import Settings  # the project's own code: import once on sys.path
+
+    variables = {
+        name.upper(): os.environ[name.upper()] for name in Settings.model_fields if os.environ.get(name.upper())
+    }
+    written = {"pid": os.getpid(), "url": f"http://{HOST}:{port}/", "environment": variables}
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(json.dumps(written, indent=2) + "\n")
+    partial.replace(path)
+
+
+def remove_devserver_file(path: Path) -> None:
+    """Remove the file if this server wrote it (another `make run` in the same project may have replaced it)."""
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        if json.loads(path.read_text())["pid"] == os.getpid():
+            path.unlink()
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM takes the same clean-up path as Ctrl-C
 
@@ -516,6 +562,9 @@ def serve(options: Options, project_dir: Path) -> int:
             stack.callback(scheduler.stop)
             consumer_lines = start_consumers(app, kinesis, options.data_dir, stack)
 
+            # Before the first request: the hooks set what the app reads (open writes, the tokens), and a request
+            # served before them would be answered under a deployed stage's rules.
+            hook_lines = devhook_lines()
             # LocalDevServer.serve_forever() only adds an unflushed print; serve the socketserver directly.
             thread = threading.Thread(target=server.server.serve_forever, name="http", daemon=True)
             thread.start()
@@ -530,8 +579,14 @@ def serve(options: Options, project_dir: Path) -> int:
                 print(line)
             print(f"livestats running on http://{HOST}:{options.port}/ (Ctrl-C to stop)")
             print(f"Health: {check_health(options.port)}")
-            for line in devhook_lines():
+            for line in hook_lines:
                 print(line)
+            # After the hooks, which set the tokens and the cursor secret it shares.
+            shared = devserver_file(project_dir)
+            if shared is not None:
+                write_devserver_file(shared, options.port)
+                stack.callback(remove_devserver_file, shared)
+                print(f"`chalice local --stage local` serves the same data (it reads {shared})")
             sys.stdout.flush()
             budgets = {"database": (database, RestartBudget()), "Kinesis": (kinesis, RestartBudget())}
             while thread.is_alive():

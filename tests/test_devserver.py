@@ -7,6 +7,7 @@ happen to set, fails here as it would on a fresh clone.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -170,13 +171,22 @@ def project(tmp_path: Path) -> Path:
     return copy
 
 
+def state_home(tmp_path: Path) -> Path:
+    """The test's own XDG_STATE_HOME, under which the default DATA_DIR lies (not the user's ~/.local/state)."""
+    return tmp_path / "state"
+
+
+def default_data_dir(tmp_path: Path, project: Path) -> Path:
+    return devserver.default_data_dir(project, {"XDG_STATE_HOME": str(state_home(tmp_path))})
+
+
 @pytest.fixture
-def dev_server(project: Path) -> Iterator[Server]:
+def dev_server(project: Path, tmp_path: Path) -> Iterator[Server]:
     """`python -m devtools.devserver` in the copy, with this interpreter; no DATA_DIR (the default must work)."""
     port = free_port()
     drop = ("DATA_DIR", "DDB_ENDPOINT_URL", "TABLE_NAME", "PYTHONPATH", "ADMIN_TOKEN")
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith(("AWS_", "LIVESTATS_"))}
-    env.update(PORT=str(port), PYTHONUNBUFFERED="1")
+    env.update(PORT=str(port), PYTHONUNBUFFERED="1", XDG_STATE_HOME=str(state_home(tmp_path)))
     server = Server([sys.executable, "-m", "devtools.devserver"], project, env, port)
     try:
         yield server
@@ -184,16 +194,17 @@ def dev_server(project: Path) -> Iterator[Server]:
         server.kill()
 
 
-def test_devserver_serves_and_stops_on_sigint(dev_server: Server, project: Path) -> None:
+def test_devserver_serves_and_stops_on_sigint(dev_server: Server, project: Path, tmp_path: Path) -> None:
     found = dev_server.wait_for(r"running on http://127\.0\.0\.1:(\d+)/", START_TIMEOUT_S)
     assert int(found.group(1)) == dev_server.port
     dev_server.wait_healthy(START_TIMEOUT_S)
     banner = dev_server.wait_for(r"DynamoDB Local at http://127\.0\.0\.1:(\d+) \(pid (\d+)\), data in (\S+)/", 1)
     ddb_port, ddb_pid = int(banner.group(1)), int(banner.group(2))
-    assert Path(banner.group(3)) == project / ".data" / "dynamodb"  # the relative default, resolved
+    data_dir = default_data_dir(tmp_path, project)
+    assert Path(banner.group(3)) == data_dir / "dynamodb"  # the default, outside the project
     kinesis = dev_server.wait_for(r"kinesalite at http://127\.0\.0\.1:(\d+) \(pid (\d+)\), data in (\S+)/", 1)
     kinesis_port, kinesis_pid = int(kinesis.group(1)), int(kinesis.group(2))
-    assert Path(kinesis.group(3)) == project / ".data" / "kinesis"
+    assert Path(kinesis.group(3)) == data_dir / "kinesis"
     dev_server.wait_for(r"Kinesis consumer: apply_events polls stream 'livestats-events'", 1)
     health = dev_server.wait_for(r"(?m)^Health: (.*)$", 1).group(1)
     # Either until GET /health exists in this branch.
@@ -231,7 +242,7 @@ def test_dead_database_is_restarted_then_given_up(dev_server: Server, backend: s
         rf"the database process exited: DynamoDB Local \(pid {pid}\) (exited with code \d+|was killed by SIGTERM)\."
     )
     dev_server.wait_for(exited, 10)
-    assert re.search(r"Log: \S+/\.data/dynamodb-local\.log, last lines:\n  ", dev_server.text())
+    assert re.search(r"Log: \S+/dynamodb-local\.log, last lines:\n  ", dev_server.text())
     back = dev_server.wait_for(rf"DynamoDB Local is back at http://127\.0\.0\.1:{ddb_port} \(pid (\d+)\)", 60)
     pid = int(back.group(1))
     status, body = dev_server.request("POST", "/streams/s/values", {"value": 3})
@@ -255,14 +266,15 @@ def test_make_run_in_a_fresh_clone(tmp_path: Path, backend: str) -> None:
     copy = copy_project(tmp_path / "livestats")
     port = free_port()
     env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
-    env["PORT"] = str(port)
+    # XDG_STATE_HOME too: the data goes under it by default, and must not stay in the user's ~/.local/state.
+    env.update(PORT=str(port), XDG_STATE_HOME=str(state_home(tmp_path)))
     server = Server(["make", "run"], copy, env, port)
     try:
         server.wait_for(r"running on http://127\.0\.0\.1:\d+/", FRESH_START_TIMEOUT_S)
         server.wait_healthy(START_TIMEOUT_S)
         banner = server.wait_for(r"DynamoDB Local at http://127\.0\.0\.1:(\d+) \(pid (\d+)\), data in (\S+)/", 1)
         ddb_port, ddb_pid = int(banner.group(1)), int(banner.group(2))
-        assert Path(banner.group(3)) == copy / ".data" / "dynamodb"
+        assert Path(banner.group(3)) == default_data_dir(tmp_path, copy) / "dynamodb"
 
         status, page = server.request("GET", "/")
         assert status == 200 and b"<html" in page.lower()
@@ -276,7 +288,7 @@ def test_make_run_in_a_fresh_clone(tmp_path: Path, backend: str) -> None:
         assert "Stopping..." in server.text()
         assert not server.group_alive()
         assert not _pid_alive(ddb_pid) and not _accepts(ddb_port)
-        assert (copy / ".data" / "dynamodb" / "shared-local-instance.db").stat().st_size > 0
+        assert (default_data_dir(tmp_path, copy) / "dynamodb" / "shared-local-instance.db").stat().st_size > 0
     finally:
         server.kill()
 
@@ -307,7 +319,13 @@ def test_database_paths_must_be_absolute() -> None:
 
 def test_options_resolve_data_dir_against_the_start_directory(tmp_path: Path) -> None:
     home = Path.home()
-    assert devserver.Options.from_environ({}, tmp_path) == devserver.Options(8000, tmp_path / ".data", None)
+    assert devserver.Options.from_environ({}, tmp_path) == devserver.Options(
+        8000, home / ".local" / "state" / "livestats" / f"{tmp_path.name}-{_path_digest(tmp_path)}", None
+    )
+    state = devserver.Options.from_environ({"XDG_STATE_HOME": "/st"}, tmp_path).data_dir
+    assert state == Path("/st/livestats") / f"{tmp_path.name}-{_path_digest(tmp_path)}"
+    other = tmp_path / "elsewhere" / tmp_path.name  # another clone of the same name: another folder
+    assert devserver.Options.from_environ({}, other).data_dir.name != f"{tmp_path.name}-{_path_digest(tmp_path)}"
     assert devserver.Options.from_environ({"DATA_DIR": "x/../y"}, tmp_path).data_dir == tmp_path / "y"
     assert devserver.Options.from_environ({"DATA_DIR": "~/d"}, tmp_path).data_dir == (home / "d").resolve()
     assert devserver.Options.from_environ({"DATA_DIR": "/abs"}, tmp_path).data_dir == Path("/abs")
@@ -316,6 +334,10 @@ def test_options_resolve_data_dir_against_the_start_directory(tmp_path: Path) ->
     for bad in ("http", "-1", "0", "70000"):
         with pytest.raises(ValueError, match="PORT"):
             devserver.Options.from_environ({"PORT": bad}, tmp_path)
+
+
+def _path_digest(path: Path) -> str:
+    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
 
 
 def test_restart_budget_gives_up_on_a_crash_loop() -> None:
