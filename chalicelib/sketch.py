@@ -138,6 +138,20 @@ class Sketch:
                 return bin_value(i)
         raise AssertionError("rank beyond count")  # unreachable: rank < n
 
+    def quantile_within(self, q: float, low: float | None, high: float | None) -> float | None:
+        """The q-quantile kept inside [low, high], the exact min and max of the values sketched: q = 0 and q = 1
+        are low and high themselves. A bin's representative can lie beyond every value in the bin (p99 of 1..30 is
+        30.27 unclamped); the true quantile lies in [low, high], so clamping only moves the answer towards it and
+        keeps the relative-error guarantee. Bounds unknown (None): the unclamped answer."""
+        answer = self.quantile(q)
+        if answer is None or low is None or high is None:
+            return answer
+        if q == 0:
+            return low
+        if q == 1:
+            return high
+        return min(max(answer, low), high)
+
     def encode(self) -> bytes:
         """Version byte, zeros, then per store (positive, negative): its runs of nearby bins, each as the gap from the
         previous run (the first: its lowest bin), its length and its counts; all varints. Sparse bins cost what
