@@ -5,6 +5,7 @@ screen and its times name their zone."""
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 from tests.test_browser import (  # noqa: F401 (fixtures, skip rule)
@@ -14,9 +15,10 @@ from tests.test_browser import (  # noqa: F401 (fixtures, skip rule)
     expect,
     pytestmark,
 )
-from tests.test_survey_api import survey  # noqa: F401 (fixture base_url uses)
+from tests.test_survey_api import ADMIN_TOKEN, FULL, start, survey  # noqa: F401 (fixture base_url uses)
 
 PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
 
 
 def phone(chromium: Any, **options: Any) -> Any:
@@ -86,3 +88,23 @@ def test_hit_paths_wrap_between_segments_on_a_phone(browser: Any, base_url: str,
     )
     assert before_breaks, "the path did not wrap at all: the test shows nothing"
     assert set(before_breaks) <= {"/", "-"}, before_breaks
+
+
+def test_the_dashboard_shows_its_sort_column_at_1280_and_names_the_time_zone(
+    browser: Any,  # noqa: F811
+    base_url: str,  # noqa: F811
+    survey: Any,  # noqa: F811
+) -> None:
+    start(survey, FULL)
+    page = browser.new_context(viewport=LAPTOP, timezone_id="Asia/Kolkata", locale="en-GB").new_page()
+    page.goto(f"{base_url}/dashboard")
+    page.fill("#token", ADMIN_TOKEN)
+    page.click("text=Open dashboard")
+    expect(page.locator("#rows tr")).to_have_count(1, timeout=WAIT_MS)
+    sorted_by = page.locator('#head th[aria-sort="descending"]')
+    expect(sorted_by).to_have_attribute("data-column", "updated_at")
+    box = sorted_by.bounding_box()
+    wrap = page.locator(".table-wrap").bounding_box()
+    assert box["x"] + box["width"] <= wrap["x"] + wrap["width"], "the sort column is behind a sideways scroll"
+    assert re.search(r"GMT\+5:30|IST", page.locator("#sum-updated").inner_text())
+    assert re.search(r"GMT\+5:30|IST", page.locator('#rows td[data-column="updated_at"]').inner_text())
