@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -201,3 +202,17 @@ def test_a_quantile_without_bounds_is_the_sketch_answer() -> None:
     sketch = Sketch.of([1, 2, 4])
     assert sketch.quantile_within(0.5, None, None) == sketch.quantile(0.5)
     assert Sketch().quantile_within(0.5, 1, 4) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(distributions)
+def test_a_histogram_holds_every_value_in_its_bin_in_order(values: list[float]) -> None:
+    sketch = Sketch.of(values)
+    low, high = min(values), max(values)
+    bins = sketch.histogram(low, high)
+    assert sum(count for _, _, count in bins) == len(values)
+    assert all(a <= b for a, b, _ in bins) and all(b1 <= a2 for (_, b1, _), (a2, _, _) in itertools.pairwise(bins))
+    assert bins[0][0] == low and bins[-1][1] == high
+    for x in values:  # each value falls in a bin's range (float rounding at a bin's edge: 1e-9 relative)
+        slack = 1e-9 * abs(x)
+        assert any(a - slack <= x <= b + slack for a, b, _ in bins), x

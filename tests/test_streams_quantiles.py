@@ -199,3 +199,21 @@ def test_events_after_a_reset_count_in_the_new_sketch_only(client: Any, dynamodb
     figures = store().snapshot("evr")
     assert figures.sketch.count == figures.moments.count == 1
     assert_within(figures.sketch.quantile(0.5), -1.0, "new session")
+
+
+def test_the_histogram_is_the_sessions_sketch_bins_inside_its_values(api: Api) -> None:
+    assert json.loads(api.get("/streams/hist/histogram").body) == {
+        "bins": [],
+        "relative_accuracy": RELATIVE_ACCURACY,
+        "count": 0,
+    }
+    xs = [-3.0, 0.0, 0.0, 1.0, 2.0, 4.0, 4.0, 100.0]
+    api.post("/streams/hist/values", {"values": xs})
+    body = json.loads(api.get("/streams/hist/histogram").body)
+    bins = body["bins"]
+    assert body["count"] == len(xs) == sum(b["count"] for b in bins)
+    assert [b["count"] for b in bins] == [1, 2, 1, 1, 2, 1]  # -3, the zeros, 1, 2, the fours, 100
+    assert bins[0]["low"] == -3 and bins[-1]["high"] == 100  # narrowed to the session's min and max
+    for x in xs:
+        assert any(b["low"] <= x <= b["high"] for b in bins), x
+    assert [b["low"] for b in bins] == sorted(b["low"] for b in bins)

@@ -12,6 +12,7 @@ from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
 from chalicelib.streams.models import (
     AuditPage,
+    Histogram,
     PageQuery,
     Quantiles,
     QuantilesQuery,
@@ -129,6 +130,25 @@ def quantiles(stream: str, query: QuantilesQuery) -> Response:
     figures = _store().snapshot(stream)
     answers = {text: session_quantile(figures, q) for text, q in contract.quantile_levels(query.q)}
     body = {"quantiles": answers, "relative_accuracy": sketch.RELATIVE_ACCURACY, "count": figures.moments.count}
+    return web.json_response(body)
+
+
+@bp.route("/streams/{stream}/histogram", methods=["GET"])
+@contract.operation(
+    "The distribution of the active session's values: its quantile sketch's bins",
+    tags=("streams",),
+    path=StreamPath,
+    responses={200: Histogram},
+)
+def histogram(stream: str) -> Response:
+    figures = _store().snapshot(stream)
+    m = figures.moments
+    bins = figures.sketch.histogram(m.min, m.max) if figures.has_quantiles else []
+    body = {
+        "bins": [{"low": low, "high": high, "count": n} for low, high, n in bins],
+        "relative_accuracy": sketch.RELATIVE_ACCURACY,
+        "count": m.count,
+    }
     return web.json_response(body)
 
 
