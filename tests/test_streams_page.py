@@ -27,6 +27,11 @@ def test_the_page_shows_the_quantiles_of_the_active_and_closed_sessions(browser:
     expect(page.locator('[data-figure="mean"] b')).to_have_text("202")
     p99 = float(page.locator('[data-figure="p99"] b').inner_text())
     assert abs(p99 - 4) <= 0.04
+    # The histogram from the sketch's bins: 1 to 4 in the first of 30 bars from 1 to 1000, 1000 in the last.
+    bars = page.locator("#histogram rect")
+    expect(bars).to_have_count(2, timeout=WAIT_MS)
+    assert [bars.nth(i).get_attribute("data-count") for i in range(2)] == ["4", "1"]
+    expect(page.locator("#histogram text")).to_have_text(["1", "1,000"])
     # Times in the reader's zone, named; the ISO time as sent is the title.
     expect(page.locator("#updated")).to_contain_text("GMT+5:30")
     expect(page.locator("#audit tr td").nth(2)).to_contain_text("GMT+5:30")

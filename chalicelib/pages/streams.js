@@ -46,10 +46,46 @@ function showFigures(s) {
   $("updated").title = s.updated_at || "";
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+const BARS = 30;
+function svgEl(name, attrs, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// Bars of equal width from the session's min to its max; each sketch bin (1% wide) counts in the bar holding its
+// middle. Drawn in the SVG's own pixels so labels keep their size on a phone.
+function drawHistogram(h) {
+  const svg = $("histogram");
+  if (!h.bins.length) { svg.replaceChildren(); $("histogram-note").textContent = "no values yet"; return; }
+  const W = Math.round(svg.getBoundingClientRect().width) || 600, H = 160, bottom = 18, top = 4;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const low = h.bins[0].low, high = h.bins[h.bins.length - 1].high, span = high - low;
+  const bars = span > 0 ? BARS : 1, counts = new Array(bars).fill(0);
+  for (const b of h.bins) {
+    const at = span > 0 ? Math.min(bars - 1, Math.floor(((b.low + b.high) / 2 - low) / span * bars)) : 0;
+    counts[at] += b.count;
+  }
+  const most = Math.max(...counts), step = W / bars, nodes = [];
+  counts.forEach((n, i) => {
+    if (!n) return;
+    const height = Math.max(1, (H - top - bottom) * n / most), from = low + span * i / bars, to = low + span * (i + 1) / bars;
+    const bar = svgEl("rect", { x: i * step + 1, y: H - bottom - height, width: Math.max(1, step - 2), height, "data-count": n });
+    bar.appendChild(svgEl("title", {}, `${fmt(from)} to ${fmt(to)}: ${n.toLocaleString()}`));
+    nodes.push(bar);
+  });
+  nodes.push(svgEl("text", { x: 0, y: H - 4 }, fmt(low)), svgEl("text", { x: W, y: H - 4, "text-anchor": "end" }, fmt(high)));
+  svg.replaceChildren(...nodes);
+  $("histogram-note").textContent = `${h.count.toLocaleString()} values in ${bars} bars; each value placed within 1%`;
+}
+
 async function refresh() {
   if (!$("stream").checkValidity()) return;
   try {
     showFigures(await call("GET", `streams/${stream()}`));
+    drawHistogram(await call("GET", `streams/${stream()}/histogram`));
     const audit = await call("GET", `streams/${stream()}/values?limit=20`);
     $("audit").replaceChildren(...audit.values.map((v) => row([num(v.value), v.user || "—", time(v.at), v.session])));
   } catch (e) { $("error").textContent = e.message; }
