@@ -48,6 +48,11 @@ def bin_key(x: float) -> str:
     return f"{'p' if x > 0 else 'n'}{bin_index(x)}"
 
 
+def _bin_top(index: int) -> float:
+    """The largest magnitude bin `index` holds: gamma^index."""
+    return math.exp(index * _LOG_GAMMA)
+
+
 def bin_value(index: int) -> float:
     """The representative magnitude of bin `index`, within alpha of every magnitude in it."""
     return 2 * math.exp(index * _LOG_GAMMA) / (GAMMA + 1)
@@ -137,6 +142,39 @@ class Sketch:
             if seen > rank:
                 return bin_value(i)
         raise AssertionError("rank beyond count")  # unreachable: rank < n
+
+    def quantile_within(self, q: float, low: float | None, high: float | None) -> float | None:
+        """The q-quantile kept inside [low, high], the exact min and max of the values sketched: q = 0 and q = 1
+        are low and high themselves. A bin's representative can lie beyond every value in the bin (p99 of 1..30 is
+        30.27 unclamped); the true quantile lies in [low, high], so clamping only moves the answer towards it and
+        keeps the relative-error guarantee. Bounds unknown (None): the unclamped answer."""
+        answer = self.quantile(q)
+        if answer is None or low is None or high is None:
+            return answer
+        if q == 0:
+            return low
+        if q == 1:
+            return high
+        return min(max(answer, low), high)
+
+    def histogram(self, low: float | None = None, high: float | None = None) -> list[tuple[float, float, int]]:
+        """The sketch's bins as (lowest, highest, count), ascending: every value counted lies in its bin's range (a
+        positive bin i holds (gamma^(i-1), gamma^i], a negative one the mirror, zero [0, 0]). Ranges are narrowed to
+        [low, high], the values' min and max when known, so no bin reaches past the values."""
+
+        def within(a: float, b: float) -> tuple[float, float]:
+            if low is not None and high is not None:
+                return max(a, low), min(b, high)
+            return a, b
+
+        bins: list[tuple[float, float, int]] = []
+        for i in sorted(self.negative, reverse=True):
+            bins.append((*within(-_bin_top(i), -_bin_top(i - 1)), self.negative[i]))
+        if self.zeros:
+            bins.append((0.0, 0.0, self.zeros))
+        for i in sorted(self.positive):
+            bins.append((*within(_bin_top(i - 1), _bin_top(i)), self.positive[i]))
+        return bins
 
     def encode(self) -> bytes:
         """Version byte, zeros, then per store (positive, negative): its runs of nearby bins, each as the gap from the

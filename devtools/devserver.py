@@ -50,6 +50,7 @@ from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayExc
 
 from chalicelib import routing, web
 from chalicelib.errors import error_body
+from chalicelib.observability import SERVICE
 from devtools import local_routes
 from devtools.ddblocal import (
     PROJECT_DIR,
@@ -109,6 +110,10 @@ class DevRequestHandler(ChaliceRequestHandler):
     too large) is answered here as `{"error": {"code", "message"}}` JSON with an X-Request-Id, and a body is
     handed to the app only when it arrived whole. HEAD responses carry the headers and never a body.
     """
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Nothing: the app logs every request it answers (its JSON access line), and this layer logs each answer it
+        makes itself (log_error). http.server's own line would be a second line for the same request."""
 
     # socketserver sets TCP_NODELAY for us. Without it, a keep-alive client stalls ~40 ms per request
     # (headers and body go out in separate small writes: Nagle's algorithm meets delayed ACK).
@@ -608,10 +613,17 @@ def serve(options: Options, project_dir: Path) -> int:
     return 0
 
 
-def main() -> int:
-    # Same stdout logging as `chalice local` (and as Lambda's log stream).
+def configure_logging() -> None:
+    """Same stdout logging as `chalice local` (and as Lambda's log stream): one line per request, the app's JSON
+    access line. Powertools' logger writes that line itself; passed on to the root logger's handler too, it printed
+    again as a bare `request`."""
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in environment variables."
+    logging.getLogger(SERVICE).propagate = False
+
+
+def main() -> int:
+    configure_logging()
     # SIGINT explicitly too: a shell starts background jobs with SIGINT ignored, and Python keeps that.
     signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -347,7 +347,7 @@ def test_posts_leave_the_sub_total_shape_the_benchmark_builds(store: SumStore, d
     key = {"pk": {"S": keys.sum_sub_pk("shape")}, "sk": {"S": keys.sum_sub_sk(w.minute_of(t), 2)}}
     stored = dynamodb.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
     s = w.second_of(t)
-    built = store.sub_total_item("shape", w.minute_of(t), 2, 16, 4, {s: 5, s + 1: 7, s + 20: 4})
+    built = store.sub_total_item("shape", w.minute_of(t), 2, 16, 4, {s: 5, s + 1: 7, s + 20: 4}, w.Extremes(-2, 9))
 
     def normal(item: dict[str, Any]) -> dict[str, str | int]:
         return {k: (v["S"] if "S" in v else int(v["N"])) for k, v in item.items()}

@@ -95,6 +95,18 @@ def test_quantiles_answer_the_documented_shape(api: Api) -> None:
     assert list(default["quantiles"]) == ["0.5", "0.9", "0.95", "0.99"]
 
 
+def test_quantiles_stay_inside_the_values_and_the_edges_are_exact(api: Api) -> None:
+    at(T0 + 5_000)
+    for v in [*range(1, 31), *range(1, 31)]:
+        assert api.post("/metric/thirty", {"value": v}).status_code == 200
+    for v in (1, 2, 4):
+        assert api.post("/metric/three", {"value": v}).status_code == 200
+    thirty = body(api.get("/metric/thirty/quantiles?window=60&q=0,0.5,0.99,1"))["quantiles"]
+    assert thirty["0.99"] == 30 and thirty["0"] == 1 and thirty["1"] == 30  # unclamped p99 is 30.27
+    three = body(api.get("/metric/three/quantiles?window=60&q=0,1"))["quantiles"]
+    assert three == {"0": 1, "1": 4}  # unclamped, q=0 is 0.99
+
+
 def test_an_empty_window_has_no_quantiles(api: Api) -> None:
     at(T0)
     assert body(api.get("/metric/nothing/quantiles?q=0.5,0.99")) == {
@@ -154,6 +166,7 @@ def test_eight_concurrent_posters_give_quantiles_within_one_percent(api: Api, st
         assert result["count"] == len(values)
         for q in QS:
             assert_accurate(result["quantiles"][repr(q)], values, q)
+        assert (result["quantiles"]["0.0"], result["quantiles"]["1.0"]) == (min(values), max(values))
 
 
 def test_the_window_covers_whole_minutes(store: SumStore) -> None:
@@ -187,6 +200,53 @@ def test_stream_events_late_values_and_compaction_keep_the_answer(store: SumStor
             assert got == Sketch.of(values), (now, window_ms)
             for q in QS:
                 assert_accurate(got.quantile(q), values, q)
+
+
+def assert_extremes(store: SumStore, everything: list[tuple[int, int]], now: int, window_ms: int) -> None:
+    values = covered(everything, now, window_ms)
+    merged, extremes = store.quantile_values("k", now, window_ms)
+    assert extremes == w.extremes_of(values), (now, window_ms)
+    low, high = extremes.bounds()
+    for q in QS:
+        answer = merged.quantile_within(q, low, high)
+        assert answer is not None and min(values) <= answer <= max(values), (q, answer)
+    assert (merged.quantile_within(0, low, high), merged.quantile_within(1, low, high)) == (min(values), max(values))
+
+
+def test_extremes_follow_posts_stream_events_late_values_and_compaction(store: SumStore) -> None:
+    rng = random.Random(9)
+    # Posts in rising, falling and mixed order (each shard's extremes move both ways); the stream's values on top.
+    posted = [(T0 + 100 * i, v) for i, v in enumerate([*range(5, 15), *range(40, 20, -2), *mixed_values(rng, 20)])]
+    streamed = [(T0 + w.MINUTE_MS + 200 * i, v) for i, v in enumerate(mixed_values(rng, 40))]
+    for i, (t, v) in enumerate(posted):
+        store.post("k", v, t, event_id=f"p{i}")
+    records = delivered(streamed)
+    store.apply_delivered(records[:20], T0 + 2 * w.MINUTE_MS)
+    store.apply_delivered(records[:25], T0 + 2 * w.MINUTE_MS)  # a retry: the first 20 are skipped
+    everything = posted + streamed[:25]
+    assert_extremes(store, everything, T0 + 2 * w.MINUTE_MS - 1, HOUR_MS)  # before compaction: sub-totals
+    compaction.compact(store, T0 + 2 * w.MINUTE_MS + w.SEAL_LAG_MS)
+    assert_extremes(store, everything, T0 + 3 * w.MINUTE_MS, HOUR_MS)  # buckets
+    late = [(T0 + w.MINUTE_MS + 5, -(10**9)), (T0 + 7, 10**9)]  # beyond every value, after the seal
+    store.apply_delivered(records + delivered(late, first=1_000), T0 + 5 * w.MINUTE_MS)
+    everything = posted + streamed + late
+    for window_ms in (4 * w.MINUTE_MS, HOUR_MS):
+        assert_extremes(store, everything, T0 + 5 * w.MINUTE_MS, window_ms)
+    assert_extremes(store, everything, T0 + w.MINUTE_MS + 1, 1_000)  # the second minute alone
+    compaction.compact(store, T0 + 6 * w.MINUTE_MS)
+    assert_extremes(store, everything, T0 + 6 * w.MINUTE_MS, HOUR_MS)
+
+
+def test_a_minute_holding_values_without_extremes_is_not_clamped(store: SumStore, dynamodb: Any) -> None:
+    """A sub-total posted to before extremes were kept: its minute's extremes are unknown, and stay so when more is
+    posted to it (extremes of only some of its values would be wrong ones)."""
+    dynamodb.put_item(TableName=TABLE, Item=store.sub_total_item("k", MINUTE, 0, -50, 1, {0: -50}))
+    store.post("k", 7, T0 + 1_000, event_id="new", shard=0)
+    store.post("k", 3, T0 + 2_000, event_id="other", shard=1)
+    _, extremes = store.quantile_values("k", T0 + 5_000, HOUR_MS)
+    assert extremes == w.UNKNOWN and extremes.bounds() == (None, None)
+    compaction.compact(store, T0 + w.MINUTE_MS + w.SEAL_LAG_MS)
+    assert store.quantile_values("k", T0 + 2 * w.MINUTE_MS, HOUR_MS)[1] == w.UNKNOWN
 
 
 def test_a_replayed_batch_adds_its_bins_once(store: SumStore, dynamodb: Any) -> None:
@@ -257,6 +317,30 @@ def test_a_window_sketch_is_its_minutes_values_however_far_compaction_got(
     assert w.window_sketch(span, buckets, subs, late) == expected
     # minutes outside the span are not counted
     assert w.window_sketch(range(0), buckets, subs, late) == sketch.EMPTY
+
+
+@pytest.mark.pure
+@given(st.lists(st.tuples(minute_values, minute_values, st.sampled_from(["bucket", "subs", "old"])), max_size=6))
+def test_window_extremes_are_those_of_its_values_or_unknown(minutes: list[tuple[list[int], list[int], str]]) -> None:
+    """A minute's base values' extremes are in its bucket (compacted) or its sub-totals, its late values' in its state
+    item; "old": a bucket written before extremes were kept, which makes the window's unknown."""
+    span = range(100, 100 + len(minutes))
+    states: dict[int, w.MinuteState] = {}
+    subs: dict[int, w.Extremes] = {}
+    for m, (base, after, where) in zip(span, minutes, strict=True):
+        late = w.MinuteParts(count=len(after), extremes=w.extremes_of(after))
+        if where == "subs":
+            subs[m] = w.extremes_of(base)
+            states[m] = w.MinuteState(late=late)
+        else:
+            kept = w.extremes_of(base) if where == "bucket" else w.extremes_kept(len(base), None, None)
+            states[m] = w.MinuteState(total=sum(base), count=len(base), late=late, extremes=kept)
+            subs[m] = w.extremes_of([10**9])  # read too, but a bucket wins over the sub-totals it was made from
+    got = w.window_extremes(span, states, subs)
+    if any(where == "old" and base for base, _, where in minutes):
+        assert got == w.UNKNOWN
+    else:
+        assert got == w.extremes_of(v for base, after, _ in minutes for v in base + after)
 
 
 PLACES = ["compacted", "crashed", "passed", "fresh", "none"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -173,3 +174,45 @@ def test_non_finite_values_have_no_bin(bad: float) -> None:
 def test_quantile_outside_zero_one_is_refused(q: float) -> None:
     with pytest.raises(ValueError):
         Sketch.of([1.0]).quantile(q)
+
+
+@settings(max_examples=300, deadline=None)
+@given(distributions, st.floats(min_value=0, max_value=1))
+def test_a_quantile_within_min_and_max_stays_inside_the_values_and_keeps_the_guarantee(
+    values: list[float], q: float
+) -> None:
+    sketch = Sketch.of(values)
+    low, high = min(values), max(values)
+    answer = sketch.quantile_within(q, low, high)
+    assert answer is not None and low <= answer <= high
+    assert within(answer, exact(values, q))
+    assert sketch.quantile_within(0, low, high) == low
+    assert sketch.quantile_within(1, low, high) == high
+
+
+def test_the_reported_cases_answer_inside_the_values() -> None:
+    # Unclamped, p99 of 1..30 (each twice) is 30.27 and q=0 of [1, 2, 4] is 0.99: bin representatives, not values.
+    one_to_thirty = Sketch.of([*range(1, 31), *range(1, 31)])
+    assert (one_to_thirty.quantile(0.99) or 0) > 30
+    assert one_to_thirty.quantile_within(0.99, 1, 30) == 30
+    assert Sketch.of([1, 2, 4]).quantile_within(0, 1, 4) == 1
+
+
+def test_a_quantile_without_bounds_is_the_sketch_answer() -> None:
+    sketch = Sketch.of([1, 2, 4])
+    assert sketch.quantile_within(0.5, None, None) == sketch.quantile(0.5)
+    assert Sketch().quantile_within(0.5, 1, 4) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(distributions)
+def test_a_histogram_holds_every_value_in_its_bin_in_order(values: list[float]) -> None:
+    sketch = Sketch.of(values)
+    low, high = min(values), max(values)
+    bins = sketch.histogram(low, high)
+    assert sum(count for _, _, count in bins) == len(values)
+    assert all(a <= b for a, b, _ in bins) and all(b1 <= a2 for (_, b1, _), (a2, _, _) in itertools.pairwise(bins))
+    assert bins[0][0] == low and bins[-1][1] == high
+    for x in values:  # each value falls in a bin's range (float rounding at a bin's edge: 1e-9 relative)
+        slack = 1e-9 * abs(x)
+        assert any(a - slack <= x <= b + slack for a, b, _ in bins), x

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from typing import Any
 
 from tests.test_browser import WAIT_MS, base_url, browser, expect, pytestmark  # noqa: F401 (fixtures, skip rule)
@@ -9,19 +11,33 @@ from tests.test_survey_api import survey  # noqa: F401 (fixture base_url uses)
 
 
 def test_the_page_shows_the_quantiles_of_the_active_and_closed_sessions(browser: Any, base_url: str) -> None:  # noqa: F811
-    page = browser.new_context().new_page()
+    page = browser.new_context(timezone_id="Asia/Kolkata", locale="en-GB").new_page()
     page.goto(f"{base_url}/?stream=page-quantiles")
     expect(page.locator("#session")).to_have_text("no values yet", timeout=WAIT_MS)
     expect(page.locator('[data-figure="p50"] b')).to_have_text("—")
     page.fill("#numbers", "1, 2, 3, 4, 1000")
     page.click("#submit button[type=submit]")
     # The lower quantiles of 1, 2, 3, 4, 1000: p50 is 3 and p99 (rank floor(0.99 * 4) = 3) is 4, each within 1%
-    # (a bin's representative value).
-    expect(page.locator('[data-figure="p50"] b')).to_have_text("2.974233423", timeout=WAIT_MS)
+    # (a bin's representative value), shown to 4 significant digits with the exact value as the title.
+    p50 = page.locator('[data-figure="p50"] b')
+    expect(p50).to_have_text("2.974", timeout=WAIT_MS)
+    with urllib.request.urlopen(f"{base_url}/streams/page-quantiles") as response:
+        sent = json.load(response)
+    expect(p50).to_have_attribute("title", repr(sent["quantiles"]["p50"]))  # 2.974233423...: as JSON carried it
+    expect(page.locator('[data-figure="mean"] b')).to_have_text("202")
     p99 = float(page.locator('[data-figure="p99"] b').inner_text())
     assert abs(p99 - 4) <= 0.04
+    # The histogram from the sketch's bins: 1 to 4 in the first of 30 bars from 1 to 1000, 1000 in the last.
+    bars = page.locator("#histogram rect")
+    expect(bars).to_have_count(2, timeout=WAIT_MS)
+    assert [bars.nth(i).get_attribute("data-count") for i in range(2)] == ["4", "1"]
+    expect(page.locator("#histogram text")).to_have_text(["1", "1,000"])
+    # Times in the reader's zone, named; the ISO time as sent is the title.
+    expect(page.locator("#updated")).to_contain_text("GMT+5:30")
+    expect(page.locator("#audit tr td").nth(2)).to_contain_text("GMT+5:30")
     page.click("#reset")
-    expect(page.locator("#sessions tr td").nth(4)).to_have_text("2.974233423", timeout=WAIT_MS)
+    expect(page.locator("#sessions tr td").nth(4)).to_have_text("2.974", timeout=WAIT_MS)
+    expect(page.locator("#sessions tr td").nth(7)).to_contain_text("GMT+5:30")
     expect(page.locator('[data-figure="p50"] b')).to_have_text("—", timeout=WAIT_MS)
 
 

@@ -92,6 +92,17 @@ def test_the_answer_to_a_write_carries_the_quantiles(api: Api) -> None:
     assert body["quantiles"]["p50"] != body["quantiles"]["p99"]
 
 
+def test_quantiles_answer_inside_the_values_posted_and_the_edges_exactly(api: Api) -> None:
+    api.post("/streams/inside/values", {"values": [*range(1, 31), *range(1, 31)]})
+    body = json.loads(api.get("/streams/inside").body)
+    assert body["quantiles"]["p99"] == 30  # a bin's representative, unclamped, is 30.27
+    assert all(1 <= v <= 30 for v in body["quantiles"].values())
+    api.post("/streams/edges/values", {"values": [1, 2, 4]})
+    answer = json.loads(api.get("/streams/edges/quantiles?q=0,0.5,1").body)["quantiles"]
+    assert answer["0"] == 1 and answer["1"] == 4  # unclamped, q=0 is 0.99
+    assert answer["0.5"] == pytest.approx(2, rel=RELATIVE_ACCURACY)
+
+
 def test_a_reset_closes_the_sketch_with_its_session_and_the_next_session_starts_a_new_one(api: Api) -> None:
     first = [float(x) for x in range(1, 201)]
     second = [-5.0, 0.0, 0.0, 7.0]
@@ -177,6 +188,7 @@ def test_values_from_the_events_stream_update_the_sketch_exactly_once(client: An
     assert figures.moments.count == figures.sketch.count == len(everything)
     for q in (0.0, 0.01, 0.5, 0.9, 0.99, 1.0):
         assert_within(figures.sketch.quantile(q), exact(everything, q), q)
+    assert (figures.moments.min, figures.moments.max) == (min(everything), max(everything))
 
 
 def test_events_after_a_reset_count_in_the_new_sketch_only(client: Any, dynamodb: Any) -> None:
@@ -187,3 +199,21 @@ def test_events_after_a_reset_count_in_the_new_sketch_only(client: Any, dynamodb
     figures = store().snapshot("evr")
     assert figures.sketch.count == figures.moments.count == 1
     assert_within(figures.sketch.quantile(0.5), -1.0, "new session")
+
+
+def test_the_histogram_is_the_sessions_sketch_bins_inside_its_values(api: Api) -> None:
+    assert json.loads(api.get("/streams/hist/histogram").body) == {
+        "bins": [],
+        "relative_accuracy": RELATIVE_ACCURACY,
+        "count": 0,
+    }
+    xs = [-3.0, 0.0, 0.0, 1.0, 2.0, 4.0, 4.0, 100.0]
+    api.post("/streams/hist/values", {"values": xs})
+    body = json.loads(api.get("/streams/hist/histogram").body)
+    bins = body["bins"]
+    assert body["count"] == len(xs) == sum(b["count"] for b in bins)
+    assert [b["count"] for b in bins] == [1, 2, 1, 1, 2, 1]  # -3, the zeros, 1, 2, the fours, 100
+    assert bins[0]["low"] == -3 and bins[-1]["high"] == 100  # narrowed to the session's min and max
+    for x in xs:
+        assert any(b["low"] <= x <= b["high"] for b in bins), x
+    assert [b["low"] for b in bins] == sorted(b["low"] for b in bins)

@@ -71,10 +71,11 @@ def get_sum(key: str, query: WindowQuery) -> Response:
     responses={200: Quantiles},
 )
 def get_quantiles(key: str, query: QuantilesQuery) -> Response:
-    merged = _store().quantile_sketch(key, clock.now_ms(), query.window * window.SECOND_MS)
+    merged, extremes = _store().quantile_values(key, clock.now_ms(), query.window * window.SECOND_MS)
+    low, high = extremes.bounds()
     return web.json_response(
         {
-            "quantiles": {text: merged.quantile(q) for text, q in contract.quantile_levels(query.q)},
+            "quantiles": {text: merged.quantile_within(q, low, high) for text, q in contract.quantile_levels(query.q)},
             "relative_accuracy": sketch.RELATIVE_ACCURACY,
             "count": merged.count,
         }

@@ -26,6 +26,8 @@ from chalicelib.metrics.store import (
     BUCKET_COUNT,
     BUCKET_TOTAL,
     CHAINED,
+    HIGH,
+    LOW,
     PREFIX_CHAIN,
     PREFIX_MINUTE,
     PREFIX_MINUTES,
@@ -267,23 +269,30 @@ def _put_bucket(store: SumStore, key: str, minute: int, parts: MinuteParts, chai
     """Write the bucket once, saying whether the minute's sketch is in the prefix chain. False if it exists (another
     run wrote the same figures)."""
     client = store.client
+    # The minute's extremes, from its sub-totals' (the stream item's among them); none if one of them keeps none.
+    low, high = parts.extremes.bounds()
+    extremes_values = {":lo": num(low), ":hi": num(high)} if low is not None and high is not None else {}
+    extremes_set = ", #lo = :lo, #hi = :hi" if extremes_values else ""
+    extremes_names = {"#lo": LOW, "#hi": HIGH} if extremes_values else {}
     try:
         client.update_item(
             TableName=store.table,
             Key=item_key(keys.sum_bucket_pk(key), keys.sum_minute_sk(minute)),
-            UpdateExpression="SET #total = :total, #n = :n, #chained = :chained, #exp = :exp",
+            UpdateExpression=f"SET #total = :total, #n = :n, #chained = :chained, #exp = :exp{extremes_set}",
             ConditionExpression="attribute_not_exists(#total)",
             ExpressionAttributeNames={
                 "#total": BUCKET_TOTAL,
                 "#n": BUCKET_COUNT,
                 "#chained": CHAINED,
                 "#exp": table.TTL_ATTRIBUTE,
+                **extremes_names,
             },
             ExpressionAttributeValues={
                 ":total": num(parts.total),
                 ":n": num(parts.count),
                 ":chained": num(int(chained)),
                 ":exp": num(window.expires_at((minute + 1) * window.MINUTE_MS)),
+                **extremes_values,
             },
         )
     except client.exceptions.ConditionalCheckFailedException:

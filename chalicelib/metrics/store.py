@@ -101,6 +101,12 @@ CHAINED = "q"
 LATE_TOTAL = "lt"
 LATE_COUNT = "ln"
 LATE_SKETCH = "lsketch"
+# The least and greatest value: of a sub-total item (posts) or stream item, of a bucket (in the state item), and of
+# the late values (also in the state item). Quantiles are kept inside them (Sketch.quantile_within).
+LOW = "mn"
+HIGH = "mx"
+LATE_LOW = "lmn"
+LATE_HIGH = "lmx"
 # The attribute of a minute's sketch bucket item (SUMQ# B{minute}) holding the encoded, bounded bucket.
 SKETCH_BUCKET = "sketch"
 # Attributes of a prefix item (SUMQ# P{minute}) and of the chain's head (SUMQ# H), which also names its minute.
@@ -109,6 +115,42 @@ PREFIX_CHAIN = "chain"
 PREFIX_MINUTES = "k"
 PREFIX_MINUTE = "minute"
 _NOT_BINS = frozenset({table.PARTITION_KEY, table.SORT_KEY, table.TTL_ATTRIBUTE, SKETCH_BUCKET})
+
+
+# A sub-total's extremes as a post last read them (low, high, the value posted; None where the item keeps none) and
+# whether the item can keep them (False: it holds values posted before extremes were kept), or None before any read:
+# the post then assumes its value lies inside them, and reads them only if it does not.
+Believed = tuple[int | None, int | None, int, bool] | None
+# Reads of a sub-total's extremes per post attempt: each follows a transaction refused because they had moved.
+EXTREMES_READS = 3
+
+
+def extremes_update(believed: Believed) -> tuple[str, str]:
+    """What a post adds to its sub-total's update for the extremes: the SET clauses (after SET ..., with a leading
+    comma) and the condition, for the value :v. DynamoDB has no min() in updates, so a post SETs an extreme only when
+    its value is beyond the one it read, on condition it still is; otherwise it asserts the value lies inside. A
+    refused condition cancels the whole transaction (nothing stored), and the post reads and tries again. An item
+    without extremes (none yet, or posted to before they were kept) gets the value's as a start."""
+    if believed is None:  # a new item starts with the value's; one that has values must already span it
+        return ", #lo = if_not_exists(#lo, :v), #hi = if_not_exists(#hi, :v)", (
+            "attribute_not_exists(#n) OR (#lo <= :v AND #hi >= :v)"
+        )
+    low, high, value, keeps = believed
+    if not keeps:  # extremes of only some of its values would be wrong ones: it keeps none
+        return "", ""
+    sets: list[str] = []
+    conditions: list[str] = []
+    if low is None or value < low:
+        sets.append("#lo = :v")
+        conditions.append("(attribute_not_exists(#lo) OR #lo > :v)")
+    else:
+        conditions.append("#lo <= :v")
+    if high is None or value > high:
+        sets.append("#hi = :v")
+        conditions.append("(attribute_not_exists(#hi) OR #hi < :v)")
+    else:
+        conditions.append("#hi >= :v")
+    return "".join(f", {clause}" for clause in sets), " AND ".join(conditions)
 
 
 def late_second_attr(second: int) -> str:
@@ -145,9 +187,20 @@ def sub_total_of(item: dict[str, Any]) -> SubTotal:
         attr = item.get(second_attr(s))
         if attr is not None:
             seconds[s] = read_int(attr)
+    count = read_int(item.get("n"))
     return SubTotal(
-        keys.sum_sub_minute(sort_key_of(item)), read_int(item.get("total")), read_int(item.get("n")), seconds
+        keys.sum_sub_minute(sort_key_of(item)),
+        read_int(item.get("total")),
+        count,
+        seconds,
+        extremes_in(item, count, LOW, HIGH),
     )
+
+
+def extremes_in(item: Mapping[str, Any], count: int, low: str, high: str) -> window.Extremes:
+    """The extremes an item keeps of its `count` values in attributes `low` and `high`."""
+    found = [read_int(item[a]) if a in item else None for a in (low, high)]
+    return window.extremes_kept(count, found[0], found[1])
 
 
 def minute_state_of(item: dict[str, Any]) -> MinuteState:
@@ -157,13 +210,22 @@ def minute_state_of(item: dict[str, Any]) -> MinuteState:
         attr = item.get(late_second_attr(s))
         if attr is not None:
             seconds[s] = read_int(attr)
-    late = MinuteParts(read_int(item.get(LATE_TOTAL)), read_int(item.get(LATE_COUNT)), seconds)
+    late_count = read_int(item.get(LATE_COUNT))
+    late_extremes = extremes_in(item, late_count, LATE_LOW, LATE_HIGH)
+    late = MinuteParts(read_int(item.get(LATE_TOTAL)), late_count, seconds, late_extremes)
     late_sketch = sketch_of(item, LATE_SKETCH)
     if BUCKET_TOTAL not in item:
         return MinuteState(late=late, late_sketch=late_sketch, runs=runs_of(item))
     chained = read_int(item.get(CHAINED)) == 1
+    count = read_int(item.get(BUCKET_COUNT))
     return MinuteState(
-        read_int(item[BUCKET_TOTAL]), read_int(item.get(BUCKET_COUNT)), late, chained, late_sketch, runs_of(item)
+        read_int(item[BUCKET_TOTAL]),
+        count,
+        late,
+        chained,
+        late_sketch,
+        runs_of(item),
+        extremes_in(item, count, LOW, HIGH),
     )
 
 
@@ -219,6 +281,8 @@ class Tally:
     count: str
     second: Callable[[int], str]
     sketch: str
+    low: str
+    high: str
     fenced: bool
 
     def update(self, item: Mapping[str, Any], shard_id: str, run: Sequence[Delivered], run_id: bytes) -> dict[str, Any]:
@@ -227,6 +291,11 @@ class Tally:
         is applied and, if fenced, the item is not sealed."""
         sums = batch.sums(run)
         merged = sketch_of(item, self.sketch).merge(batch.sketch(run))
+        # Extremes are SET from the item as read (the version condition makes that exact); an item that holds values
+        # without extremes (written before them) keeps none, so its minute's quantiles are not clamped.
+        extremes = extremes_in(item, read_int(item.get(self.count)), self.low, self.high).merge(
+            window.extremes_of(batch.metric(d).value for d in run)
+        )
         marker_names, marker_values = applied.marker_condition(shard_id, run)
         minute = window.minute_of(batch.metric(run[0]).time_ms)
         names = {
@@ -256,16 +325,23 @@ class Tally:
             conditions.append("attribute_not_exists(#sealed)")
             names["#sealed"] = SEALED
         adds = "".join(f", #s{s} :s{s}" for s in sums.seconds)
+        sets = ""
+        if extremes.known and extremes.low is not None and extremes.high is not None:
+            names.update({"#lo": self.low, "#hi": self.high})
+            values.update({":lo": num(extremes.low), ":hi": num(extremes.high)})
+            sets = ", #lo = :lo, #hi = :hi"
         return {
-            "UpdateExpression": f"ADD #t :t, #n :n{adds}, #v :one, #runs :run SET #q = :q, #applied = :last, #exp = :exp",
+            "UpdateExpression": (
+                f"ADD #t :t, #n :n{adds}, #v :one, #runs :run SET #q = :q, #applied = :last, #exp = :exp{sets}"
+            ),
             "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
 
 
-FRESH = Tally("total", "n", second_attr, STREAM_SKETCH, fenced=True)
-LATE = Tally(LATE_TOTAL, LATE_COUNT, late_second_attr, LATE_SKETCH, fenced=False)
+FRESH = Tally("total", "n", second_attr, STREAM_SKETCH, LOW, HIGH, fenced=True)
+LATE = Tally(LATE_TOTAL, LATE_COUNT, late_second_attr, LATE_SKETCH, LATE_LOW, LATE_HIGH, fenced=False)
 
 
 def _committed_runs(sub_items: Iterable[dict[str, Any]], states: Mapping[int, MinuteState]) -> dict[int, set[bytes]]:
@@ -285,6 +361,22 @@ def _late_sketches(states: Mapping[int, MinuteState], found: Iterable[Mapping[in
         for m, more in bins.items():
             late[m] = late.get(m, sketch.EMPTY).merge(more)
     return late
+
+
+def _with_sub_total_items(
+    sketches: dict[int, Sketch], sub_items: Iterable[dict[str, Any]], wanted: set[int]
+) -> tuple[dict[int, Sketch], dict[int, window.Extremes]]:
+    """The minutes' sketches plus their stream items', and the extremes of the sub-total items (shards and stream)."""
+    extremes: dict[int, window.Extremes] = {}
+    for item in sub_items:
+        minute = keys.sum_sub_minute(sort_key_of(item))
+        if minute not in wanted:
+            continue
+        if STREAM_SKETCH in item:
+            sketches[minute] = sketches.get(minute, sketch.EMPTY).merge(sketch_of(item, STREAM_SKETCH))
+        kept = extremes_in(item, read_int(item.get("n")), LOW, HIGH)
+        extremes[minute] = extremes.get(minute, window.NO_VALUES).merge(kept)
+    return sketches, extremes
 
 
 def _call(read: Callable[[], Any]) -> Any:
@@ -308,7 +400,14 @@ class SumStore:
         }
 
     def sub_total_item(
-        self, key: str, minute: int, shard: int, total: int, count: int, seconds: dict[int, int]
+        self,
+        key: str,
+        minute: int,
+        shard: int,
+        total: int,
+        count: int,
+        seconds: dict[int, int],
+        extremes: window.Extremes = window.NO_VALUES,
     ) -> dict[str, Any]:
         """The sub-total item as the posts' `ADD`s leave it (tests check that the two agree)."""
         item: dict[str, Any] = {
@@ -317,6 +416,8 @@ class SumStore:
             "n": num(count),
             table.TTL_ATTRIBUTE: num(window.expires_at((minute + 1) * window.MINUTE_MS)),
         }
+        if extremes.low is not None and extremes.high is not None:
+            item.update({LOW: num(extremes.low), HIGH: num(extremes.high)})
         item.update({second_attr(s): num(v) for s, v in seconds.items()})
         return item
 
@@ -342,10 +443,18 @@ class SumStore:
         }
 
     def post_transaction(
-        self, key: str, value: int, at_ms: int, event_id: str, shard: int, event_shard: int = 0, attempt: int = 0
+        self,
+        key: str,
+        value: int,
+        at_ms: int,
+        event_id: str,
+        shard: int,
+        event_shard: int = 0,
+        attempt: int = 0,
+        believed: Believed = None,
     ) -> dict[str, Any]:
-        """The arguments of the post's TransactWriteItems: the event Put, its sub-total ADD and its bin's ADD to
-        the sub-total's sketch.
+        """The arguments of the post's TransactWriteItems: the event Put, its sub-total ADD (and its extremes, see
+        extremes_update) and its bin's ADD to the sub-total's sketch.
 
         The token is a digest of the event id and everything else the request carries (DynamoDB rejects a token
         reused with other parameters), plus the attempt: a retry after a conflict is a new request, and the event's
@@ -356,6 +465,7 @@ class SumStore:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         expires = num(window.expires_at((minute + 1) * window.MINUTE_MS))
         bin_name = sketch.bin_key(value)
+        extremes_set, extremes_condition = extremes_update(believed)
         return {
             "TransactItems": [
                 {
@@ -369,12 +479,14 @@ class SumStore:
                     "Update": {
                         "TableName": self.table,
                         "Key": item_key(keys.sum_sub_pk(key), keys.sum_sub_sk(minute, shard)),
-                        "UpdateExpression": "ADD #total :v, #n :one, #sec :v SET #exp = :exp",
+                        "UpdateExpression": f"ADD #total :v, #n :one, #sec :v SET #exp = :exp{extremes_set}",
+                        **({"ConditionExpression": extremes_condition} if extremes_condition else {}),
                         "ExpressionAttributeNames": {
                             "#total": "total",
                             "#n": "n",
                             "#sec": second_attr(window.second_of(at_ms)),
                             "#exp": table.TTL_ATTRIBUTE,
+                            **({"#lo": LOW, "#hi": HIGH} if extremes_condition else {}),
                         },
                         "ExpressionAttributeValues": {":v": num(value), ":one": num(1), ":exp": expires},
                     }
@@ -403,16 +515,40 @@ class SumStore:
 
         def attempt(n: int) -> None:
             target = self.rng.randrange(keys.SUM_WRITE_SHARDS) if shard is None else shard
-            try:
-                self.client.transact_write_items(
-                    **self.post_transaction(key, value, at_ms, event_id, target, event_shard, n)
-                )
-            except self.client.exceptions.TransactionCanceledException as exc:
-                if "ConditionalCheckFailed" not in cancellation_codes(exc):
-                    raise
-                # The event exists: an earlier attempt of this post was applied (event and ADD).
+            believed: Believed = None
+            for tries in range(EXTREMES_READS):
+                try:
+                    self.client.transact_write_items(
+                        **self.post_transaction(
+                            key, value, at_ms, event_id, target, event_shard, n * EXTREMES_READS + tries, believed
+                        )
+                    )
+                    return
+                except self.client.exceptions.TransactionCanceledException as exc:
+                    codes = cancellation_codes(exc)
+                    if codes[:1] == ["ConditionalCheckFailed"]:
+                        return  # the event exists: an earlier attempt of this post was applied (event and ADD)
+                    if codes[1:2] != ["ConditionalCheckFailed"]:
+                        raise
+                # The value is a new extreme of the sub-total (or the extremes moved since read): read them and say.
+                believed = self._sub_total_extremes(key, window.minute_of(at_ms), target, value)
+            raise LostRace
 
         retry(attempt, attempts=POST_ATTEMPTS, busy="too many concurrent posters on this key; retry")
+
+    def _sub_total_extremes(self, key: str, minute: int, shard: int, value: int) -> Believed:
+        """The sub-total item's extremes as stored (None where it keeps none), the value to post, and whether the
+        item can keep them: not if it holds values but no extremes (posted before extremes were kept)."""
+        item = self.client.get_item(
+            TableName=self.table,
+            Key=item_key(keys.sum_sub_pk(key), keys.sum_sub_sk(minute, shard)),
+            ProjectionExpression="#lo, #hi, #n",
+            ExpressionAttributeNames={"#lo": LOW, "#hi": HIGH, "#n": "n"},
+            ConsistentRead=True,
+        ).get("Item", {})
+        low, high = (read_int(item[a]) if a in item else None for a in (LOW, HIGH))
+        keeps = read_int(item.get("n")) == 0 or (low is not None and high is not None)
+        return low, high, value, keeps
 
     def _mark_dirty(self, key: str, minute: int, now: Callable[[], int]) -> int:
         """The key-minute's SUMDIRTY marker (compaction's work list), once per client, before any sub-total; when
@@ -566,6 +702,10 @@ class SumStore:
         )
 
     def quantile_sketch(self, key: str, now_ms: int, window_ms: int) -> Sketch:
+        """The sketch of the values of every minute overlapping (now - window, now] (see quantile_values)."""
+        return self.quantile_values(key, now_ms, window_ms)[0]
+
+    def quantile_values(self, key: str, now_ms: int, window_ms: int) -> tuple[Sketch, window.Extremes]:
         """The sketch of the values of every minute overlapping (now - window, now] (whole minutes: see the README).
 
         The compacted minutes come from two prefixes of the key's chain (window.prefix_sketch), the others from
@@ -579,27 +719,32 @@ class SumStore:
             partial(self.done_minutes, span[0], span[-1]),
             partial(self.prefix_at_or_before, key, span[-1]),
             partial(self.prefix_at_or_before, key, span[0] - 1),
-            *(partial(self.sub_sketches, key, range(a, b + 1)) for (a, b), _ in reads.sub_total_runs),
+            *(partial(self.sub_sketches_and_extremes, key, range(a, b + 1)) for (a, b), _ in reads.sub_total_runs),
         ]
         states, done, end, start, *fresh = runtime.fan_out(_call, first)
-        subs: dict[int, Sketch] = {m: sk for found in fresh for m, sk in found.items()}
+        subs: dict[int, Sketch] = {m: sk for found, _ in fresh for m, sk in found.items()}
+        sub_extremes: dict[int, window.Extremes] = {m: e for _, found in fresh for m, e in found.items()}
         missing = reads.missing(states, done)
         # Late bins older versions wrote to their own items: the late values count more than the state's sketch.
         with_late_bins = [m for m, state in states.items() if state.late.count > state.late_sketch.count]
         # Second round, only if a minute is not compacted (as for sums) or has such late bins.
-        missing_reads: list[Callable[[], Any]] = [partial(self.sub_sketches, key, missing)] if missing else []
+        missing_reads: list[Callable[[], Any]] = (
+            [partial(self.sub_sketches_and_extremes, key, missing)] if missing else []
+        )
         late_reads: list[Callable[[], Any]] = [
             partial(self._sketch_buckets, key, a, b) for a, b in window.runs(with_late_bins)
         ]
         results = runtime.fan_out(_call, [*missing_reads, *late_reads])
-        for found in results[: len(missing_reads)]:
+        for found, found_extremes in results[: len(missing_reads)]:
             subs.update(found)
+            sub_extremes.update(found_extremes)
+        extremes = window.window_extremes(span, states, sub_extremes)
         late = _late_sketches(states, [late_bins for _, late_bins in results[len(missing_reads) :]])
         merged = window.prefix_sketch(span, states, end, start, subs, late)
         if merged is not None:
-            return merged
+            return merged, extremes
         buckets, late_bins = self._sketch_buckets(key, span[0], span[-1])
-        return window.window_sketch(span, buckets, subs, _late_sketches(states, [late_bins]))
+        return window.window_sketch(span, buckets, subs, _late_sketches(states, [late_bins])), extremes
 
     def prefix_at_or_before(self, key: str, minute: int) -> window.Prefix | None:
         """The latest prefix of the key's chain at or before `minute` (one Query of one item)."""
@@ -645,9 +790,16 @@ class SumStore:
         return buckets, {m: Sketch.from_bins(b) for m, b in late.items() if b}
 
     def sub_sketches(self, key: str, minutes: Iterable[int]) -> dict[int, Sketch]:
-        """The sub-total sketches of a key's minutes, merged over shards, groups of bins and the minute's stream item:
-        two strongly consistent Queries per run of minutes (at most window.MAX_RUNS); minutes read but not asked for
-        are dropped."""
+        """The sub-total sketches of a key's minutes (see sub_sketches_and_extremes)."""
+        return self.sub_sketches_and_extremes(key, minutes)[0]
+
+    def sub_sketches_and_extremes(
+        self, key: str, minutes: Iterable[int]
+    ) -> tuple[dict[int, Sketch], dict[int, window.Extremes]]:
+        """The sub-total sketches of a key's minutes, merged over shards, groups of bins and the minute's stream item,
+        and their extremes (from the sub-total items, read for the stream item's sketch anyway): two strongly
+        consistent Queries per run of minutes (at most window.MAX_RUNS); minutes read but not asked for are
+        dropped."""
         wanted = set(minutes)
 
         def run_items(run: tuple[int, int]) -> list[dict[str, Any]]:
@@ -661,7 +813,7 @@ class SumStore:
             )
 
         def stream_items(run: tuple[int, int]) -> list[dict[str, Any]]:
-            return self._sub_total_items(key, run, {"#q": STREAM_SKETCH})
+            return self._sub_total_items(key, run, {"#q": STREAM_SKETCH, "#n": "n", "#lo": LOW, "#hi": HIGH})
 
         runs = window.runs(wanted)
         merged: dict[int, dict[str, int]] = {}
@@ -676,12 +828,8 @@ class SumStore:
                     for name, count in bins_of(item).items():
                         into[name] = into.get(name, 0) + count
         sketches = {m: Sketch.from_bins(b) for m, b in merged.items()}
-        for items in found[len(runs) :]:
-            for item in items:
-                minute = keys.sum_sub_minute(sort_key_of(item))
-                if minute in wanted and STREAM_SKETCH in item:
-                    sketches[minute] = sketches.get(minute, sketch.EMPTY).merge(sketch_of(item, STREAM_SKETCH))
-        return sketches
+        sub_items = [item for items in found[len(runs) :] for item in items]
+        return _with_sub_total_items(sketches, sub_items, wanted)
 
     def minutes(self, key: str, now_ms: int, window_ms: int) -> list[tuple[int, int]]:
         """(minute, that minute's total) for every minute overlapping the window; the last is the minute so far."""
@@ -766,7 +914,9 @@ class SumStore:
         """Every sub-total item of the minutes run[0]..run[1] (one Query) with total, n, the stream item's committed
         runs and only the per-second sums of `seconds` (less to send and parse; the read capacity is the same)."""
         seconds_read = {f"#{second_attr(s)}": second_attr(s) for s in seconds}
-        return self._sub_total_items(key, run, {"#total": "total", "#n": "n", "#runs": RUNS, **seconds_read})
+        return self._sub_total_items(
+            key, run, {"#total": "total", "#n": "n", "#runs": RUNS, "#lo": LOW, "#hi": HIGH, **seconds_read}
+        )
 
     def _sub_total_items(self, key: str, run: tuple[int, int], names: Mapping[str, str]) -> list[dict[str, Any]]:
         """The sub-total items of the minutes run[0]..run[1], every shard's and the stream item, with their sort key

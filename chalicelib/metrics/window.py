@@ -174,13 +174,56 @@ def runs(minutes: Iterable[int], gap: int = RUN_GAP, most: int = MAX_RUNS) -> li
 
 
 @dataclass(frozen=True)
+class Extremes:
+    """The least and greatest of some values, which keep quantiles inside them (Sketch.quantile_within). `known`
+    is False when some of the values were stored without their extremes (before items kept them): no bound then.
+    low and high are None when there are no values."""
+
+    low: int | None = None
+    high: int | None = None
+    known: bool = True
+
+    def merge(self, other: Extremes) -> Extremes:
+        if not (self.known and other.known):
+            return UNKNOWN
+        if self.low is None or self.high is None:
+            return other
+        if other.low is None or other.high is None:
+            return self
+        return Extremes(min(self.low, other.low), max(self.high, other.high))
+
+    def bounds(self) -> tuple[int | None, int | None]:
+        """(low, high) to clamp quantiles to; (None, None) when not known."""
+        return (self.low, self.high) if self.known else (None, None)
+
+
+NO_VALUES = Extremes()
+UNKNOWN = Extremes(known=False)
+
+
+def extremes_kept(count: int, low: int | None, high: int | None) -> Extremes:
+    """The extremes of an item's `count` values as it keeps them (low, high None: it did not keep them)."""
+    if count == 0:
+        return NO_VALUES
+    if low is None or high is None:
+        return UNKNOWN
+    return Extremes(low, high)
+
+
+def extremes_of(values: Iterable[int]) -> Extremes:
+    ordered = sorted(values)
+    return Extremes(ordered[0], ordered[-1]) if ordered else NO_VALUES
+
+
+@dataclass(frozen=True)
 class SubTotal:
-    """One shard's sub-total item of a minute: total, count and the per-second sums that were read."""
+    """One shard's sub-total item of a minute: total, count, the per-second sums that were read, and the extremes."""
 
     minute: int
     total: int
     count: int
     seconds: Mapping[int, int]
+    extremes: Extremes = NO_VALUES
 
 
 @dataclass
@@ -190,12 +233,14 @@ class MinuteParts:
     total: int = 0
     count: int = 0
     seconds: dict[int, int] = field(default_factory=dict)
+    extremes: Extremes = NO_VALUES
 
     def add(self, sub: SubTotal | MinuteParts) -> None:
         self.total += sub.total
         self.count += sub.count
         for s, v in sub.seconds.items():
             self.seconds[s] = self.seconds.get(s, 0) + v
+        self.extremes = self.extremes.merge(sub.extremes)
 
 
 def merge_sub_totals(subs: Iterable[SubTotal], wanted: set[int]) -> dict[int, MinuteParts]:
@@ -218,6 +263,7 @@ class MinuteState:
     chained: bool = False  # the minute's sketch bucket is in the key's prefix chain
     late_sketch: Sketch = EMPTY  # the late values' sketch (bins written by older versions live in their own items)
     runs: frozenset[bytes] = frozenset()  # the stream runs that added late values (their packed values count)
+    extremes: Extremes = NO_VALUES  # the bucket's (the late values' are in `late`)
 
 
 class Totals(dict[int, MinuteParts]):
@@ -331,6 +377,22 @@ def window_sketch(
     neither)."""
     parts = [buckets.get(m, subs.get(m)) for m in span] + [late[m] for m in span if m in late]
     return EMPTY.merge(*(p for p in parts if p is not None))
+
+
+def window_extremes(span: range, states: Mapping[int, MinuteState], subs: Mapping[int, Extremes]) -> Extremes:
+    """The extremes of the values of the minutes in `span`, from the same items as their sketch: a compacted
+    minute's bucket (in its state item, read anyway), another's sub-totals, plus every minute's late values. Per
+    minute, so no prefix is needed: the state items of the window are read whatever the window holds."""
+    merged = NO_VALUES
+    for m in span:
+        state = states.get(m)
+        if state is not None and state.total is not None:
+            merged = merged.merge(state.extremes)
+        elif m in subs:
+            merged = merged.merge(subs[m])
+        if state is not None:
+            merged = merged.merge(state.late.extremes)
+    return merged
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@
   const TOKEN_KEY = "livestats.admin-token"; // sessionStorage: gone when the tab closes
   const COLUMNS_KEY = "livestats.dashboard.columns";
   const COLUMNS = [
+    // The default sort column comes right after the name, so it is on screen without scrolling the table sideways.
     { key: "name", label: "Name" },
+    { key: "updated_at", label: "Last change" },
     { key: "email", label: "Email", unique: true },
     { key: "age", label: "Age" },
     { key: "about", label: "About me", long: true },
@@ -19,7 +21,6 @@
     { key: "completed", label: "Completed" },
     { key: "step", label: "Step", hidden: true },
     { key: "created_at", label: "Started", hidden: true },
-    { key: "updated_at", label: "Last change" },
   ];
   const GENDER_COLOURS = { "female": "#d6457a", "male": "#3451b2", "non-binary": "#e0a526", "prefer not to say": "#8a94a8" };
   // One label per value, used alike by the table, the legend, the tooltip and the top 3.
@@ -128,7 +129,7 @@
     $("sum-age").textContent = s.average_age === null ? "—" : s.average_age.toFixed(1);
     renderTopColours(s.top_colours);
     const updated = $("sum-updated");
-    updated.textContent = s.updated_at ? new Date(s.updated_at).toLocaleString() : "—";
+    updated.textContent = s.updated_at ? localTime(s.updated_at) : "—";
     updated.title = s.updated_at || "";
     renderPie(s.genders);
   }
@@ -258,12 +259,15 @@
     $("head").replaceChildren(...cells, actions);
   }
 
+  // The reader's own time, its zone named ("14:05:09 GMT+2"): a bare time says nothing of which zone it is in.
+  function localTime(iso) { return new Date(iso).toLocaleString(undefined, { timeZoneName: "short" }); }
+
   function cellText(column, value) {
     if (value === null || value === undefined) return "—";
     if (column === "completed") return value ? "✓ yes" : "no";
     if (column === "gender") return GENDER_LABELS[value] || String(value);
     if (column === "colours") return value.length ? value.map(colourLabel).join(", ") : "—";
-    if (column === "created_at" || column === "updated_at") return new Date(value).toLocaleString();
+    if (column === "created_at" || column === "updated_at") return localTime(value);
     return String(value);
   }
 

@@ -6,6 +6,17 @@ const call = livestats.call;
 
 function td(text, cls) { const cell = document.createElement("td"); cell.textContent = text; if (cls) cell.className = cls; return cell; }
 
+// A path may wrap after each slash (a <wbr> there), so a narrow screen breaks it between segments, not inside a word.
+function pathCell(path) {
+  const cell = td("", "path");
+  const pieces = path.split(/(?<=\/)/);
+  pieces.forEach((piece, i) => {
+    cell.append(document.createTextNode(piece));
+    if (i < pieces.length - 1) cell.append(document.createElement("wbr"));
+  });
+  return cell;
+}
+
 async function refresh() {
   const day = $("day").value;
   const query = `?limit=${$("limit").value}` + (day ? `&day=${day}` : "");
@@ -16,7 +27,7 @@ async function refresh() {
     const top = stats.paths.length ? stats.paths[0].count : 1;
     const rows = stats.paths.map((p, i) => {
       const tr = document.createElement("tr");
-      tr.append(td(String(i + 1)), td(p.path, "path"), td(p.count.toLocaleString()));
+      tr.append(td(String(i + 1)), pathCell(p.path), td(p.count.toLocaleString()));
       const bar = td("", "bar"); const fill = document.createElement("div");
       fill.style.width = `${Math.max(1, 100 * p.count / top)}%`; bar.appendChild(fill); tr.appendChild(bar);
       return tr;

@@ -15,12 +15,21 @@ function el(name, attrs, text) {
   return node;
 }
 
+// Each label's width in px (5 characters of an 11 px font, plus a gap): minute labels are spaced at least this far.
+const LABEL_PX = 44;
+let drawn = null;
+
+// Drawn in the chart's own pixels (its viewBox is its size on screen), so text keeps its 11 px on a phone instead
+// of shrinking with a 900-unit drawing scaled to fit.
 function draw(minutes) {
-  const W = 900, H = 240, left = 50, bottom = 20, top = 10;
+  drawn = minutes;
+  const W = Math.round($("chart").getBoundingClientRect().width) || 900, H = 240, left = 50, bottom = 20, top = 10;
+  $("chart").setAttribute("viewBox", `0 0 ${W} ${H}`);
   const values = minutes.map((m) => m.value);
   const max = Math.max(1, ...values), min = Math.min(0, ...values);
   const y = (v) => top + (H - top - bottom) * (max - v) / (max - min);
   const step = (W - left) / Math.max(1, minutes.length);
+  const labelEvery = 5 * Math.max(1, Math.ceil(LABEL_PX / (5 * step)));  // every 5, 10, 15... minutes
   const nodes = [el("line", {x1: left, x2: W, y1: y(0), y2: y(0)}),
     el("text", {x: 2, y: y(max) + 4}, String(max)), el("text", {x: 2, y: y(min) + 4}, String(min))];
   minutes.forEach((m, i) => {
@@ -29,7 +38,7 @@ function draw(minutes) {
     const bar = el("rect", {x: left + i * step + 1, y: top_, width: Math.max(1, step - 2), height, class: cls});
     bar.appendChild(el("title", {}, `${m.minute.slice(11, 16)} UTC: ${m.value}`));
     nodes.push(bar);
-    if (i % 10 === 0) nodes.push(el("text", {x: left + i * step, y: H - 4}, m.minute.slice(11, 16)));
+    if (i % labelEvery === 0) nodes.push(el("text", {x: left + i * step, y: H - 4}, m.minute.slice(11, 16)));
   });
   $("chart").replaceChildren(...nodes);
 }
@@ -62,5 +71,6 @@ $("post").addEventListener("submit", async (event) => {
 });
 $("choose").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
 $("key").addEventListener("change", refresh);
+window.addEventListener("resize", () => { if (drawn) draw(drawn); });
 refresh();
 setInterval(refresh, 5000);

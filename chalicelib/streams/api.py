@@ -12,6 +12,7 @@ from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
 from chalicelib.streams.models import (
     AuditPage,
+    Histogram,
     PageQuery,
     Quantiles,
     QuantilesQuery,
@@ -44,10 +45,17 @@ def _iso(epoch_ms: int | None) -> str | None:
 SNAPSHOT_QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
 
+def session_quantile(figures: SessionFigures, q: float) -> float | None:
+    """The session's q-quantile, inside the min and max it keeps (see Sketch.quantile_within)."""
+    if not figures.has_quantiles:
+        return None
+    return figures.sketch.quantile_within(q, figures.moments.min, figures.moments.max)
+
+
 def snapshot_quantiles(figures: SessionFigures) -> dict[str, float | None] | None:
     if not figures.has_quantiles:
         return None
-    return {name: figures.sketch.quantile(q) for name, q in SNAPSHOT_QUANTILES.items()}
+    return {name: session_quantile(figures, q) for name, q in SNAPSHOT_QUANTILES.items()}
 
 
 def figures_body(figures: SessionFigures) -> dict[str, Any]:
@@ -120,11 +128,27 @@ def snapshot(stream: str) -> Response:
 )
 def quantiles(stream: str, query: QuantilesQuery) -> Response:
     figures = _store().snapshot(stream)
-    answers = {
-        text: figures.sketch.quantile(q) if figures.has_quantiles else None
-        for text, q in contract.quantile_levels(query.q)
-    }
+    answers = {text: session_quantile(figures, q) for text, q in contract.quantile_levels(query.q)}
     body = {"quantiles": answers, "relative_accuracy": sketch.RELATIVE_ACCURACY, "count": figures.moments.count}
+    return web.json_response(body)
+
+
+@bp.route("/streams/{stream}/histogram", methods=["GET"])
+@contract.operation(
+    "The distribution of the active session's values: its quantile sketch's bins",
+    tags=("streams",),
+    path=StreamPath,
+    responses={200: Histogram},
+)
+def histogram(stream: str) -> Response:
+    figures = _store().snapshot(stream)
+    m = figures.moments
+    bins = figures.sketch.histogram(m.min, m.max) if figures.has_quantiles else []
+    body = {
+        "bins": [{"low": low, "high": high, "count": n} for low, high, n in bins],
+        "relative_accuracy": sketch.RELATIVE_ACCURACY,
+        "count": m.count,
+    }
     return web.json_response(body)
 
 

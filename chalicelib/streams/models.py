@@ -73,6 +73,23 @@ class Quantiles(Reply):
     count: int = Field(description="the values the quantiles are of: the active session's")
 
 
+class HistogramBin(Reply):
+    low: float = Field(description="the least value the bin can hold (never below the session's min)")
+    high: float = Field(description="the greatest value the bin can hold (never above the session's max)")
+    count: int = Field(description="how many of the session's values are in the bin: exact")
+
+
+class Histogram(Reply):
+    bins: list[HistogramBin] = Field(
+        description="the non-empty bins of the active session's quantile sketch, ascending: a value x > 0 is in the "
+        "bin (gamma^(i-1), gamma^i], i = ceil(log_gamma x), gamma = (1 + a) / (1 - a), a = `relative_accuracy`; "
+        "negative values in the mirror bins; 0 in [0, 0]. Empty when the session holds no values (or began before "
+        "sketches were kept)"
+    )
+    relative_accuracy: float = Field(description="a: each bin spans values within a of one another, relatively")
+    count: int = Field(description="the values of the active session")
+
+
 class Snapshot(Reply):
     stream: str
     session: int | None = Field(description="the session number; null before the stream's first value")
