@@ -13,9 +13,9 @@ from chalicelib.observability import count
 from chalicelib.streams.models import (
     AuditPage,
     PageQuery,
-    Quantiles,
     QuantilesQuery,
     ResetBody,
+    SessionQuantiles,
     Sessions,
     Snapshot,
     StreamPath,
@@ -116,7 +116,7 @@ def snapshot(stream: str) -> Response:
     tags=("streams",),
     path=StreamPath,
     query=QuantilesQuery,
-    responses={200: Quantiles},
+    responses={200: SessionQuantiles},
 )
 def quantiles(stream: str, query: QuantilesQuery) -> Response:
     figures = _store().snapshot(stream)
