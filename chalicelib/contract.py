@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from chalice import Chalice
 from chalice.app import Request
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from chalicelib import auth, request_context, web
 from chalicelib.errors import InvalidInput
@@ -83,12 +83,19 @@ def _statistic(x: float) -> float:
 # A value kept in running statistics or a moving-average window (web.VALUE_MAX_MAGNITUDE says why these bounds).
 StatisticValue = Annotated[
     float,
-    Field(
-        ge=-web.VALUE_MAX_MAGNITUDE,
-        le=web.VALUE_MAX_MAGNITUDE,
-        description="0, or a number with magnitude from 1e-50 to 1e50",
-    ),
+    Field(ge=-web.VALUE_MAX_MAGNITUDE, le=web.VALUE_MAX_MAGNITUDE),
     AfterValidator(_statistic),
+    # The bounds and the gap around 0 that _statistic refuses, as the document says them.
+    WithJsonSchema(
+        {
+            "description": "0, or a number with magnitude from 1e-50 to 1e50",
+            "anyOf": [
+                {"type": "number", "const": 0},
+                {"type": "number", "minimum": web.VALUE_MIN_MAGNITUDE, "maximum": web.VALUE_MAX_MAGNITUDE},
+                {"type": "number", "minimum": -web.VALUE_MAX_MAGNITUDE, "maximum": -web.VALUE_MIN_MAGNITUDE},
+            ],
+        }
+    ),
 ]
 Timestamp = Annotated[str, Field(description="ISO 8601 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z")]
 # The `{key}` of /metric and /averages.
@@ -118,12 +125,27 @@ def _whole_number(value: Any) -> Any:
 PARAM_INT = BeforeValidator(_whole_number)
 
 
+def integral(value: Any) -> Any:
+    """A JSON number with no fraction as the integer it is: JSON Schema's `integer` is any such number (60.0 too)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer field of a body, after its Field: `Annotated[int, Field(...), BODY_INT]`.
+BODY_INT = BeforeValidator(integral)
+
+
 class KeyPath(Strict):
     key: KeyName
 
 
 MAX_QUANTILES = 20
-_LEVEL = re.compile(r"(?:[01](?:\.[0-9]{0,17})?|\.[0-9]{1,17})")
+# A decimal from 0 to 1 with at most 17 decimals (more than a double holds): 0, 0.5, .5, 1, 1.0 (not 1.5, 1e-3).
+_LEVEL_TEXT = r"(?:0(?:\.[0-9]{0,17})?|1(?:\.0{0,17})?|\.[0-9]{1,17})"
+_LEVEL = re.compile(_LEVEL_TEXT)
+# The whole `q`, as the document says it (the validator gives each refused level its own message).
+QUANTILE_LEVELS_PATTERN = f"^{_LEVEL_TEXT}(?:,{_LEVEL_TEXT}){{0,{MAX_QUANTILES - 1}}}$"
 
 
 def quantile_levels(text: str) -> list[tuple[str, float]]:
@@ -133,7 +155,7 @@ def quantile_levels(text: str) -> list[tuple[str, float]]:
         raise ValueError(f"takes 1 to {MAX_QUANTILES} comma-separated values")
     levels = []
     for part in parts:
-        if not _LEVEL.fullmatch(part) or float(part) > 1:
+        if not _LEVEL.fullmatch(part):
             raise ValueError(f"{part[:20]!r} is not a decimal from 0 to 1")
         levels.append((part, float(part)))
     return levels
@@ -148,9 +170,10 @@ def _levels_text(text: str) -> str:
 QuantileLevels = Annotated[
     str,
     Field(
-        max_length=MAX_QUANTILES * 20,
-        description=f"1 to {MAX_QUANTILES} comma-separated decimals from 0 to 1, e.g. 0.5,0.999",
+        description=f"1 to {MAX_QUANTILES} comma-separated decimals from 0 to 1 (at most 17 decimals each), e.g. "
+        "0.5,0.999",
         examples=["0.5,0.9,0.99"],
+        json_schema_extra={"pattern": QUANTILE_LEVELS_PATTERN},
     ),
     AfterValidator(_levels_text),
 ]
@@ -171,6 +194,14 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Header:
+    """A request header an operation reads, and the text it takes (None: any)."""
+
+    description: str
+    pattern: str | None = None
+
+
+@dataclass(frozen=True)
 class Operation:
     summary: str
     responses: Mapping[int, type[BaseModel] | str | tuple[str, ...] | None]
@@ -181,8 +212,11 @@ class Operation:
     body_required: bool = True
     description: str | None = None
     tags: tuple[str, ...] = ()
-    headers: Mapping[str, str] = field(default_factory=dict)  # request headers it reads: name -> description
+    headers: Mapping[str, str | Header] = field(default_factory=dict)  # request headers it reads: name -> description
     links: Mapping[str, Link] = field(default_factory=dict)
+    # Models the description names but no schema of the operation refers to (e.g. the events a batch may hold,
+    # checked one by one): put in the document's components so that a client can read them.
+    models: tuple[type[BaseModel], ...] = ()
 
 
 _OPERATION = "contract_operation"
@@ -199,8 +233,9 @@ def operation(
     body_required: bool = True,
     description: str | None = None,
     tags: tuple[str, ...] = (),
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str | Header] | None = None,
     links: Mapping[str, Link] | None = None,
+    models: tuple[type[BaseModel], ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare the view's operation (under @bp.route, so the route registers the marked function)."""
     declared = Operation(
@@ -215,6 +250,7 @@ def operation(
         tags,
         dict(headers or {}),
         dict(links or {}),
+        models,
     )
 
     def mark(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -378,13 +414,14 @@ def parse_path(model: type[M], params: Mapping[str, str]) -> M:
 
 
 def parse_query(request: Request, model: type[M]) -> M:
-    """The query parameters `model` declares, validated by it.
+    """The query parameters, validated by `model`.
 
     A repeated name counts with its last value (as API Gateway's single-value parameters do); an empty value
-    is given to the model as it is (""); names the model does not declare are ignored, as they always were.
+    is given to the model as it is (""); a name the model does not declare is refused (400, `field` naming it),
+    as a body's unknown key is: the document lists every parameter an operation takes.
     """
     params: Mapping[str, str] = request.query_params or {}
-    return _validate(model, {name: params[name] for name in model.model_fields if name in params})
+    return _validate(model, {name: params[name] for name in params})  # a MultiDict: its last value
 
 
 # --- the document ---------------------------------------------------------------------------------------
@@ -453,18 +490,26 @@ def openapi_path(chalice_path: str) -> str:
     return chalice_path.replace("+}", "}")
 
 
+def _add_schema(schemas: dict[str, Any], name: str, schema: Any) -> None:
+    """Components are named by their model's name: two different models of one name would silently share one
+    schema (the last one written), so the document would describe one operation with another's rules."""
+    if schemas.get(name, schema) != schema:
+        raise TypeError(f"two different models are named {name}: rename one")
+    schemas[name] = schema
+
+
 def _schema_ref(model: type[BaseModel], schemas: dict[str, Any], mode: Literal["validation", "serialization"]) -> Any:
     schema = model.model_json_schema(ref_template=REF, mode=mode)
     for name, definition in schema.pop("$defs", {}).items():
-        schemas[name] = definition
-    schemas[model.__name__] = schema
+        _add_schema(schemas, name, definition)
+    _add_schema(schemas, model.__name__, schema)
     return {"$ref": REF.format(model=model.__name__)}
 
 
 def _parameters(where: str, model: type[BaseModel], schemas: dict[str, Any]) -> list[dict[str, Any]]:
     schema = model.model_json_schema(ref_template=REF)
     for name, definition in schema.pop("$defs", {}).items():
-        schemas[name] = definition
+        _add_schema(schemas, name, definition)
     required = set(schema.get("required", ()))
     parameters = []
     for name, prop in schema["properties"].items():
@@ -540,10 +585,12 @@ def _operation_parameters(method: str, declared: Operation, schemas: dict[str, A
         parameters += _parameters("path", declared.path, schemas)
     if declared.query:
         parameters += _parameters("query", declared.query, schemas)
-    parameters += [
-        {"name": name, "in": "header", "required": False, "description": text, "schema": {"type": "string"}}
-        for name, text in declared.headers.items()
-    ]
+    for name, declared_header in declared.headers.items():
+        header = declared_header if isinstance(declared_header, Header) else Header(declared_header)
+        schema = {"type": "string"} if header.pattern is None else {"type": "string", "pattern": header.pattern}
+        parameters.append(
+            {"name": name, "in": "header", "required": False, "description": header.description, "schema": schema}
+        )
     if method in _MUTATING:
         parameters.append(dict(_IDEMPOTENCY_PARAMETER))
     return parameters
@@ -590,6 +637,8 @@ def _operation(
     parameters = _operation_parameters(method, declared, schemas)
     if parameters:
         result["parameters"] = parameters
+    for model in declared.models:
+        _schema_ref(model, schemas, "validation")
     if declared.body is not None:
         result["requestBody"] = {
             "required": declared.body_required,

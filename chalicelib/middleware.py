@@ -28,8 +28,18 @@ _CHALICE_CODES = {
 }
 
 
+NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
 def error_shape(event: Request, get_response: GetResponse) -> Response:
-    """Every error leaves in one JSON shape; no stack trace reaches a client."""
+    """Every error leaves in one JSON shape; no stack trace reaches a client. Every answer says `nosniff`: a
+    browser must not run a JSON answer that echoes a client's text as a script or a page."""
+    response = _shaped(event, get_response)
+    response.headers = {**response.headers, **NO_SNIFF}
+    return response
+
+
+def _shaped(event: Request, get_response: GetResponse) -> Response:
     try:
         response = get_response(event)
     except ServiceError as exc:

@@ -231,6 +231,13 @@ class DevRequestHandler(ChaliceRequestHandler):
 
     # --- responses
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """BaseHTTPRequestHandler's, without its `Server: BaseHTTP/0.6 Python/3.x.y` header: the exact server and
+        Python version help only whoever looks for a known flaw in them."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+
     def _send_error_response(self, error: LocalGatewayException) -> None:
         """The local gateway's own refusals (authorizers, no route) in the service's shape."""
         try:
@@ -277,6 +284,7 @@ class DevRequestHandler(ChaliceRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")  # as the app's own answers (middleware.error_shape)
         if close:
             self.send_header("Connection", "close")
         self._send_headers(dict(headers or {}))

@@ -1,12 +1,14 @@
 """API Gateway-style route matching (greedy `{name+}` variables) for Chalice's local gateway.
 
 chalice.local.RouteMatcher only matches routes with the same number of segments, so `/{proxy+}` never
-matches locally although API Gateway routes it. `install()` swaps in GreedyRouteMatcher.
+matches locally although API Gateway routes it, and it hands the app path parameters still percent-encoded,
+where API Gateway hands them decoded (`/averages/a%3Ab` is the key `a:b`). `install()` swaps in
+GreedyRouteMatcher, which does both as API Gateway does.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import chalice.local
 
@@ -40,7 +42,7 @@ class _Route:
                 rest = "/".join(parts[i:])
                 if not rest:
                     return None  # a greedy variable needs at least one non-empty segment
-                captured[pattern[1:-2]] = rest
+                captured[pattern[1:-2]] = unquote(rest)
                 return captured
             if i >= len(parts):
                 return None
@@ -50,7 +52,7 @@ class _Route:
             elif kind in (VARIABLE, GREEDY):
                 if not parts[i]:
                     return None
-                captured[pattern[1:-1]] = parts[i]
+                captured[pattern[1:-1]] = unquote(parts[i])
         return captured if len(parts) == len(self.parts) else None
 
 

@@ -105,7 +105,7 @@ def test_never_created_key_is_a_json_404(api: Api) -> None:
     assert_error(api.get("/averages/ghost"), 404, "window_not_found")
 
 
-BAD_SIZES = [0, -1, 10_001, 3.5, 3.0, True, False, None, "3", [3], {"n": 3}]
+BAD_SIZES = [0, -1, 10_001, 3.5, 1e4 + 0.5, True, False, None, "3", [3], {"n": 3}]
 
 
 @pytest.mark.parametrize("size", BAD_SIZES)
@@ -118,6 +118,19 @@ def test_bad_sizes_are_rejected_and_change_nothing(api: Api, size: Any) -> None:
     # ...and never create a window either.
     assert_error(api.put("/averages/fresh", {"size": size}), 400)
     assert_error(api.get("/averages/fresh"), 404)
+
+
+def test_a_size_with_no_fraction_is_that_integer(api: Api) -> None:
+    # JSON has one number type, and JSON Schema's `integer` (the document's) is any number with no fraction.
+    assert body(api.put("/averages/f", {"size": 60.0}))["size"] == 60
+    assert body(api.put("/averages/f", {"size": 1e4}))["size"] == 10_000
+    assert assert_error(api.put("/averages/f", {"size": 1e4 + 1.0}), 400)["field"] == "size"
+
+
+def test_a_percent_encoded_key_is_decoded_as_api_gateway_decodes_it(api: Api) -> None:
+    body(api.put("/averages/I%3A%3AR", {"size": 2}))
+    body(api.post("/averages/I::R", {"value": 4}))
+    assert body(api.get("/averages/I%3a%3aR"))["elements"] == [4]
 
 
 def test_size_bounds_are_inclusive(api: Api) -> None:

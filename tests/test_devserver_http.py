@@ -251,3 +251,27 @@ def test_a_crash_below_the_app_is_a_json_500(port: int, monkeypatch: pytest.Monk
     response = exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert response.status == 500 and response.error()["code"] == "internal_error"
     assert b"on fire" not in response.body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GET /streams/s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", id="the-app"),
+        pytest.param(b"GET /a\tb HTTP/1.1\r\nHost: t\r\n\r\n", id="this-layer"),
+    ],
+)
+def test_answers_do_not_name_the_server_and_json_is_nosniff(port: int, request_bytes: bytes) -> None:
+    # BaseHTTPRequestHandler would say `Server: BaseHTTP/0.6 Python/3.11.7`: its exact version, to anyone.
+    response = exchange(port, request_bytes)
+    assert "server" not in response.headers and "date" in response.headers
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_percent_encoded_path_parameter_reaches_the_app_decoded(port: int) -> None:
+    body = b'{"value": 5}'
+    head = f"POST /metric/a:b HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    assert exchange(port, head.encode() + b"\r\nConnection: close\r\n\r\n" + body).status == 200
+    answer = exchange(port, b"GET /metric/a%3Ab/sum HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert answer.status == 200, answer.body
+    assert json.loads(answer.body) == {"value": 5}

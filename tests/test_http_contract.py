@@ -142,3 +142,26 @@ def test_pages_carry_security_headers_and_no_inline_code(api: Api, path: str) ->
         # Scripts and styles come from /assets only: nothing inline that the policy would block.
         assert b"<script>" not in response.body and b"<style>" not in response.body
         assert b" style=" not in response.body and b" onclick=" not in response.body
+
+
+def test_json_answers_are_nosniff(api: Api) -> None:
+    # A JSON answer may echo a client's text; a browser must never read it as a page or a script.
+    answers = [
+        api.get("/streams/s"),  # 200
+        api.post("/streams/s/values", {"value": "<script>"}),  # 400 from a model
+        api.get("/nowhere"),  # 404 from the fallback route
+        api.request("DELETE", "/streams/s"),  # 405
+        api.post("/streams/s/values", "not json"),  # 400 from the parser
+    ]
+    assert [answer.status_code for answer in answers] == [200, 400, 404, 405, 400]
+    for answer in answers:
+        assert answer.headers["Content-Type"] == "application/json"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("query", ["?limit=5&colour=red", "?cursor=&x=1", "?Limit=5"])
+def test_a_query_parameter_the_operation_does_not_take_is_refused(api: Api, query: str) -> None:
+    # The document lists every parameter an operation takes, as a body's schema lists its keys.
+    error = assert_error(api.get("/streams/s/sessions" + query), 400, "invalid_input")
+    assert error["field"] in ("colour", "x", "Limit")
+    assert api.get("/streams/s/sessions?limit=5&cursor=").status_code == 200

@@ -111,3 +111,11 @@ def test_install_makes_chalice_test_client_route_greedily(monkeypatch: pytest.Mo
         response = client.http.get("/a/b/c")
     assert response.status_code == 200
     assert response.json_body == {"proxy": "a/b/c"}
+
+
+def test_path_parameters_arrive_decoded_as_api_gateway_passes_them(matcher: GreedyRouteMatcher) -> None:
+    # Routes match on the path as sent (an encoded slash stays in its segment); the values are then decoded.
+    assert matcher.match_route("/api/items/a%3Ab").captured == {"id": "a:b"}
+    assert matcher.match_route("/api/items/a%2Fb/tags").captured == {"id": "a/b"}
+    assert matcher.match_route("/api/a%20b/c%C3%A9").captured == {"path": "a b/cé"}
+    assert matcher.match_route("/api/items/100%25").captured == {"id": "100%"}

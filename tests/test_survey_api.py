@@ -123,6 +123,8 @@ def test_token_checks_leak_nothing(survey: Api) -> None:
 BAD = [
     ("name", ""),  # allowed (clears) - replaced below
     ("name", "x" * 101),
+    ("name", " " * 100 + "x"),  # lengths count what was sent, trimmed whitespace too (the document's maxLength)
+    ("name", "a\x85b"),  # a C1 control within
     ("name", 12),
     ("email", "not-an-email"),
     ("email", "ann@example"),
@@ -175,10 +177,10 @@ def test_completion_needs_steps_1_and_2(survey: Api) -> None:
     for field in rules.REQUIRED:
         partial = {k: v for k, v in FULL.items() if k != field}
         ok(patch(survey, rid, {**partial, field: None, "step": 4}, token))
-        error = assert_error(patch(survey, rid, {"complete": True}, token), 400, "invalid_input")
+        error = assert_error(patch(survey, rid, {"complete": True}, token), 400, "incomplete_response")
         assert error["field"] == field
     ok(patch(survey, rid, {**FULL, "step": 3}, token))
-    assert assert_error(patch(survey, rid, {"complete": True}, token), 400)["field"] == "step"
+    assert assert_error(patch(survey, rid, {"complete": True}, token), 400, "incomplete_response")["field"] == "step"
     assert ok(survey.get(f"/survey/responses/{rid}", headers=token))["completed"] is False
     done = ok(patch(survey, rid, {"step": 4, "book": "Dune", "complete": True}, token))
     assert done["completed"] is True and done["completed_at"] is not None and done["answers"]["book"] == "Dune"
@@ -496,3 +498,27 @@ def test_every_text_answer_is_trimmed(survey: Api) -> None:
         "address": "1 Main St",
         "book": "Dune",
     }
+
+
+def test_a_responses_answers_are_never_kept_by_a_cache(survey: Api) -> None:
+    # Personal data: neither the browser nor a proxy may keep a copy (a shared computer, a shared cache).
+    created = survey.post("/survey/responses", {"name": "Ann"})
+    rid, token = created_id_and_token(created)
+    own = survey.post("/survey/responses", {}, headers={"X-Response-Token": "o" * 40, "Idempotency-Key": "k-1"})
+    answers = [
+        created,
+        own,
+        survey.post("/survey/responses", {}, headers={"X-Response-Token": "o" * 40, "Idempotency-Key": "k-1"}),
+        survey.get(f"/survey/responses/{rid}", headers=token),
+        patch(survey, rid, {"name": "Anne"}, token),
+        survey.get("/dashboard/data", headers=ADMIN),
+    ]
+    assert answers[2].headers.get("Idempotent-Replayed") == "true"  # a replay carries it too
+    for answer in answers:
+        assert answer.status_code in (200, 201), answer.body
+        assert answer.headers["Cache-Control"] == "no-store"
+
+
+def created_id_and_token(created: Any) -> tuple[str, dict[str, str]]:
+    body = ok(created, 201)
+    return body["id"], {"X-Response-Token": body["token"]}

@@ -7,7 +7,7 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib import auth, contract, runtime, web, write_once
-from chalicelib.averages.models import Appended, SizeBody, ValueBody, WindowState
+from chalicelib.averages.models import Appended, AverageValueBody, SizeBody, WindowState
 from chalicelib.averages.moving_average import MovingAverageInterface
 from chalicelib.averages.store import AverageStore
 from chalicelib.errors import NotFound
@@ -55,12 +55,12 @@ def set_size(key: str, body: SizeBody) -> Response:
     "Append a value",
     tags=("averages",),
     path=contract.KeyPath,
-    body=ValueBody,
+    body=AverageValueBody,
     responses={200: Appended},
     errors=(404,),
     description="404 `window_not_found` for a key never created with PUT.",
 )
-def append(key: str, body: ValueBody) -> Response:
+def append(key: str, body: AverageValueBody) -> Response:
     # Values are stored one by one as DynamoDB numbers; the sum is never stored.
     try:
         window = _store().append(key, body.value)

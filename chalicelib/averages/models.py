@@ -7,14 +7,16 @@ from typing import Annotated
 from pydantic import Field
 
 from chalicelib.averages.moving_average import MAX_SIZE
-from chalicelib.contract import Reply, StatisticValue, Strict
+from chalicelib.contract import BODY_INT, Reply, StatisticValue, Strict
 
 
 class SizeBody(Strict):
-    size: Annotated[int, Field(ge=1, le=MAX_SIZE, description="how many of the newest values the window keeps")]
+    size: Annotated[
+        int, Field(ge=1, le=MAX_SIZE, description="how many of the newest values the window keeps"), BODY_INT
+    ]
 
 
-class ValueBody(Strict):
+class AverageValueBody(Strict):
     value: StatisticValue
 
 

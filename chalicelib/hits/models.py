@@ -38,7 +38,12 @@ def _calendar_day(day: str) -> str:
     return day
 
 
-Day = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), AfterValidator(_calendar_day)]
+# A calendar date, YYYY-MM-DD (JSON Schema's `format: date`, RFC 3339's full-date).
+Day = Annotated[
+    str,
+    Field(min_length=10, max_length=10, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", json_schema_extra={"format": "date"}),
+    AfterValidator(_calendar_day),
+]
 
 
 class StatsQuery(Strict):
@@ -77,7 +82,7 @@ class LoadTestBody(Strict):
     pool: (
         Annotated[
             list[PoolString],
-            Field(min_length=paths.POOL_SIZE, max_length=paths.POOL_SIZE),
+            Field(min_length=paths.POOL_SIZE, max_length=paths.POOL_SIZE, json_schema_extra={"uniqueItems": True}),
             AfterValidator(_distinct),
         ]
         | None

@@ -9,7 +9,7 @@ from chalicelib import auth, clock, contract, middleware, runtime, settings, web
 from chalicelib.averages.store import AverageStore
 from chalicelib.errors import NotFound
 from chalicelib.ingest import dedupe, records
-from chalicelib.ingest.models import MAX_EVENTS, Accepted, EventsBody, Rejected, normalise
+from chalicelib.ingest.models import MAX_EVENTS, Accepted, Event, EventsBody, Rejected, normalise
 from chalicelib.ingest.producer import RETRY_AFTER_S, Producer, StreamUnavailable
 from chalicelib.ingest.records import EventId
 from chalicelib.ingest.store import FirstCopyStore
@@ -44,6 +44,7 @@ with the same Idempotency-Key and each applies once."""
     body=EventsBody,
     responses={202: Accepted},
     description=_DESCRIPTION,
+    models=(Event,),
 )
 def post_events(body: EventsBody) -> Response:
     now_ms = clock.now_ms()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, SkipValidation, ValidationError
+from pydantic import AfterValidator, Field, RootModel, ValidationError, WithJsonSchema
 from pydantic_core import InitErrorDetails
 from pydantic_core import ValidationError as CoreValidationError
 
@@ -115,11 +115,29 @@ _MODELS: Mapping[str, type[Strict]] = {
 }
 
 
+class Event(RootModel[EventIn]):
+    """One event of a batch, by its `type`. Documentation only: `normalise` checks each event with its own model."""
+
+
+# What the batch takes as an event: any JSON value. A valid event (`Event`) is put on the stream; anything else is
+# not a reason to refuse the batch, but an entry of the answer's `rejected` (by index, with the error).
+BatchItem = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "description": "an event (schema `Event`: a `ValueEventIn`, `HitEventIn`, `MetricEventIn` or "
+            "`AverageEventIn` by its `type`), checked on its own: any other value is taken too, and rejected by its "
+            "index in the answer's `rejected` while the valid events are put"
+        }
+    ),
+]
+
+
 class EventsBody(Strict):
-    """The batch. Its events are documented here but checked one by one (an invalid one is rejected by index)."""
+    """The batch: its envelope is checked here; its events one by one (an invalid one is rejected by index)."""
 
     events: Annotated[
-        list[SkipValidation[EventIn]],
+        list[BatchItem],
         Field(min_length=1, max_length=MAX_EVENTS, description=f"1 to {MAX_EVENTS} events, each checked on its own"),
     ]
 

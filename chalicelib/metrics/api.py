@@ -10,7 +10,7 @@ from chalice import Blueprint, Rate, Response
 
 from chalicelib import auth, clock, contract, pages, runtime, sketch, web, write_once
 from chalicelib.metrics import compaction, window
-from chalicelib.metrics.models import Minutes, Quantiles, QuantilesQuery, Sum, ValueBody, WindowQuery
+from chalicelib.metrics.models import MetricValueBody, Minutes, QuantilesQuery, Sum, WindowQuantiles, WindowQuery
 from chalicelib.metrics.store import SumStore
 from chalicelib.observability import count, logger
 
@@ -27,14 +27,14 @@ def _store() -> SumStore:
     "Post a value (rounded half away from zero)",
     tags=("metrics",),
     path=contract.KeyPath,
-    body=ValueBody,
+    body=MetricValueBody,
     responses={200: contract.Empty},
     links={
         "sum": contract.Link("get_sum", {"key": "$request.path.key"}, "The key's sum over the last hour"),
         "minutes": contract.Link("get_minutes", {"key": "$request.path.key"}, "The key's sums per minute"),
     },
 )
-def post_value(key: str, body: ValueBody) -> Response:
+def post_value(key: str, body: MetricValueBody) -> Response:
     # Integers are taken exactly (no float detour).
     value = window.round_half_away(body.value)
     at_ms = clock.now_ms()
@@ -68,7 +68,7 @@ def get_sum(key: str, query: WindowQuery) -> Response:
     tags=("metrics",),
     path=contract.KeyPath,
     query=QuantilesQuery,
-    responses={200: Quantiles},
+    responses={200: WindowQuantiles},
 )
 def get_quantiles(key: str, query: QuantilesQuery) -> Response:
     merged, extremes = _store().quantile_values(key, clock.now_ms(), query.window * window.SECOND_MS)

@@ -26,7 +26,7 @@ MetricValue = Annotated[
 ]
 
 
-class ValueBody(Strict):
+class MetricValueBody(Strict):
     value: MetricValue
 
 
@@ -42,7 +42,7 @@ class QuantilesQuery(WindowQuery):
     q: QuantileLevels = DEFAULT_QUANTILES
 
 
-class Quantiles(Reply):
+class WindowQuantiles(Reply):
     quantiles: dict[str, float | None] = Field(
         description="each requested `q` as sent -> its value, null when the window holds none"
     )

@@ -14,9 +14,9 @@ from chalicelib.streams.models import (
     AuditPage,
     Histogram,
     PageQuery,
-    Quantiles,
     QuantilesQuery,
     ResetBody,
+    SessionQuantiles,
     Sessions,
     Snapshot,
     StreamPath,
@@ -124,7 +124,7 @@ def snapshot(stream: str) -> Response:
     tags=("streams",),
     path=StreamPath,
     query=QuantilesQuery,
-    responses={200: Quantiles},
+    responses={200: SessionQuantiles},
 )
 def quantiles(stream: str, query: QuantilesQuery) -> Response:
     figures = _store().snapshot(stream)

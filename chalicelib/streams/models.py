@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 from chalicelib import sketch, textcheck
 from chalicelib.contract import PARAM_INT, QuantileLevels, Reply, StatisticValue, Strict, Timestamp
@@ -21,7 +21,12 @@ def _one_line(text: str) -> str:
 
 User = Annotated[
     str,
-    Field(min_length=1, max_length=USER_MAX, description="who sent it; no control characters"),
+    Field(
+        min_length=1,
+        max_length=USER_MAX,
+        description="who sent it; no control characters",
+        json_schema_extra={"pattern": textcheck.ONE_LINE_PATTERN},
+    ),
     AfterValidator(_one_line),
 ]
 # A stream's name (`{stream}` of /streams, `stream` of a value event).
@@ -34,13 +39,35 @@ class StreamPath(Strict):
     stream: StreamName
 
 
+def _not_null(value: Any) -> Any:
+    # Absent is not the same as null here: "exactly one of value or values" counts the keys sent, so a null is
+    # refused rather than read as absent (the document's oneOf counts keys too).
+    if value is None:
+        raise ValueError("must not be null: leave it out")
+    return value
+
+
+def _never_null(schema: dict[str, Any]) -> None:
+    """The field's schema without null (and without its null default): absent, never null (`_not_null`)."""
+    schema.pop("default", None)
+    present = [choice for choice in schema.pop("anyOf", ()) if choice != {"type": "null"}]
+    if present:
+        (only,) = present
+        schema.update(only)
+
+
 class ValuesBody(Strict):
     """Exactly one of `value` or `values`."""
 
     model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["value"]}, {"required": ["values"]}]})
 
-    value: StatisticValue | None = None
-    values: Annotated[list[StatisticValue], Field(min_length=1, max_length=MAX_BATCH)] | None = None
+    # `X | None` (not a union of two schemas) keeps errors located as `values[1]`; null itself is refused before.
+    value: Annotated[StatisticValue | None, BeforeValidator(_not_null), Field(json_schema_extra=_never_null)] = None
+    values: Annotated[
+        Annotated[list[StatisticValue], Field(min_length=1, max_length=MAX_BATCH)] | None,
+        BeforeValidator(_not_null),
+        Field(json_schema_extra=_never_null),
+    ] = None
     user: User | None = None
 
 
@@ -64,7 +91,7 @@ class QuantilesQuery(Strict):
     q: QuantileLevels
 
 
-class Quantiles(Reply):
+class SessionQuantiles(Reply):
     quantiles: dict[str, float | None] = Field(
         description="each requested `q` as sent, to the lower q-quantile (rank floor(q (n - 1)) of the sorted values) "
         "within `relative_accuracy`; null when the session holds no values"

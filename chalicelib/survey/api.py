@@ -49,6 +49,11 @@ CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,128}")
 CLIENT_TOKEN_DESCRIPTION = "32 to 128 characters of A-Z a-z 0-9 _ - (e.g. 32 random bytes, base64url)"
 
 
+# A response's answers are personal data: no browser or proxy keeps a copy (a shared computer's cache, a proxy).
+# The dashboard's ETag survives it: its page sends If-None-Match itself.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
 def _store() -> SurveyStore:
     return SurveyStore(runtime.dynamodb(), runtime.table_name())
 
@@ -57,8 +62,10 @@ def _iso(epoch_ms: int | None) -> str | None:
     return None if epoch_ms is None else clock.iso(epoch_ms)
 
 
-def _invalid(error: rules.AnswerError) -> InvalidInput:
-    return InvalidInput(error.message, field=error.field)
+def _incomplete(error: rules.AnswerError) -> InvalidInput:
+    # Its own code: whether a response may be completed depends on the answers stored before, which no schema of
+    # this request can say (the page shows it next to the field, as any 400 with a field).
+    return InvalidInput(error.message, code="incomplete_response", field=error.field)
 
 
 # --- pages --------------------------------------------------------------------
@@ -172,7 +179,12 @@ _RESPONDENT_LINK = {"response_id": "$response.body#/id", "header.X-Response-Toke
     responses={201: Started},
     errors=(409,),
     description=_EMAIL_TAKEN_NOTE,
-    headers={"X-Response-Token": f"the client's own token for this response ({CLIENT_TOKEN_DESCRIPTION})"},
+    headers={
+        "X-Response-Token": contract.Header(
+            f"the client's own token for this response ({CLIENT_TOKEN_DESCRIPTION})",
+            pattern=f"^{CLIENT_TOKEN.pattern}$",
+        )
+    },
     links={
         "read": contract.Link("read", _RESPONDENT_LINK, "Read the new response"),
         "answer": contract.Link("answer", _RESPONDENT_LINK, "Save answers to the new response"),
@@ -198,10 +210,10 @@ def start(body: StartBody) -> Response:
         found = _store().get(earlier.note or "")
         if found is None:  # deleted since
             raise
-        return web.json_response(response_body(found), status=201)
+        return web.json_response(response_body(found), status=201, headers=NO_STORE)
     count("SurveyResponsesStarted")
     started = response_body(created) if own_token else {**response_body(created), "token": token}
-    return web.json_response(started, status=201)
+    return web.json_response(started, status=201, headers=NO_STORE)
 
 
 @bp.route("/survey/responses/{response_id}", methods=["GET"])
@@ -214,7 +226,7 @@ def start(body: StartBody) -> Response:
     errors=(404,),
 )
 def read(response_id: str) -> Response:
-    return web.json_response(response_body(auth.principal(bp.current_request).resource))
+    return web.json_response(response_body(auth.principal(bp.current_request).resource), headers=NO_STORE)
 
 
 @bp.route("/survey/responses/{response_id}", methods=["PATCH"])
@@ -227,6 +239,7 @@ def read(response_id: str) -> Response:
     responses={200: SurveyResponse},
     errors=(404, 409),
     description='409 `already_submitted` ("Survey already submitted.") once completed; nothing is stored on a 400. '
+    "`complete: true` needs step 4 and name, email, age and about, stored or sent: else 400 `incomplete_response`. "
     + _EMAIL_TAKEN_NOTE,
 )
 def answer(response_id: str, body: AnswerBody) -> Response:
@@ -244,7 +257,7 @@ def answer(response_id: str, body: AnswerBody) -> Response:
             try:
                 rules.check_completion(answers, new_step)
             except rules.AnswerError as error:
-                raise _invalid(error) from None
+                raise _incomplete(error) from None
         return Change(answers, new_step, complete)
 
     try:
@@ -253,7 +266,7 @@ def answer(response_id: str, body: AnswerBody) -> Response:
         updated = _store().get(response_id) or checked
     if updated.completed and complete:
         count("SurveyResponsesCompleted")
-    return web.json_response(response_body(updated))
+    return web.json_response(response_body(updated), headers=NO_STORE)
 
 
 # --- admin API ----------------------------------------------------------------
@@ -301,7 +314,7 @@ def dashboard_data(query: DashboardQuery) -> Response:
     # The summary first: its version names a state no newer than the responses read after it.
     summary = store.summary()
     etag = listing.etag(summary.epoch, summary.version, selected)
-    headers: dict[str, str | list[str]] = {"ETag": etag, "Cache-Control": "no-cache, private"}
+    headers: dict[str, str | list[str]] = {"ETag": etag, **NO_STORE}
     if listing.matches(request.headers.get("if-none-match"), etag):
         return Response(body="", status_code=304, headers=headers)
     after = listing.position(web.decode_cursor(request, listing.CURSOR_FIELDS, query=listing.CURSOR_QUERY))

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 
 from chalicelib import textcheck
-from chalicelib.contract import PARAM_INT, Reply, Sentence, Strict, Timestamp
+from chalicelib.contract import PARAM_INT, Reply, Sentence, Strict, Timestamp, integral
 from chalicelib.survey import listing, rules
 from chalicelib.survey.rules import LABELS
 
@@ -44,11 +44,12 @@ def _text(field: str) -> BeforeValidator:
             raise Sentence(f"{LABELS[field]} must not hold control characters{allowed}.")
         if value.strip() == "":
             return None
+        # Lengths count the text as sent, trimmed whitespace too: the document's maxLength can say only that.
         if field == "email":
             local = value.rsplit("@", 1)[0]
-            if len(value) > rules.EMAIL_MAX or len(local) > rules.EMAIL_LOCAL_MAX or not _EMAIL.fullmatch(value):
+            if len(raw) > rules.EMAIL_MAX or len(local) > rules.EMAIL_LOCAL_MAX or not _EMAIL.fullmatch(value):
                 raise Sentence("Enter a valid email address, like name@example.com.")
-        elif len(value) > _TEXT_MAX[field]:
+        elif len(raw) > _TEXT_MAX[field]:
             raise Sentence(f"{LABELS[field]} must be at most {_TEXT_MAX[field]:,} characters.")
         return value
 
@@ -56,6 +57,7 @@ def _text(field: str) -> BeforeValidator:
 
 
 def _age(value: Any) -> int | None:
+    value = integral(value)
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not rules.AGE_MIN <= value <= rules.AGE_MAX:
@@ -87,6 +89,7 @@ def _colours(value: Any) -> list[str] | None:
 
 
 def _step(value: Any) -> int | None:
+    value = integral(value)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not rules.FIRST_STEP <= value <= rules.LAST_STEP:
@@ -100,25 +103,51 @@ def _complete(value: Any) -> bool | None:
     return value
 
 
+# What `_text` accepts, as patterns: surrounding whitespace (trimmed), then the field's kind of text. An email's local
+# part (before the @) is at most EMAIL_LOCAL_MAX characters: a run of more, before an @, is refused (`not`).
+_LINE = {"pattern": textcheck.TRIMMED_LINE_PATTERN}
+_LINES = {"pattern": textcheck.TRIMMED_LINES_PATTERN}
+_TRIM = f"[{textcheck.TRIMMED}]*"
+_EMAIL_TEXT = {
+    "pattern": f"^{_TRIM}(?:{_EMAIL.pattern})?{_TRIM}$",
+    "not": {"type": "string", "pattern": f"[^@{textcheck.TRIMMED}]{{{rules.EMAIL_LOCAL_MAX + 1}}}@"},
+}
+
 # Each answer's schema is what it accepts; its validator gives the message a person reads. None means cleared.
 Name = Annotated[
-    str | None, Field(max_length=rules.NAME_MAX, description="1 to 100 characters (trimmed)"), _text("name")
+    str | None,
+    Field(max_length=rules.NAME_MAX, description="1 to 100 characters (trimmed)", json_schema_extra=_LINE),
+    _text("name"),
 ]
 Email = Annotated[
-    str | None, Field(max_length=rules.EMAIL_MAX, description="a syntactically valid address (trimmed)"), _text("email")
+    str | None,
+    Field(
+        max_length=rules.EMAIL_MAX, description="a syntactically valid address (trimmed)", json_schema_extra=_EMAIL_TEXT
+    ),
+    _text("email"),
 ]
 Age = Annotated[Annotated[int, Field(ge=rules.AGE_MIN, le=rules.AGE_MAX)] | Clear | None, BeforeValidator(_age)]
 About = Annotated[
-    str | None, Field(max_length=rules.ABOUT_MAX, description="tab and line breaks allowed (trimmed)"), _text("about")
+    str | None,
+    Field(max_length=rules.ABOUT_MAX, description="tab and line breaks allowed (trimmed)", json_schema_extra=_LINES),
+    _text("about"),
 ]
 Address = Annotated[
     str | None,
-    Field(max_length=rules.ADDRESS_MAX, description="tab and line breaks allowed (trimmed)"),
+    Field(max_length=rules.ADDRESS_MAX, description="tab and line breaks allowed (trimmed)", json_schema_extra=_LINES),
     _text("address"),
 ]
-Book = Annotated[str | None, Field(max_length=rules.BOOK_MAX, description="trimmed"), _text("book")]
+Book = Annotated[
+    str | None, Field(max_length=rules.BOOK_MAX, description="trimmed", json_schema_extra=_LINE), _text("book")
+]
 Colours = Annotated[
-    Annotated[list[Colour], Field(max_length=len(rules.PALETTE), description="distinct; [] clears")] | None,
+    Annotated[
+        list[Colour],
+        Field(
+            max_length=len(rules.PALETTE), description="distinct; [] clears", json_schema_extra={"uniqueItems": True}
+        ),
+    ]
+    | None,
     BeforeValidator(_colours),
 ]
 Step = Annotated[Annotated[int, Field(ge=rules.FIRST_STEP, le=rules.LAST_STEP)] | None, BeforeValidator(_step)]
