@@ -4,6 +4,7 @@ a day at list prices."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -54,11 +55,12 @@ def section(
         [
             # Kept as it was: the docs link to this heading's anchor (#ingest-the-events-stream-against-the-direct-endpoints).
             "### Ingest: the events stream against the direct endpoints",
+            f"_Measured {time.strftime('%Y-%m-%d')}._",
             _model_text(),
             _stream_table(cases),
             _units_text(seconds, len(cases), sample_text),
             *(_units_table(kind, cases, direct[kind.type]) for kind in kinds),
-            "**Goals** (write units by AWS's rules; others are changing the write paths to meet them):",
+            "**Goals**, in write units per event by AWS's rules:",
             _goals_table(cases, direct),
             _cost_text(),
             _cost_table(cases),
