@@ -28,9 +28,10 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-# Two worker processes (pytest-xdist), one per core; a worker that finishes early takes queued tests from the other.
+# Three worker processes (pytest-xdist) on two cores: the tests wait on servers, browsers and DynamoDB Local for part
+# of their time, and a third worker fills it. A worker that finishes early takes queued tests from the others.
 # Each ddblocal worker starts its own DynamoDB Local.
-PYTEST_WORKERS := -n 2 --dist worksteal
+PYTEST_WORKERS := -n 3 --dist worksteal
 
 test-moto: $(STAMP)
 	$(PY) -m pytest --backend=moto $(PYTEST_WORKERS)
