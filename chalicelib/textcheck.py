@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import re
 
-# Lone surrogates, and the 66 noncharacters (U+FDD0..U+FDEF and the last two code points of every plane).
-_INVALID_UNICODE = re.compile(
-    "[\ud800-\udfff\ufdd0-\ufdef"
-    + "".join(chr(plane + 0xFFFE) + chr(plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000))
-    + "]"
-)
+# Lone surrogates: not Unicode scalar values, so no UTF-8 (nor DynamoDB) can hold them. Noncharacters
+# (U+FFFF and kin) are scalar values that Unicode allows in interchange (Corrigendum #9), so they pass.
+_INVALID_UNICODE = re.compile("[\ud800-\udfff]")
 # Unicode category Cc: C0 controls, DEL and C1 controls.
 _CONTROL_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f]")
 # The same rules as JSON Schema patterns (escapes, not the characters, so the document stays readable).

@@ -98,15 +98,13 @@ def _check_document(document: Any) -> None:
         if isinstance(node, dict):
             for key, item in node.items():
                 if textcheck.invalid_unicode(key):
-                    raise InvalidInput("a key holds invalid Unicode (a lone surrogate or a noncharacter)")
+                    raise InvalidInput("a key holds invalid Unicode (a lone surrogate)")
                 stack.append((item, (where, key), depth + 1))
         elif isinstance(node, list):
             stack.extend((item, (where, i), depth + 1) for i, item in enumerate(node))
         elif isinstance(node, str) and textcheck.invalid_unicode(node):
             field = _field_name(where)
-            raise InvalidInput(
-                f"{field or 'body'} holds invalid Unicode (a lone surrogate or a noncharacter)", field=field
-            )
+            raise InvalidInput(f"{field or 'body'} holds invalid Unicode (a lone surrogate)", field=field)
         elif isinstance(node, _Unrepresentable):
             field = _field_name(where)
             raise InvalidInput(f"{field or 'body'} is a number too small or too large to represent", field=field)

@@ -49,7 +49,7 @@ from tests.test_authorization import WRITE_TOKEN, WRITER
 from tests.test_browser import base_url  # noqa: F401 (fixture)
 from tests.test_survey_api import ADMIN, survey  # noqa: F401 (fixture)
 
-EXAMPLES = 25
+EXAMPLES = 12
 CLIENT_TIMEOUT = 30  # seconds; a bound for detecting a hung request, not a measured time
 SCENARIOS = 25
 STEPS = 6
