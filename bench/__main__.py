@@ -23,6 +23,7 @@ BENCHMARKS = [
     "bench.metrics",
     "bench.survey",
     "bench.ingest",
+    "bench.hits_ranking",
     "bench.coldstart",
 ]
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"

@@ -58,7 +58,9 @@ from bench.stream_model import (
     shard_records,
     stream_rate,
 )
-from chalicelib import clock, observability
+from chalicelib import clock, observability, runtime, settings
+from chalicelib.hits import slots, sweep
+from chalicelib.hits.store import HitStore
 from chalicelib.ingest import consumer, records
 from chalicelib.observability import SERVICE
 
@@ -283,7 +285,7 @@ def measure_stream(client: Any, reader: Any, s: Stream) -> list[Case]:
     """Every batching of one stream: hits by whole batches of a shard (their totals, ranking lists and registry
     claims are per batch), the other types by a sample of keys (their writes are per key and batch)."""
     if s.kind.type == "hit":
-        return [measure_shard(client, reader, s, b) for b in BATCHINGS]
+        return [measure_shard(client, reader, s, b)[0] for b in BATCHINGS]
     seed = f"{SEED}:{s.kind.type}:{s.distribution.name}"
     samples = {b: draw_keys(key_figures(s.batches(b)), GROUP_BUDGET, RUN_BATCHES, RUN_EVENTS, seed) for b in BATCHINGS}
     located = locate_drawn(s, samples)
@@ -344,9 +346,14 @@ def typical_shard(batches: Sequence[Batch]) -> int:
     return min(events, key=lambda shard: (abs(events[shard] - mean) if len(events) > 1 else 0, shard))
 
 
-def measure_shard(client: Any, reader: Any, s: Stream, batching: Batching) -> Case:
+def measure_shard(
+    client: Any, reader: Any, s: Stream, batching: Batching, passes: int | None = None
+) -> tuple[Case, Bill]:
     """One shard's whole slice, batch after batch in the order the consumer gets them, each batch's records (with
-    their ids) in one apply_records call at its close time, all metered: units per event of that shard."""
+    their ids) in one apply_records call at its close time, all metered: units per event of that shard. Between
+    the batches, the hits' sweep passes (`passes` a minute, the setting's by default) at their own times, and after
+    the slice until the ranking has caught up: the case's bill includes them; the second value is theirs alone.
+    The sweep ranks what this shard's batches listed: paths are hashed to shards, so no other shard lists them."""
     every = s.batches(batching)
     shard = typical_shard(every)
     batches = [b for b in every if b.shard == shard]
@@ -370,20 +377,47 @@ def measure_shard(client: Any, reader: Any, s: Stream, batching: Batching) -> Ca
             of_batch[wanted[id(every[index[i]])]].append(s.records[i])
     table = fresh_table(client, "ingest-cost")
     set_env("TABLE_NAME", table)
+    passes = passes or settings.get().hit_rank_passes
+    swept = Bill()
     try:
         meter = PricingMeter(client, reader, remember_items=True)
         with meter:
             applier = Applier(meter, s, batches, _anchor_ms(case.slice_s))
+            sweeps = _sweep_times(applier.anchor_ms, case.slice_s, passes)
             rng = random.Random(f"{SEED}:{shard}")
             for batch, held in zip(batches, of_batch, strict=True):
+                closed_ms = applier.anchor_ms + int(batch.closed_ms)
+                while sweeps and sweeps[0] <= closed_ms:
+                    swept.charge(_sweep_at(meter, sweeps.pop(0)))
                 received = [applier.received(r, rng, ids=True) for r in held]
-                applier.apply(received, applier.anchor_ms + int(batch.closed_ms))
+                applier.apply(received, closed_ms)
+            for at_ms in sweeps:
+                swept.charge(_sweep_at(meter, at_ms))
         case.bill = meter.bill
     finally:
         client.delete_table(TableName=table)
     case.drawn_keys = len({key for b in batches for key in b.keys})
     case.metered_groups = case.groups
-    return case
+    return case, swept
+
+
+def _sweep_times(anchor_ms: int, slice_s: float, passes: int) -> list[int]:
+    """The sweep's passes through the slice (evenly spaced, from a minute's start) and on until everything listed
+    in it is rankable (the slot of its last batch plus the listing's wait, then LAG_S)."""
+    interval_ms = 60_000 // passes
+    drained_ms = anchor_ms + int(1000 * (slice_s + settings.get().worst_case_s + slots.SLOT_S + slots.LAG_S))
+    return list(range(anchor_ms + interval_ms, drained_ms + 2 * interval_ms, interval_ms))
+
+
+def _sweep_at(meter: PricingMeter, at_ms: int) -> Bill:
+    """One sweep pass at `at_ms`, metered: its bill."""
+    before = meter.bill.scaled(1.0)
+    clock.set_source(lambda: at_ms / 1000)
+    try:
+        sweep.sweep(HitStore(runtime.dynamodb(), runtime.table_name()), at_ms / 1000)
+    finally:
+        clock.set_source(None)
+    return meter.bill + before.scaled(-1.0)
 
 
 # --- direct writes, for reference ----------------------------------------------------------------------------------

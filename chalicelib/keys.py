@@ -209,8 +209,13 @@ def hit_stream_writer(shard_id: str) -> str:
     return f"s{shard_id}"
 
 
-def hit_sweep_pk(minute: int, partition: int) -> str:
-    return f"HITSWEEP#{minute}#{partition}"
+def hit_sweep_pk(slot: int, partition: int) -> str:
+    """A partition of the paths listed for the sweep under a slot (chalicelib/hits/slots.py)."""
+    return f"HITSWEEP#{slot}#{partition}"
+
+
+def hit_swept_sk(slot: int) -> str:
+    return f"{slot:010d}"
 
 
 def hit_sweep_partition(name: str) -> int:

@@ -63,6 +63,12 @@ class Settings(BaseModel):
     # default in a deployed stage), or switched off (prod).
     load_test_access: Literal["open", "admin", "off"] = "admin"
 
+    # How many times a minute the hits' sweep ranks what it was told about (chalicelib/hits/sweep.py). The ranking's
+    # lag bound (chalicelib/hits/slots.py) is worst_case_s + 15 s + 60 s / passes: 57 s at 3; 47 s at 6; 97 s at 1. Its
+    # run lasts the minute's passes, so it costs Lambda time even at rest (docs/deploy.md), and each pass moves the
+    # entries of what changed since the last (bench/hits_ranking.py).
+    hit_rank_passes: int = Field(default=3, ge=1, le=6)
+
     # Powertools Tracer (X-Ray): set by the deployed template where the stage's Chalice `xray` is on.
     tracing: bool = False
 

@@ -570,7 +570,11 @@ def serve(options: Options, project_dir: Path) -> int:
             server = LocalDevServer(app, config, HOST, options.port, handler_cls=DevRequestHandler)
             stack.callback(server.server.server_close)
 
-            scheduler = Scheduler(app, region=os.environ["AWS_DEFAULT_REGION"])
+            scheduler = Scheduler(
+                app,
+                region=os.environ["AWS_DEFAULT_REGION"],
+                timeout_s=lambda name: config.scope(config.chalice_stage, name).lambda_timeout,
+            )
             scheduler.start()
             stack.callback(scheduler.stop)
             consumer_lines = start_consumers(app, kinesis, options.data_dir, stack)

@@ -173,10 +173,19 @@ class Job:
     schedule: Schedule
     handler: Callable[[dict[str, Any], Any], Any]
     next_fire: dt.datetime
+    timeout_ms: int = 3000
+    running: threading.Thread | None = None
 
 
 class Scheduler:
-    def __init__(self, app: Chalice, clock: Clock = utcnow, region: str = "us-east-1") -> None:
+    def __init__(
+        self,
+        app: Chalice,
+        clock: Clock = utcnow,
+        region: str = "us-east-1",
+        timeout_s: Callable[[str], int] = lambda name: 3,
+    ) -> None:
+        """`timeout_s` gives a function's Lambda timeout (its context's remaining time starts there)."""
         self._clock = clock
         self._region = region
         self._stop = threading.Event()
@@ -190,29 +199,44 @@ class Scheduler:
             # CloudWatchEvent, with middleware) is registered in app.handler_map under the same name.
             handler = getattr(source, "handler", None) or app.handler_map[source.name]
             schedule = parse_schedule(source.schedule_expression)
-            self.jobs.append(Job(source.name, schedule, handler, schedule.next_after(now)))
+            job = Job(source.name, schedule, handler, schedule.next_after(now), 1000 * timeout_s(source.name))
+            self.jobs.append(job)
 
     def next_due(self) -> dt.datetime | None:
         return min((job.next_fire for job in self.jobs), default=None)
 
-    def run_due(self, now: dt.datetime) -> list[str]:
-        """Invoke every job due at `now` (once, even if several periods were missed); return their names."""
+    def run_due(self, now: dt.datetime, *, background: bool = False) -> list[str]:
+        """Invoke every job due at `now` (once, even if several periods were missed); return their names. In the
+        background, each in a thread of its own, as Lambda runs them side by side (a job still running skips)."""
         ran: list[str] = []
         for job in self.jobs:
             if job.next_fire > now:
                 continue
             fired_at = job.next_fire
             job.next_fire = job.schedule.next_after(max(now, fired_at))
+            if not background:
+                self._invoke(job, fired_at)
+            elif job.running is not None and job.running.is_alive():
+                log.warning("scheduled function %s is still running: this fire is skipped", job.name)
+                continue
+            else:
+                job.running = threading.Thread(
+                    target=self._invoke, args=(job, fired_at), name=f"schedule-{job.name}", daemon=True
+                )
+                job.running.start()
             ran.append(job.name)
-            try:
-                job.handler(scheduled_event(job.name, fired_at, self._region), LambdaContext(job.name, 128))
-            except Exception:
-                log.exception("scheduled function %s failed", job.name)
         return ran
+
+    def _invoke(self, job: Job, fired_at: dt.datetime) -> None:
+        context = LambdaContext(job.name, 128, max_runtime_ms=job.timeout_ms)
+        try:
+            job.handler(scheduled_event(job.name, fired_at, self._region), context)
+        except Exception:
+            log.exception("scheduled function %s failed", job.name)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.run_due(self._clock())
+            self.run_due(self._clock(), background=True)
             due = self.next_due()
             delay = 60.0 if due is None else (due - self._clock()).total_seconds()
             # Event.wait rather than sleep so stop() wakes the thread at once.

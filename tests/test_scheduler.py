@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -179,3 +180,35 @@ def test_app_without_schedules_starts_no_thread() -> None:
     scheduler.start()
     assert scheduler.jobs == [] and scheduler._thread is None
     scheduler.stop()
+
+
+def test_in_the_background_each_job_runs_in_its_own_thread_with_its_timeout() -> None:
+    # A long job (the hits' sweep waits between its passes) must not hold back the others, as on Lambda.
+    release, started = threading.Event(), threading.Event()
+    seen: list[tuple[str, int]] = []
+    app = Chalice(app_name="sched")
+
+    @app.schedule(Rate(1, unit=Rate.MINUTES))
+    def slow(event: Any) -> None:
+        seen.append(("slow", event.context.get_remaining_time_in_millis()))
+        started.set()
+        release.wait(10)
+
+    @app.schedule(Rate(1, unit=Rate.MINUTES))
+    def quick(event: Any) -> None:
+        seen.append(("quick", event.context.get_remaining_time_in_millis()))
+
+    scheduler = Scheduler(app, clock=lambda: T0, timeout_s=lambda name: 120 if name == "slow" else 30)
+    due = T0 + dt.timedelta(minutes=1)
+    assert scheduler.run_due(due, background=True) == ["slow", "quick"]
+    assert started.wait(10)
+    for job in scheduler.jobs:
+        if job.name == "quick":
+            assert job.running is not None
+            job.running.join(10)
+    slow_job = next(job for job in scheduler.jobs if job.name == "slow")
+    assert slow_job.running is not None and slow_job.running.is_alive()  # quick finished while slow still runs
+    assert 110_000 < dict(seen)["slow"] <= 120_000 and 20_000 < dict(seen)["quick"] <= 30_000
+    # Due again while still running: that fire is skipped, as the next one is not.
+    assert scheduler.run_due(due + dt.timedelta(minutes=1), background=True) == ["quick"]
+    release.set()

@@ -125,6 +125,7 @@ BAD_BODIES = [
     {"values": list(range(101))},
     {"values": [1, "x"]},
     {"values": 5},
+    {"values": None},
     {"value": 1, "user": ""},
     {"value": 1, "user": "u" * 65},
     {"value": 1, "user": 7},

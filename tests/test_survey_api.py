@@ -519,6 +519,16 @@ def test_a_responses_answers_are_never_kept_by_a_cache(survey: Api) -> None:
         assert answer.headers["Cache-Control"] == "no-store"
 
 
+@pytest.mark.parametrize(
+    "token", ["x" * 31, "x" * 129, "a+b/" + "x" * 40, "x" * 40 + "=", "x" * 39 + " ", "ü" * 40], ids=repr
+)
+def test_a_client_token_outside_the_documented_pattern_is_refused(survey: Api, token: str) -> None:
+    headers = {"X-Response-Token": token, "Idempotency-Key": "k-pattern"}
+    error = assert_error(survey.post("/survey/responses", {}, headers=headers), 400, "invalid_input")
+    assert error["field"] == "X-Response-Token"
+    assert dashboard(survey)["total"] == 0
+
+
 def created_id_and_token(created: Any) -> tuple[str, dict[str, str]]:
     body = ok(created, 201)
     return body["id"], {"X-Response-Token": body["token"]}

@@ -10,7 +10,7 @@ from typing import Any
 from chalice import Blueprint, Rate, Response
 from chalice.app import Request
 
-from chalicelib import auth, clock, contract, pages, routing, runtime, settings, web
+from chalicelib import auth, clock, contract, pages, request_context, routing, runtime, settings, web
 from chalicelib.errors import Forbidden, InvalidInput, ServiceError
 from chalicelib.hits import days, load_test, paths, ranking, sweep
 from chalicelib.hits.models import (
@@ -171,9 +171,17 @@ def hits_page() -> Response:
 
 @bp.schedule(Rate(1, unit=Rate.MINUTES))
 def sweep_hits(event: Any) -> dict[str, int]:
-    """Fold hot paths' overflow into their counters and move the ranking entries of the paths listed since."""
-    swept = sweep.sweep(_store())
+    """Fold hot paths' overflow into their counters and move the ranking entries of the paths listed since, in
+    `hit_rank_passes` passes over the minute, each with its own budget."""
+
+    def one_pass() -> sweep.Swept:
+        with request_context.budget(settings.get().request_budget_s):
+            return sweep.sweep(_store())
+
+    swept = sweep.passes(
+        one_pass, settings.get().hit_rank_passes, lambda: event.context.get_remaining_time_in_millis() / 1000
+    )
     if swept.folded:
         count("HitsFolded", swept.folded)
     count("HitRankEntriesPut", swept.ranked)
-    return {"folded": swept.folded, "minutes": swept.minutes, "ranked": swept.ranked}
+    return {"folded": swept.folded, "slots": swept.slots, "ranked": swept.ranked}

@@ -10,7 +10,7 @@ The items (chalicelib/keys.py):
 - the ranking entries, one item per path and scope (`HITR#{scope}#{path}`) in the `ranking` GSI, off the counts'
   write: a direct hit moves its path's entries right after counting it; the events stream's consumer moves a path's
   entries on its first change of a minute and lists the rest for the sweep (chalicelib/hits/sweep.py), which moves
-  them within the next minute or two. An entry's write is conditioned on its count growing, so a late writer never
+  them within a stated bound (chalicelib/hits/slots.py; 57 s by default). An entry's write is conditioned on its count growing, so a late writer never
   puts an older count over a newer one.
 
 A direct hit (`record`) is one transaction: the counter, and the direct writer's totals of both scopes, so the
@@ -35,7 +35,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, keys, runtime, table
+from chalicelib import clock, keys, runtime, settings, table
 from chalicelib.dynamo import (
     ITEM_EXISTS,
     ITEM_IS_NEW,
@@ -51,7 +51,7 @@ from chalicelib.dynamo import (
     retry,
     string,
 )
-from chalicelib.hits import counts, days, ranking
+from chalicelib.hits import counts, days, ranking, slots
 from chalicelib.hits.counts import Change, Counter
 from chalicelib.hits.ranking import Entry
 from chalicelib.ingest.records import Delivered
@@ -67,8 +67,6 @@ _COUNTER_NAMES = {
     "#created": "created",
     "#started": "started",
 }
-# A direct hit lists its path for the sweep under the minute its count has surely landed by (settings' worst wait).
-SWEEP_AFTER_S = 30
 _LISTED_MAX = 100_000  # paths a process remembers having listed
 DIRECT = "direct"  # who created (or moved into its day) a counter: a direct hit, or a stream shard's record
 
@@ -276,25 +274,29 @@ class HitStore:
         return (counter.n if counter else 0) + self.unfolded(path, keys.HIT_ALL)
 
     def list_for_sweep(self, path: str, day: str) -> None:
-        """List the path for the sweep, once per process, path, day and minute, under the minute by which a count
-        written now has surely landed (the request's longest wait)."""
-        minute = int((clock.now() + SWEEP_AFTER_S) // 60)
+        """List the path for the sweep, once per process, path, day and slot, under the slot by which a count
+        written now has surely landed (chalicelib/hits/slots.py)."""
+        slot = slots.listing_slot(clock.now(), settings.get().worst_case_s)
         listed: set[tuple[str, str, str, int]] = runtime.cached("hits_listed_for_sweep", set)
-        entry = (self.table, path, day, minute)
+        entry = (self.table, path, day, slot)
         if entry in listed:
             return
-        self.client.put_item(
-            TableName=self.table,
-            Item={
-                # A digest: a sort key holds at most 1,024 bytes, a path as many.
-                **item_key(keys.hit_sweep_pk(minute, keys.hit_sweep_partition(path)), _listing_sk(day, path)),
-                "entries": {"L": [{"L": [string(day), string(path)]}]},
-                table.TTL_ATTRIBUTE: num(minute * 60 + 86_400),
-            },
-        )
+        # A digest: a sort key holds at most 1,024 bytes, a path as many.
+        self.put_listing(slot, keys.hit_sweep_partition(path), _listing_sk(day, path), [(day, path)])
         if len(listed) > _LISTED_MAX:
             listed.clear()
         listed.add(entry)
+
+    def put_listing(self, slot: int, partition: int, sort_key: str, entries: Sequence[tuple[str, str]]) -> None:
+        """List (day, path) entries for the sweep to rank once `slot` is over."""
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **item_key(keys.hit_sweep_pk(slot, partition), sort_key),
+                "entries": {"L": [{"L": [string(day), string(path)]} for day, path in entries]},
+                table.TTL_ATTRIBUTE: num(int(slots.slot_end(slot)) + 86_400),
+            },
+        )
 
     def rank_path(self, path: str, days_: set[str]) -> Counter | None:
         """Move the path's ranking entries to its counts now: all time, and each of `days_`. Its counter as read."""

@@ -15,7 +15,7 @@ Per Kinesis shard of the batch:
    all of the batch's hit records come back: the totals are the sum of the counts once a batch is applied.
 3. The ranking: a path's first change in a minute moves its entries at once (its counts came back with the update);
    later changes, and changes of another day, are listed (one item per batch) for the sweep (chalicelib/hits/
-   sweep.py), which moves them within the next minute.
+   sweep.py), which moves them within a stated bound (chalicelib/hits/slots.py).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, keys, runtime, table
+from chalicelib import clock, keys, runtime, settings
 from chalicelib.dynamo import ITEM_IS_NEW, LostRace, condition_failed, item_key, lost_race, num, read_int, retry, string
-from chalicelib.hits import counts, days
+from chalicelib.hits import counts, days, slots
 from chalicelib.hits.counts import Change, Counter
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered, HitEvent
@@ -93,12 +93,14 @@ def apply_batch(store: HitStore, delivered: Sequence[Delivered]) -> None:
 
 
 def _apply_shard(store: HitStore, shard_id: str, events: list[Delivered]) -> None:
-    minute = int(clock.now() // 60)
+    now = clock.now()
+    minute = int(now // 60)
     results = runtime.fan_out(
         lambda runs: _count_path(store, shard_id, runs, minute), list(runs_by_path(events).values())
     )
     _write_totals(store, shard_id, events, results)
-    _rank(store, shard_id, events[0], results, minute)
+    # Listed under the slot by which this event's writes have surely landed: no call starts after its budget.
+    _rank(store, shard_id, events[0], results, slots.listing_slot(now, settings.get().worst_case_s))
 
 
 # --- 1. each path ---------------------------------------------------------------------------------------------
@@ -287,7 +289,7 @@ def _add_totals(store: HitStore, shard_id: str, scope: str, events: list[Deliver
 # --- 3. the ranking ---------------------------------------------------------------------------------------------
 
 
-def _rank(store: HitStore, shard_id: str, first: Delivered, counted: list[Counted], minute: int) -> None:
+def _rank(store: HitStore, shard_id: str, first: Delivered, counted: list[Counted], slot: int) -> None:
     moves = [
         move
         for c in counted
@@ -297,11 +299,4 @@ def _rank(store: HitStore, shard_id: str, first: Delivered, counted: list[Counte
     runtime.fan_out(lambda move: store.rank(*move), moves)
     later = sorted((day, c.path) for c in counted if not c.rank_now for day in c.started)
     if later:
-        store.client.put_item(
-            TableName=store.table,
-            Item={
-                **item_key(keys.hit_sweep_pk(minute, keys.hit_sweep_partition(shard_id)), f"b{who(first)}"),
-                "entries": {"L": [{"L": [string(day), string(path)]} for day, path in later]},
-                table.TTL_ATTRIBUTE: num(minute * 60 + 86_400),
-            },
-        )
+        store.put_listing(slot, keys.hit_sweep_partition(shard_id), f"b{who(first)}", later)
