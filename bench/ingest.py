@@ -58,9 +58,10 @@ from bench.stream_model import (
     shard_records,
     stream_rate,
 )
-from chalicelib import clock, observability
+from chalicelib import observability
 from chalicelib.ingest import consumer, records
 from chalicelib.observability import SERVICE
+from chalicelib.pure import clock
 
 BATCHINGS = (Batching(1, 1_000), Batching(60, 1_000), Batching(60, 10_000))
 # Seconds of stream per batching window, from a minute's start: a minute of 1 s batches (a metric key's items are

@@ -22,9 +22,10 @@ from typing import Any, cast
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import settings, stage_secrets, textcheck
+from chalicelib import settings, stage_secrets
 from chalicelib.errors import InvalidInput, PayloadTooLarge, ServiceError
 from chalicelib.observability import logger
+from chalicelib.pure import textcheck
 
 MAX_BODY_BYTES = 256 * 1024
 # Deeper than any body the service takes; bounds the work of checking one (json's own limit is a RecursionError).

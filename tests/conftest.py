@@ -167,7 +167,8 @@ def secrets_env(env: Environment) -> Iterator[Environment]:
 @pytest.fixture
 def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A DynamoDB client on an empty table named TABLE, with the app's clients pointed at it."""
-    from chalicelib import clock, runtime
+    from chalicelib import runtime
+    from chalicelib.pure import clock
     from chalicelib.table import ensure_table
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, runtime
+from chalicelib import runtime
 from chalicelib.hits import days
+from chalicelib.pure import clock
 from tests.conftest import TABLE, Api, Environment, ok
 
 pytestmark = pytest.mark.real_dynamodb

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, keys, runtime
+from chalicelib import keys, runtime
 from chalicelib.hits import paths
 from chalicelib.hits.store import HitStore
+from chalicelib.pure import clock
 from tests.conftest import Api, Environment, assert_error
 from tests.conftest import ok as body
 

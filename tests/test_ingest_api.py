@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, runtime
+from chalicelib import runtime
 from chalicelib.contract import Error
 from chalicelib.ingest import producer, records
 from chalicelib.ingest.models import MAX_CLOCK_SKEW_MS, MAX_EVENT_AGE_MS, Accepted
+from chalicelib.pure import clock
 from tests.conftest import Api, EventsStream, assert_error, ok
 
 NOW_MS = 1_795_514_400_000  # 2026-11-24T10:00:00.000Z

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys, runtime, table
+from chalicelib import keys, runtime, table
 from chalicelib.dynamo import item_key
 from chalicelib.ingest import dedupe
 from chalicelib.ingest.store import FirstCopyStore
+from chalicelib.pure import clock
 from tests.conftest import TABLE
 
 A, B = dedupe.fingerprint("shardId-000000000000", "1"), dedupe.fingerprint("shardId-000000000004", "2")

@@ -14,7 +14,7 @@ from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import batch, compaction
 from chalicelib.metrics import window as w
 from chalicelib.metrics.store import SumStore, TooOld
-from chalicelib.sketch import Sketch
+from chalicelib.pure.sketch import Sketch
 from tests.conftest import TABLE, partition_items
 
 MINUTE = 28_333_333  # a minute (epoch minutes), mid-2023

@@ -35,7 +35,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, keys, runtime, table
+from chalicelib import keys, runtime, table
 from chalicelib.dynamo import (
     ITEM_EXISTS,
     ITEM_IS_NEW,
@@ -55,6 +55,7 @@ from chalicelib.hits import counts, days, ranking
 from chalicelib.hits.counts import Change, Counter
 from chalicelib.hits.ranking import Entry
 from chalicelib.ingest.records import Delivered
+from chalicelib.pure import clock
 
 # Cancellation reasons and errors that mean "this item is too hot right now": overflow into the delta shards.
 HOT_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, clock, contract, middleware, runtime, settings, web
+from chalicelib import auth, contract, middleware, runtime, settings, web
 from chalicelib.averages.store import AverageStore
 from chalicelib.errors import NotFound
 from chalicelib.ingest import dedupe, records
@@ -14,6 +14,7 @@ from chalicelib.ingest.producer import RETRY_AFTER_S, Producer, StreamUnavailabl
 from chalicelib.ingest.records import EventId
 from chalicelib.ingest.store import FirstCopyStore
 from chalicelib.observability import count
+from chalicelib.pure import clock
 
 bp: Blueprint = Blueprint(__name__)
 

@@ -17,13 +17,14 @@ from pydantic import AfterValidator, Field, RootModel, ValidationError, WithJson
 from pydantic_core import InitErrorDetails
 from pydantic_core import ValidationError as CoreValidationError
 
-from chalicelib import contract, textcheck
+from chalicelib import contract
 from chalicelib.contract import ErrorDetail, KeyName, Reply, StatisticValue, Strict
 from chalicelib.errors import InvalidInput, ServiceError
 from chalicelib.hits import paths
 from chalicelib.ingest import records
 from chalicelib.metrics import window
 from chalicelib.metrics.models import MetricValue
+from chalicelib.pure import textcheck
 from chalicelib.streams.models import StreamName, User
 
 MAX_EVENTS = 500

@@ -8,11 +8,12 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import auth, clock, contract, pages, runtime, sketch, web, write_once
+from chalicelib import auth, contract, pages, runtime, web, write_once
 from chalicelib.metrics import compaction, window
 from chalicelib.metrics.models import MetricValueBody, Minutes, QuantilesQuery, Sum, WindowQuantiles, WindowQuery
 from chalicelib.metrics.store import SumStore
 from chalicelib.observability import count, logger
+from chalicelib.pure import clock, sketch
 
 bp: Blueprint = Blueprint(__name__)
 

@@ -36,7 +36,7 @@ from chalicelib.metrics.store import (
     SumStore,
 )
 from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
-from chalicelib.sketch import EMPTY, Sketch
+from chalicelib.pure.sketch import EMPTY, Sketch
 
 # Keys sealed, read and written together: large enough to keep the database busy, small enough that a chunk takes a
 # small part of a run's budget.

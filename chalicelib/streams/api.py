@@ -7,9 +7,10 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, clock, contract, runtime, sketch, web, write_once
+from chalicelib import auth, contract, runtime, web, write_once
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
+from chalicelib.pure import clock, sketch
 from chalicelib.streams.models import (
     AuditPage,
     Histogram,

@@ -24,10 +24,11 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, clock, contract, pages, runtime, web, write_once
+from chalicelib import auth, contract, pages, runtime, web, write_once
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
+from chalicelib.pure import clock
 from chalicelib.survey import listing, rules
 from chalicelib.survey.models import (
     AnswerBody,

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from chalicelib import textcheck
 from chalicelib.contract import PARAM_INT, Reply, Sentence, Strict, Timestamp, integral
+from chalicelib.pure import textcheck
 from chalicelib.survey import listing, rules
 from chalicelib.survey.rules import LABELS
 
