@@ -18,8 +18,8 @@ import boto3
 from botocore.config import Config
 
 from chalicelib import runtime, settings
-from chalicelib.dynamo import LostRace, retry
-from chalicelib.table import ensure_table
+from chalicelib.storage.dynamo import LostRace, retry
+from chalicelib.storage.table import ensure_table
 from devtools.ddblocal import local_aws_env
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ class AwsWriteMeter:
     misprices transactions and index writes, hence this. Not thread-safe for concurrent writes to one item."""
 
     def __init__(self, client: Any) -> None:
-        from chalicelib.table import GLOBAL_SECONDARY_INDEXES
+        from chalicelib.storage.table import GLOBAL_SECONDARY_INDEXES
 
         self._lock = threading.Lock()
         self._events = client.meta.events
@@ -305,7 +305,7 @@ def _writes_of(operation: str, params: Mapping[str, Any]) -> list[tuple[str, dic
 
 
 def _key_of(body: Mapping[str, Any]) -> dict[str, Any]:
-    from chalicelib.table import PARTITION_KEY, SORT_KEY
+    from chalicelib.storage.table import PARTITION_KEY, SORT_KEY
 
     if "Key" in body:
         return dict(body["Key"])

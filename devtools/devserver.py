@@ -558,7 +558,7 @@ def serve(options: Options, project_dir: Path) -> int:
             os.environ["KINESIS_ENDPOINT_URL"] = kinesis.endpoint
 
             from chalicelib import runtime  # the project's own code: import once on sys.path
-            from chalicelib.table import ensure_table
+            from chalicelib.storage.table import ensure_table
 
             # Importing the app read the settings (a consumer's registration names its stream): read them again.
             runtime.reset()

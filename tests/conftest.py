@@ -169,7 +169,7 @@ def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.Mo
     """A DynamoDB client on an empty table named TABLE, with the app's clients pointed at it."""
     from chalicelib import runtime
     from chalicelib.pure import clock
-    from chalicelib.table import ensure_table
+    from chalicelib.storage.table import ensure_table
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")

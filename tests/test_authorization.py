@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from app import app
-from chalicelib import auth, keys
+from chalicelib import auth
 from chalicelib.hits import api as hits_api
+from chalicelib.storage import keys
 from chalicelib.survey import api as survey_api
 from tests.conftest import Api, Environment, EventsStream, assert_error, ok, partition_items
 

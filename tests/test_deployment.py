@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import table
+from chalicelib.storage import table
 from deploy import stages, template
 from deploy.commands import Runner, package
 from tests import test_monitoring

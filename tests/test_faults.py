@@ -116,7 +116,7 @@ def run_writers(api: Api, outcomes: Outcomes, stop: threading.Event, start: int)
 def test_a_stalled_database_under_concurrent_writers_loses_nothing_and_counts_nothing_twice(
     api: Api, env: Environment
 ) -> None:
-    from chalicelib.table import ensure_table
+    from chalicelib.storage.table import ensure_table
     from devtools.ddblocal import DynamoDBLocal, dynamodb_client
 
     with DynamoDBLocal() as database:

@@ -96,8 +96,8 @@ def test_bad_idempotency_key_is_400(api: Api) -> None:
 
 
 def test_idempotency_records_expire_through_the_table_ttl(api: Api, dynamodb: Any) -> None:
-    from chalicelib import keys, table
     from chalicelib.pure import clock
+    from chalicelib.storage import keys, table
 
     api.post("/streams/t/values", {"value": 1}, headers={"Idempotency-Key": "ttl"})
     items = partition_items(dynamodb, keys.IDEMPOTENCY_PARTITION)

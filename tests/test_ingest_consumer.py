@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import keys, observability, runtime
+from chalicelib import observability, runtime
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits import days, streamed
 from chalicelib.hits.store import HitStore, Totals
@@ -29,6 +29,7 @@ from chalicelib.ingest.records import AverageEvent, Event, EventId, HitEvent, Me
 from chalicelib.ingest.store import FirstCopyStore
 from chalicelib.metrics.store import SumStore
 from chalicelib.pure import clock
+from chalicelib.storage import keys
 from chalicelib.streams.store import StreamStore
 from tests.conftest import TABLE, Environment, item_size
 

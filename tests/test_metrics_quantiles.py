@@ -14,7 +14,6 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from chalicelib import keys
 from chalicelib.contract import quantile_levels
 from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import compaction
@@ -22,6 +21,7 @@ from chalicelib.metrics import window as w
 from chalicelib.metrics.store import SumStore
 from chalicelib.pure import clock, sketch
 from chalicelib.pure.sketch import Sketch
+from chalicelib.storage import keys
 from tests.conftest import BAD_QUANTILE_LEVELS, TABLE, Api, assert_error
 from tests.conftest import ok as body
 

@@ -243,7 +243,7 @@ def test_limits_that_could_outlast_api_gateway_are_refused(env: Environment) -> 
 def test_a_stalled_database_answers_503_in_time_and_leaves_nothing_partial(
     api: Api, env: Environment, log_stream: RecordingStream
 ) -> None:
-    from chalicelib.table import ensure_table
+    from chalicelib.storage.table import ensure_table
     from devtools.ddblocal import DynamoDBLocal, dynamodb_client
     from tests.test_survey_summary import recomputed, stored_counters
 

@@ -20,11 +20,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import keys, request_context, runtime, table
-from chalicelib.dynamo import error_code, item_key, num, query_items, retry, sort_key_between, string
+from chalicelib import request_context, runtime
 from chalicelib.errors import Busy
 from chalicelib.hits.store import DELTA_DAY, HitStore, counter_of, delta_days
 from chalicelib.pure import clock
+from chalicelib.storage import keys, table
+from chalicelib.storage.dynamo import error_code, item_key, num, query_items, retry, sort_key_between, string
 
 LOOKBACK_MINUTES = 60
 SWEEP_LAG_S = 15  # a list written just before its minute ended has arrived by then

@@ -8,12 +8,13 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import auth, contract, pages, runtime, web, write_once
+from chalicelib import auth, contract, pages, runtime, web
 from chalicelib.metrics import compaction, window
 from chalicelib.metrics.models import MetricValueBody, Minutes, QuantilesQuery, Sum, WindowQuantiles, WindowQuery
 from chalicelib.metrics.store import SumStore
 from chalicelib.observability import count, logger
 from chalicelib.pure import clock, sketch
+from chalicelib.storage import write_once
 
 bp: Blueprint = Blueprint(__name__)
 

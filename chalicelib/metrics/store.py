@@ -61,8 +61,15 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
-from chalicelib import keys, runtime, table
-from chalicelib.dynamo import (
+from chalicelib import runtime
+from chalicelib.ingest import applied
+from chalicelib.ingest.records import Delivered
+from chalicelib.metrics import batch, window
+from chalicelib.metrics.window import MinuteParts, MinuteState, SubTotal, Totals
+from chalicelib.pure import sketch
+from chalicelib.pure.sketch import Sketch
+from chalicelib.storage import keys, table
+from chalicelib.storage.dynamo import (
     ITEM_IS_NEW,
     LostRace,
     batch_get,
@@ -75,12 +82,6 @@ from chalicelib.dynamo import (
     sort_key_between,
     sort_key_of,
 )
-from chalicelib.ingest import applied
-from chalicelib.ingest.records import Delivered
-from chalicelib.metrics import batch, window
-from chalicelib.metrics.window import MinuteParts, MinuteState, SubTotal, Totals
-from chalicelib.pure import sketch
-from chalicelib.pure.sketch import Sketch
 
 # Transaction attempts per post under contention (each on a freshly drawn shard) before answering Busy.
 POST_ATTEMPTS = 8

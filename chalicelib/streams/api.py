@@ -7,10 +7,11 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, contract, runtime, web, write_once
+from chalicelib import auth, contract, runtime, web
 from chalicelib.errors import InvalidInput
 from chalicelib.observability import count
 from chalicelib.pure import clock, sketch
+from chalicelib.storage import write_once
 from chalicelib.streams.models import (
     AuditPage,
     Histogram,

@@ -29,8 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib import keys, runtime
-from chalicelib.dynamo import (
+from chalicelib import runtime
+from chalicelib.errors import Conflict
+from chalicelib.ingest import applied
+from chalicelib.ingest.records import Delivered, ValueEvent
+from chalicelib.pure import clock
+from chalicelib.pure.sketch import EMPTY, Sketch
+from chalicelib.storage import keys
+from chalicelib.storage.dynamo import (
     ITEM_IS_NEW,
     LostRace,
     batch_get,
@@ -46,11 +52,6 @@ from chalicelib.dynamo import (
     sort_key_of,
     sort_key_prefix,
 )
-from chalicelib.errors import Conflict
-from chalicelib.ingest import applied
-from chalicelib.ingest.records import Delivered, ValueEvent
-from chalicelib.pure import clock
-from chalicelib.pure.sketch import EMPTY, Sketch
 from chalicelib.streams.welford import Moments, merge_all
 
 # Values per audit entry (and per commit) from the events stream: an entry stays far below DynamoDB's 400 KB.

@@ -24,11 +24,12 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, contract, pages, runtime, web, write_once
+from chalicelib import auth, contract, pages, runtime, web
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
 from chalicelib.observability import count
 from chalicelib.pure import clock
+from chalicelib.storage import write_once
 from chalicelib.survey import listing, rules
 from chalicelib.survey.models import (
     AnswerBody,

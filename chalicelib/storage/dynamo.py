@@ -17,7 +17,7 @@ from chalicelib import runtime, settings
 from chalicelib.errors import Busy, DatabaseUnavailable
 from chalicelib.observability import logger
 from chalicelib.request_context import BudgetSpent
-from chalicelib.table import PARTITION_KEY, SORT_KEY
+from chalicelib.storage.table import PARTITION_KEY, SORT_KEY
 
 T = TypeVar("T")
 
