@@ -206,7 +206,7 @@ def _import_section(times: dict[str, list[float]], ready: dict[str, list[float]]
         table_md(["case", "process ms", "vs baseline", "own code ms", "vs baseline"], rows),
         "",
         f"`import app` {'creates' if probe['client'] else 'creates no'} boto3 client "
-        f"(chalicelib/runtime.py makes them on first use) and {'imports' if probe['boto3'] else 'does not import'} boto3 "
+        f"(chalicelib/process/runtime.py makes them on first use) and {'imports' if probe['boto3'] else 'does not import'} boto3 "
         "(botocore's session makes the clients). So like for like is `import app` plus its "
         f"DynamoDB client against the baseline: **{app_client / baseline:.2f}x** as whole processes, {verdict} the "
         f"{BUDGET}x budget ({own_app_client / own_baseline:.2f}x for the code alone; `import app` alone: "

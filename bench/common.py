@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from chalicelib import runtime, settings
+from chalicelib.process import runtime, settings
 from chalicelib.storage.dynamo import LostRace, retry
 from chalicelib.storage.table import ensure_table
 from devtools.ddblocal import local_aws_env
@@ -94,7 +94,7 @@ def local_gateway() -> Any:
     config = CLIFactory(str(PROJECT_DIR)).create_config_obj(chalice_stage_name="dev")
     for name, value in config.environment_variables.items():
         os.environ.setdefault(name, value)
-    # As under `make run` (chalicelib/devhooks.py, which also resets the clients a meter may be attached to): writes
+    # As under `make run` (chalicelib/process/devhooks.py, which also resets the clients a meter may be attached to): writes
     # open, as the benchmarks send no write token, and a cursor secret of the run's own instead of the stage's SSM
     # parameter, which is not reachable locally.
     os.environ.setdefault("WRITE_ACCESS", "open")

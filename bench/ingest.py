@@ -58,9 +58,9 @@ from bench.stream_model import (
     shard_records,
     stream_rate,
 )
-from chalicelib import observability
 from chalicelib.ingest import consumer, records
-from chalicelib.observability import SERVICE
+from chalicelib.process import observability
+from chalicelib.process.observability import SERVICE
 from chalicelib.pure import clock
 
 BATCHINGS = (Batching(1, 1_000), Batching(60, 1_000), Batching(60, 10_000))

@@ -29,8 +29,8 @@ from typing import Any, Literal
 from chalice import Chalice, Response
 from chalice.app import Request
 
-from chalicelib import settings
 from chalicelib.errors import ServiceError, Unauthorized
+from chalicelib.process import settings
 from chalicelib.storage import stage_secrets
 
 GetResponse = Callable[[Request], Response]

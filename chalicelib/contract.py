@@ -24,9 +24,10 @@ from chalice import Chalice
 from chalice.app import Request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from chalicelib import auth, request_context, web
+from chalicelib import auth, web
 from chalicelib.errors import InvalidInput
-from chalicelib.settings import Settings
+from chalicelib.process import request_context
+from chalicelib.process.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "livestats"

@@ -12,8 +12,9 @@ import aws_lambda_powertools
 from chalice import Blueprint, Chalice, Response
 from pydantic import ConfigDict, Field
 
-from chalicelib import contract, pages, settings, web
+from chalicelib import contract, pages, web
 from chalicelib.errors import NotFound
+from chalicelib.process import settings
 
 bp: Blueprint = Blueprint(__name__)
 

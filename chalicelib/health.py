@@ -9,8 +9,9 @@ from typing import Literal
 
 from chalice import Blueprint, Response
 
-from chalicelib import contract, runtime, web
+from chalicelib import contract, web
 from chalicelib.errors import DatabaseUnavailable
+from chalicelib.process import runtime
 from chalicelib.storage import dynamo
 
 bp: Blueprint = Blueprint(__name__)

@@ -12,9 +12,10 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import auth, request_context, runtime, settings, web
+from chalicelib import auth, web
 from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, ServiceError, error_response
-from chalicelib.observability import count, logger
+from chalicelib.process import request_context, runtime, settings
+from chalicelib.process.observability import count, logger
 from chalicelib.storage import dynamo, keys, table, write_once
 
 GetResponse = Callable[[Request], Response]

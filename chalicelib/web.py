@@ -22,9 +22,9 @@ from typing import Any, cast
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import settings
 from chalicelib.errors import InvalidInput, PayloadTooLarge, ServiceError
-from chalicelib.observability import logger
+from chalicelib.process import settings
+from chalicelib.process.observability import logger
 from chalicelib.pure import textcheck
 from chalicelib.storage import stage_secrets
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from bench.common import Meter
-from chalicelib import runtime
 from chalicelib.averages.moving_average import MAX_SIZE
 from chalicelib.averages.store import AverageStore, capacity
+from chalicelib.process import runtime
 from chalicelib.storage import keys
 from tests.conftest import TABLE, Api, ok
 

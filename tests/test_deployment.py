@@ -73,7 +73,7 @@ def test_stages_in_one_account_name_nothing_alike(stage: str) -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_stream_is_named_as_the_app_reads_it(stage: str, env: Any) -> None:
-    from chalicelib import settings
+    from chalicelib.process import settings
 
     env.unset("EVENTS_STREAM_NAME")
     for name, value in stages.load(stage).environment.items():

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import runtime
 from chalicelib.hits import days
+from chalicelib.process import runtime
 from chalicelib.pure import clock
 from tests.conftest import TABLE, Api, Environment, ok
 

@@ -111,7 +111,7 @@ def test_an_unexpected_failure_is_a_json_500_logged_once_with_its_cause(
 ) -> None:
     import io
 
-    from chalicelib.observability import logger
+    from chalicelib.process.observability import logger
     from chalicelib.streams.store import StreamStore
 
     def broken(*_: object, **__: object) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib import runtime
 from chalicelib.contract import Error
 from chalicelib.ingest import producer, records
 from chalicelib.ingest.models import MAX_CLOCK_SKEW_MS, MAX_EVENT_AGE_MS, Accepted
+from chalicelib.process import runtime
 from chalicelib.pure import clock
 from tests.conftest import Api, EventsStream, assert_error, ok
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import runtime
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits import days
 from chalicelib.hits.store import HitStore
 from chalicelib.metrics.store import SumStore
+from chalicelib.process import runtime
 from chalicelib.pure import clock
 from chalicelib.storage import keys
 from chalicelib.streams.store import StreamStore

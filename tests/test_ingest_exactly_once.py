@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
-from chalicelib import runtime
 from chalicelib.hits.store import HitStore
 from chalicelib.ingest import producer, records
 from chalicelib.ingest.store import FirstCopyStore
 from chalicelib.metrics.store import SumStore
+from chalicelib.process import runtime
 from chalicelib.pure import clock
 from chalicelib.storage import keys
 from chalicelib.streams.store import StreamStore

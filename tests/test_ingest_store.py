@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import runtime
 from chalicelib.ingest import dedupe
 from chalicelib.ingest.store import FirstCopyStore
+from chalicelib.process import runtime
 from chalicelib.pure import clock
 from chalicelib.storage import keys, table
 from chalicelib.storage.dynamo import item_key

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import runtime
+from chalicelib.process import runtime
 from chalicelib.pure import clock
 from chalicelib.pure.sketch import GAMMA, MAX_BINS, RELATIVE_ACCURACY, Sketch
 from chalicelib.storage import keys

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from chalicelib import runtime
+from chalicelib.process import runtime
 from chalicelib.storage.table import TTL_ATTRIBUTE
 from tests.conftest import Api, Environment, assert_error, ok
 from tests.lossy_proxy import LossyProxy

@@ -10,7 +10,7 @@ from typing import Any
 from chalice import Blueprint, Rate, Response
 from chalice.app import Request
 
-from chalicelib import auth, contract, pages, routing, runtime, settings, web
+from chalicelib import auth, contract, pages, routing, web
 from chalicelib.errors import Forbidden, InvalidInput, ServiceError
 from chalicelib.hits import days, load_test, paths, ranking, sweep
 from chalicelib.hits.models import (
@@ -23,7 +23,8 @@ from chalicelib.hits.models import (
     StatsQuery,
 )
 from chalicelib.hits.store import HitStore
-from chalicelib.observability import count
+from chalicelib.process import runtime, settings
+from chalicelib.process.observability import count
 from chalicelib.pure import clock
 
 bp: Blueprint = Blueprint(__name__)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from chalicelib import request_context, runtime
 from chalicelib.hits.store import HitStore
-from chalicelib.observability import logger
+from chalicelib.process import request_context, runtime
+from chalicelib.process.observability import logger
 from chalicelib.storage import dynamo, write_once
 
 TEST_WORKERS = 16  # concurrent hits of one /test/{n}/ run

@@ -35,11 +35,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import runtime
 from chalicelib.hits import counts, days, ranking
 from chalicelib.hits.counts import Change, Counter
 from chalicelib.hits.ranking import Entry
 from chalicelib.ingest.records import Delivered
+from chalicelib.process import runtime
 from chalicelib.pure import clock
 from chalicelib.storage import keys, table
 from chalicelib.storage.dynamo import (

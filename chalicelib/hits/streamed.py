@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import runtime
 from chalicelib.hits import counts, days
 from chalicelib.hits.counts import Change, Counter
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered, HitEvent
+from chalicelib.process import runtime
 from chalicelib.pure import clock
 from chalicelib.storage import keys, table
 from chalicelib.storage.dynamo import (

@@ -20,9 +20,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import request_context, runtime
 from chalicelib.errors import Busy
 from chalicelib.hits.store import DELTA_DAY, HitStore, counter_of, delta_days
+from chalicelib.process import request_context, runtime
 from chalicelib.pure import clock
 from chalicelib.storage import keys, table
 from chalicelib.storage.dynamo import error_code, item_key, num, query_items, retry, sort_key_between, string

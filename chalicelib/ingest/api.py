@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, contract, middleware, runtime, settings, web
+from chalicelib import auth, contract, middleware, web
 from chalicelib.averages.store import AverageStore
 from chalicelib.errors import NotFound
 from chalicelib.ingest import dedupe, records
@@ -13,7 +13,8 @@ from chalicelib.ingest.models import MAX_EVENTS, Accepted, Event, EventsBody, Re
 from chalicelib.ingest.producer import RETRY_AFTER_S, Producer, StreamUnavailable
 from chalicelib.ingest.records import EventId
 from chalicelib.ingest.store import FirstCopyStore
-from chalicelib.observability import count
+from chalicelib.process import runtime, settings
+from chalicelib.process.observability import count
 from chalicelib.pure import clock
 
 bp: Blueprint = Blueprint(__name__)

@@ -8,11 +8,12 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import auth, contract, pages, runtime, web
+from chalicelib import auth, contract, pages, web
 from chalicelib.metrics import compaction, window
 from chalicelib.metrics.models import MetricValueBody, Minutes, QuantilesQuery, Sum, WindowQuantiles, WindowQuery
 from chalicelib.metrics.store import SumStore
-from chalicelib.observability import count, logger
+from chalicelib.process import runtime
+from chalicelib.process.observability import count, logger
 from chalicelib.pure import clock, sketch
 from chalicelib.storage import write_once
 

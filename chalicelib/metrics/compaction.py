@@ -19,7 +19,6 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from chalicelib import request_context, runtime
 from chalicelib.metrics import window
 from chalicelib.metrics.store import (
     BUCKET_COUNT,
@@ -35,6 +34,7 @@ from chalicelib.metrics.store import (
     SumStore,
 )
 from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
+from chalicelib.process import request_context, runtime
 from chalicelib.pure.sketch import EMPTY, Sketch
 from chalicelib.storage import keys, table
 from chalicelib.storage.dynamo import item_key, num, query_items, retry, sort_key_between, sort_key_of

@@ -61,11 +61,11 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
-from chalicelib import runtime
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered
 from chalicelib.metrics import batch, window
 from chalicelib.metrics.window import MinuteParts, MinuteState, SubTotal, Totals
+from chalicelib.process import runtime
 from chalicelib.pure import sketch
 from chalicelib.pure.sketch import Sketch
 from chalicelib.storage import keys, table

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import NoCredentialsError, NoRegionError
 from pydantic import SecretStr
 
-from chalicelib import runtime
-from chalicelib.observability import logger
+from chalicelib.process import runtime
+from chalicelib.process.observability import logger
 from chalicelib.storage import dynamo
 
 if TYPE_CHECKING:

@@ -7,9 +7,10 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, contract, runtime, web
+from chalicelib import auth, contract, web
 from chalicelib.errors import InvalidInput
-from chalicelib.observability import count
+from chalicelib.process import runtime
+from chalicelib.process.observability import count
 from chalicelib.pure import clock, sketch
 from chalicelib.storage import write_once
 from chalicelib.streams.models import (

@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib import runtime
 from chalicelib.errors import Conflict
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered, ValueEvent
+from chalicelib.process import runtime
 from chalicelib.pure import clock
 from chalicelib.pure.sketch import EMPTY, Sketch
 from chalicelib.storage import keys

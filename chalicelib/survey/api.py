@@ -24,10 +24,11 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, contract, pages, runtime, web
+from chalicelib import auth, contract, pages, web
 from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from chalicelib.middleware import IDEMPOTENCY_HEADER
-from chalicelib.observability import count
+from chalicelib.process import runtime
+from chalicelib.process.observability import count
 from chalicelib.pure import clock
 from chalicelib.storage import write_once
 from chalicelib.survey import listing, rules

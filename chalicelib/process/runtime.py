@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import botocore.session
 from botocore.config import Config
 
-from chalicelib import settings
 from chalicelib.errors import DatabaseUnavailable, StreamNotConfigured
-from chalicelib.request_context import ContextThreadPool, refuse_when_spent
+from chalicelib.process import settings
+from chalicelib.process.request_context import ContextThreadPool, refuse_when_spent
 from chalicelib.storage import write_once
 
 if TYPE_CHECKING:
