@@ -32,7 +32,7 @@ WARM_UP_ROUNDS = 1
 IMPORTTIME_RUNS = 3
 TOP_PACKAGES = 8
 BUDGET = 1.3
-SWAGGER_UI_DIR = "aws_lambda_powertools/event_handler/openapi/swagger_ui/"  # chalicelib/docs.py serves these
+SWAGGER_UI_DIR = "aws_lambda_powertools/event_handler/openapi/swagger_ui/"  # chalicelib/edge/docs.py serves these
 BASELINE_NAME = "bare Chalice app + one boto3 client"
 APP_CLIENT_NAME = "`import app` + its DynamoDB client"
 
@@ -43,7 +43,7 @@ BASELINE = (
 # The models' validators and schemas are built on first use (contract.Strict/Reply: defer_build); this case
 # builds every one of them, more than any one request does, to show what the deferral moves out of the import.
 BUILD_MODELS = """
-from chalicelib import contract
+from chalicelib.edge import contract
 todo = [contract.Strict, contract.Reply]
 while todo:
     model = todo.pop()

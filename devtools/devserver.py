@@ -48,8 +48,8 @@ from chalice.config import Config
 from chalice.deploy.validate import validate_routes
 from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException
 
-from chalicelib import routing, web
-from chalicelib.errors import error_body
+from chalicelib.edge import routing, web
+from chalicelib.edge.errors import error_body
 from chalicelib.process.observability import SERVICE
 from devtools import local_routes
 from devtools.ddblocal import (
@@ -495,7 +495,7 @@ def load_app(project_dir: Path) -> tuple[Chalice, Config]:
             os.environ.setdefault(key, value)  # what the developer exported wins
     app: Chalice = config.chalice_app
     validate_routes(app.routes)  # as `chalice local`: refuse routes API Gateway would refuse
-    # The server is threaded; the app's class keeps request state per thread (chalicelib/chalice_app.py).
+    # The server is threaded; the app's class keeps request state per thread (chalicelib/edge/chalice_app.py).
     return app, config
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app import app
-from chalicelib import auth
+from chalicelib.edge import auth
 from chalicelib.hits import api as hits_api
 from chalicelib.storage import keys
 from chalicelib.survey import api as survey_api

@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError, create_model
 
-from chalicelib import contract
+from chalicelib.edge import contract
 from chalicelib.pure import textcheck
 from chalicelib.streams.models import ResetBody
 from chalicelib.survey.models import AnswerBody

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import web
-from chalicelib.errors import InvalidInput
+from chalicelib.edge import web
+from chalicelib.edge.errors import InvalidInput
 from chalicelib.process import devhooks, observability, runtime
 from tests.conftest import Environment
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import web
+from chalicelib.edge import web
 from tests.conftest import Api, assert_error, partition_items
 
 

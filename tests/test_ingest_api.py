@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.contract import Error
+from chalicelib.edge.contract import Error
 from chalicelib.ingest import producer, records
 from chalicelib.ingest.models import MAX_CLOCK_SKEW_MS, MAX_EVENT_AGE_MS, Accepted
 from chalicelib.process import runtime
@@ -188,7 +188,7 @@ def test_500_events_are_taken_and_501_refused(ingest: Api, events_stream: Events
 
 
 def test_a_body_up_to_the_limit_is_taken(ingest: Api, events_stream: EventsStream) -> None:
-    from chalicelib import web
+    from chalicelib.edge import web
 
     # 220 hits of 1,019-byte paths: about 238 KB, under the 256 KiB limit (the 413 case above is 300 of them).
     batch = [{"type": "hit", "path": f"/api/{n:03d}" + "a" * 1010} for n in range(220)]

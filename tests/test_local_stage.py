@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.errors import DatabaseUnavailable, StreamNotConfigured
+from chalicelib.edge.errors import DatabaseUnavailable, StreamNotConfigured
 from chalicelib.process import runtime
 from chalicelib.process.settings import Settings
 from deploy import stages

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.errors import Busy
+from chalicelib.edge.errors import Busy
 from chalicelib.metrics import compaction
 from chalicelib.metrics import window as w
 from chalicelib.metrics.store import POST_ATTEMPTS, SumStore

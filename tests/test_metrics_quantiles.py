@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from chalicelib.contract import quantile_levels
+from chalicelib.edge.contract import quantile_levels
 from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import compaction
 from chalicelib.metrics import window as w

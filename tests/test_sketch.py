@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib import web
+from chalicelib.edge import web
 from chalicelib.pure.sketch import GAMMA, MAX_BINS, RELATIVE_ACCURACY, Sketch, bin_index, bin_key
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend

@@ -50,7 +50,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.averages.moving_average import SimpleMovingAverage
-from chalicelib.errors import NotFound
+from chalicelib.edge.errors import NotFound
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import AverageEvent, Delivered
 from chalicelib.storage import keys, write_once

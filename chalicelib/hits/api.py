@@ -10,8 +10,9 @@ from typing import Any
 from chalice import Blueprint, Rate, Response
 from chalice.app import Request
 
-from chalicelib import auth, contract, pages, routing, web
-from chalicelib.errors import Forbidden, InvalidInput, ServiceError
+from chalicelib import pages
+from chalicelib.edge import auth, contract, routing, web
+from chalicelib.edge.errors import Forbidden, InvalidInput, ServiceError
 from chalicelib.hits import days, load_test, paths, ranking, sweep
 from chalicelib.hits.models import (
     CountedPath,

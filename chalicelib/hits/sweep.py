@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import Busy
+from chalicelib.edge.errors import Busy
 from chalicelib.hits.store import DELTA_DAY, HitStore, counter_of, delta_days
 from chalicelib.process import request_context, runtime
 from chalicelib.pure import clock

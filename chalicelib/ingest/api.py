@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, contract, middleware, web
 from chalicelib.averages.store import AverageStore
-from chalicelib.errors import NotFound
+from chalicelib.edge import auth, contract, middleware, web
+from chalicelib.edge.errors import NotFound
 from chalicelib.ingest import dedupe, records
 from chalicelib.ingest.models import MAX_EVENTS, Accepted, Event, EventsBody, Rejected, normalise
 from chalicelib.ingest.producer import RETRY_AFTER_S, Producer, StreamUnavailable

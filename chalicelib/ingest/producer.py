@@ -36,7 +36,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from chalicelib.errors import Busy, ServiceError
+from chalicelib.edge.errors import Busy, ServiceError
 from chalicelib.ingest import dedupe, records
 from chalicelib.ingest.records import EventId
 from chalicelib.ingest.store import FirstCopyStore

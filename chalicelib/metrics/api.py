@@ -8,7 +8,8 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import auth, contract, pages, web
+from chalicelib import pages
+from chalicelib.edge import auth, contract, web
 from chalicelib.metrics import compaction, window
 from chalicelib.metrics.models import MetricValueBody, Minutes, QuantilesQuery, Sum, WindowQuantiles, WindowQuery
 from chalicelib.metrics.store import SumStore

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from chalice import Response
 from pydantic import Field
 
-from chalicelib.contract import Strict
+from chalicelib.edge.contract import Strict
 from chalicelib.process import request_context
 
 _DIR = Path(__file__).parent

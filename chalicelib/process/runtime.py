@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import botocore.session
 from botocore.config import Config
 
-from chalicelib.errors import DatabaseUnavailable, StreamNotConfigured
+from chalicelib.edge.errors import DatabaseUnavailable, StreamNotConfigured
 from chalicelib.process import settings
 from chalicelib.process.request_context import ContextThreadPool, refuse_when_spent
 from chalicelib.storage import write_once

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError, NoRegionError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from chalicelib.errors import Busy, DatabaseUnavailable
+from chalicelib.edge.errors import Busy, DatabaseUnavailable
 from chalicelib.process import runtime, settings
 from chalicelib.process.observability import logger
 from chalicelib.process.request_context import BudgetSpent

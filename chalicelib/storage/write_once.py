@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.errors import Conflict
+from chalicelib.edge.errors import Conflict
 from chalicelib.storage import keys, table
 
 RECEIPT_TTL_S = 24 * 3600

@@ -7,8 +7,8 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, contract, web
-from chalicelib.errors import InvalidInput
+from chalicelib.edge import auth, contract, web
+from chalicelib.edge.errors import InvalidInput
 from chalicelib.process import runtime
 from chalicelib.process.observability import count
 from chalicelib.pure import clock, sketch

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib.errors import Conflict
+from chalicelib.edge.errors import Conflict
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered, ValueEvent
 from chalicelib.process import runtime

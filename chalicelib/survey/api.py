@@ -24,9 +24,10 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, contract, pages, web
-from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from chalicelib.middleware import IDEMPOTENCY_HEADER
+from chalicelib import pages
+from chalicelib.edge import auth, contract, web
+from chalicelib.edge.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from chalicelib.edge.middleware import IDEMPOTENCY_HEADER
 from chalicelib.process import runtime
 from chalicelib.process.observability import count
 from chalicelib.pure import clock

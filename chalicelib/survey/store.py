@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import Conflict, NotFound
+from chalicelib.edge.errors import Conflict, NotFound
 from chalicelib.storage import keys
 from chalicelib.storage.dynamo import (
     ITEM_IS_NEW,

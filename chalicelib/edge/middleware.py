@@ -12,8 +12,8 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import auth, web
-from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, ServiceError, error_response
+from chalicelib.edge import auth, web
+from chalicelib.edge.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, ServiceError, error_response
 from chalicelib.process import request_context, runtime, settings
 from chalicelib.process.observability import count, logger
 from chalicelib.storage import dynamo, keys, table, write_once

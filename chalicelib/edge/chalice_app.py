@@ -19,7 +19,7 @@ from typing import Any
 
 from chalice import Chalice
 
-from chalicelib.errors import ServiceError
+from chalicelib.edge.errors import ServiceError
 from chalicelib.storage import dynamo
 
 

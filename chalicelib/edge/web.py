@@ -22,7 +22,7 @@ from typing import Any, cast
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib.errors import InvalidInput, PayloadTooLarge, ServiceError
+from chalicelib.edge.errors import InvalidInput, PayloadTooLarge, ServiceError
 from chalicelib.process import settings
 from chalicelib.process.observability import logger
 from chalicelib.pure import textcheck

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from chalice import Chalice, Response
 from chalice.app import Request
 
-from chalicelib.errors import ServiceError, Unauthorized
+from chalicelib.edge.errors import ServiceError, Unauthorized
 from chalicelib.process import settings
 from chalicelib.storage import stage_secrets
 
