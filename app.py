@@ -11,16 +11,18 @@ gc.disable()
 
 from chalice import Response
 
-from chalicelib import auth, contract, docs, health, middleware, pages, request_context
+from chalicelib import pages
 from chalicelib.averages import api as averages_api
-from chalicelib.chalice_app import ThreadSafeChalice
-from chalicelib.errors import NotFound
+from chalicelib.edge import auth, contract, docs, health, middleware
+from chalicelib.edge.chalice_app import ThreadSafeChalice
+from chalicelib.edge.errors import NotFound
+from chalicelib.edge.routing import install_fallback_routes
 from chalicelib.hits import api as hits_api
 from chalicelib.ingest import api as ingest_api
 from chalicelib.ingest import consumer as ingest_consumer
 from chalicelib.metrics import api as metrics_api
-from chalicelib.observability import SERVICE, flush_metrics, trace
-from chalicelib.routing import install_fallback_routes
+from chalicelib.process import request_context
+from chalicelib.process.observability import SERVICE, flush_metrics, trace
 from chalicelib.streams import api as streams_api
 from chalicelib.survey import api as survey_api
 

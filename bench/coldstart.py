@@ -32,7 +32,7 @@ WARM_UP_ROUNDS = 1
 IMPORTTIME_RUNS = 3
 TOP_PACKAGES = 8
 BUDGET = 1.3
-SWAGGER_UI_DIR = "aws_lambda_powertools/event_handler/openapi/swagger_ui/"  # chalicelib/docs.py serves these
+SWAGGER_UI_DIR = "aws_lambda_powertools/event_handler/openapi/swagger_ui/"  # chalicelib/edge/docs.py serves these
 BASELINE_NAME = "bare Chalice app + one boto3 client"
 APP_CLIENT_NAME = "`import app` + its DynamoDB client"
 
@@ -43,7 +43,7 @@ BASELINE = (
 # The models' validators and schemas are built on first use (contract.Strict/Reply: defer_build); this case
 # builds every one of them, more than any one request does, to show what the deferral moves out of the import.
 BUILD_MODELS = """
-from chalicelib import contract
+from chalicelib.edge import contract
 todo = [contract.Strict, contract.Reply]
 while todo:
     model = todo.pop()
@@ -55,12 +55,12 @@ CASES = {
     "python (interpreter start only)": "pass",
     BASELINE_NAME: BASELINE,
     "`import app`": "import app",
-    APP_CLIENT_NAME: "import app; from chalicelib import runtime; runtime.dynamodb()",
-    "`import app` + its DynamoDB client + every model built": "import app; from chalicelib import runtime; runtime.dynamodb()"
+    APP_CLIENT_NAME: "import app; from chalicelib.process import runtime; runtime.dynamodb()",
+    "`import app` + its DynamoDB client + every model built": "import app; from chalicelib.process import runtime; runtime.dynamodb()"
     + BUILD_MODELS,
     # What a traced stage's first request adds: Powertools' Tracer imports the X-Ray SDK and patches botocore. As in
     # Lambda (LAMBDA_TASK_ROOT set), or Powertools would switch the tracer off and skip the patching.
-    TRACED_NAME: "import app; from chalicelib import observability, runtime; runtime.dynamodb(); observability.tracer()",
+    TRACED_NAME: "import app; from chalicelib.process import observability, runtime; runtime.dynamodb(); observability.tracer()",
 }
 CASE_ENV = {TRACED_NAME: {"TRACING": "true", "LAMBDA_TASK_ROOT": str(PROJECT_DIR)}}
 # Each case also prints its own time from its first statement to its last: the process without the interpreter's
@@ -68,7 +68,7 @@ CASE_ENV = {TRACED_NAME: {"TRACING": "true", "LAMBDA_TASK_ROOT": str(PROJECT_DIR
 TIMED = "import time as _time; _started = _time.perf_counter()\n{code}\nprint(_time.perf_counter() - _started)"
 # What `import app` leaves behind: does it create a boto3 client or import boto3 on its own?
 PROBE = (
-    "import json, sys; import app; from chalicelib import runtime; "
+    "import json, sys; import app; from chalicelib.process import runtime; "
     "print(json.dumps({'client': runtime.has_clients(), "
     "'boto3': 'boto3' in sys.modules}))"
 )
@@ -206,7 +206,7 @@ def _import_section(times: dict[str, list[float]], ready: dict[str, list[float]]
         table_md(["case", "process ms", "vs baseline", "own code ms", "vs baseline"], rows),
         "",
         f"`import app` {'creates' if probe['client'] else 'creates no'} boto3 client "
-        f"(chalicelib/runtime.py makes them on first use) and {'imports' if probe['boto3'] else 'does not import'} boto3 "
+        f"(chalicelib/process/runtime.py makes them on first use) and {'imports' if probe['boto3'] else 'does not import'} boto3 "
         "(botocore's session makes the clients). So like for like is `import app` plus its "
         f"DynamoDB client against the baseline: **{app_client / baseline:.2f}x** as whole processes, {verdict} the "
         f"{BUDGET}x budget ({own_app_client / own_baseline:.2f}x for the code alone; `import app` alone: "

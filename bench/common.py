@@ -17,9 +17,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from chalicelib import runtime, settings
-from chalicelib.dynamo import LostRace, retry
-from chalicelib.table import ensure_table
+from chalicelib.process import runtime, settings
+from chalicelib.storage.dynamo import LostRace, retry
+from chalicelib.storage.table import ensure_table
 from devtools.ddblocal import local_aws_env
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def local_gateway() -> Any:
     config = CLIFactory(str(PROJECT_DIR)).create_config_obj(chalice_stage_name="dev")
     for name, value in config.environment_variables.items():
         os.environ.setdefault(name, value)
-    # As under `make run` (chalicelib/devhooks.py, which also resets the clients a meter may be attached to): writes
+    # As under `make run` (chalicelib/process/devhooks.py, which also resets the clients a meter may be attached to): writes
     # open, as the benchmarks send no write token, and a cursor secret of the run's own instead of the stage's SSM
     # parameter, which is not reachable locally.
     os.environ.setdefault("WRITE_ACCESS", "open")
@@ -223,7 +223,7 @@ class AwsWriteMeter:
     misprices transactions and index writes, hence this. Not thread-safe for concurrent writes to one item."""
 
     def __init__(self, client: Any) -> None:
-        from chalicelib.table import GLOBAL_SECONDARY_INDEXES
+        from chalicelib.storage.table import GLOBAL_SECONDARY_INDEXES
 
         self._lock = threading.Lock()
         self._events = client.meta.events
@@ -305,7 +305,7 @@ def _writes_of(operation: str, params: Mapping[str, Any]) -> list[tuple[str, dic
 
 
 def _key_of(body: Mapping[str, Any]) -> dict[str, Any]:
-    from chalicelib.table import PARTITION_KEY, SORT_KEY
+    from chalicelib.storage.table import PARTITION_KEY, SORT_KEY
 
     if "Key" in body:
         return dict(body["Key"])

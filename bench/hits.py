@@ -31,9 +31,9 @@ from bench.common import (
     use_endpoint,
 )
 from bench.pricing import PricingMeter
-from chalicelib import keys
 from chalicelib.hits.counts import Counter
 from chalicelib.hits.store import HitStore
+from chalicelib.storage import keys
 
 SMALL, LARGE = 100, 100_000
 ROUNDS = 21

@@ -16,9 +16,9 @@ import time
 from bench.common import set_env, unmetered_client, use_endpoint
 from bench.ingest import BATCHINGS, KINDS, SEED, SLICE_S, measure_shard, stream
 from bench.stream_model import ZIPF_100K, draw_requests
-from chalicelib import settings
 from chalicelib.hits import slots
-from chalicelib.observability import SERVICE
+from chalicelib.process import settings
+from chalicelib.process.observability import SERVICE
 
 PASSES = (1, 3, 6)
 

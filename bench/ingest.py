@@ -58,11 +58,12 @@ from bench.stream_model import (
     shard_records,
     stream_rate,
 )
-from chalicelib import clock, observability, runtime, settings
 from chalicelib.hits import slots, sweep
 from chalicelib.hits.store import HitStore
 from chalicelib.ingest import consumer, records
-from chalicelib.observability import SERVICE
+from chalicelib.process import observability, runtime, settings
+from chalicelib.process.observability import SERVICE
+from chalicelib.pure import clock
 
 BATCHINGS = (Batching(1, 1_000), Batching(60, 1_000), Batching(60, 10_000))
 # Seconds of stream per batching window, from a minute's start: a minute of 1 s batches (a metric key's items are

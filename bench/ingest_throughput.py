@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Meter, fresh_table, set_env, table_md
-from chalicelib import clock, keys, runtime, settings
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits.store import HitStore
 from chalicelib.metrics.store import SumStore
+from chalicelib.process import runtime, settings
+from chalicelib.pure import clock
+from chalicelib.storage import keys
 from chalicelib.streams.store import StreamStore
 from devtools.kinesis_local import Kinesalite, ensure_stream, kinesis_client
 from devtools.kinesis_poller import Checkpoints, KinesisPoller, registrations

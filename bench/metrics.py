@@ -35,10 +35,11 @@ from bench.common import (
     use_endpoint,
 )
 from bench.pricing import PricingMeter, item_size
-from chalicelib import clock, keys, sketch
-from chalicelib.dynamo import query_items
 from chalicelib.metrics import compaction, window
 from chalicelib.metrics.store import SumStore
+from chalicelib.pure import clock, sketch
+from chalicelib.storage import keys
+from chalicelib.storage.dynamo import query_items
 
 SIZES = {"small": 100, "large": 100_000}
 ROUNDS = 7

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from chalicelib import table
+from chalicelib.storage import table
 
 KB = 1024
 READ_BLOCK = 4 * KB

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import Meter, fresh_table, table_md, use_endpoint
-from chalicelib import clock, keys
-from chalicelib.sketch import Sketch
+from chalicelib.pure import clock
+from chalicelib.pure.sketch import Sketch
+from chalicelib.storage import keys
 from chalicelib.streams.store import ShardState, StreamStore
 
 VALUES = 1000  # single-value writes per case, one writer (the figures are per value, not contended)

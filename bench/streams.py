@@ -15,8 +15,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import Meter, fresh_table, median, table_md, use_endpoint
-from chalicelib import clock, keys
-from chalicelib.errors import Busy
+from chalicelib.edge.errors import Busy
+from chalicelib.pure import clock
+from chalicelib.storage import keys
 from chalicelib.streams.store import StreamStore
 
 WRITERS = 16

@@ -23,11 +23,12 @@ from decimal import Decimal
 from typing import Any
 
 from bench.common import Meter, fresh_table, load_items, local_gateway, median, set_env, table_md, use_endpoint
-from chalicelib import clock, keys
-from chalicelib.dynamo import num, query_items, string
+from chalicelib.pure import clock
+from chalicelib.storage import keys
+from chalicelib.storage.dynamo import num, query_items, string
+from chalicelib.storage.table import SURVEY_SORT_COLUMNS, survey_sort_attributes
 from chalicelib.survey import rules
 from chalicelib.survey.store import StoredResponse, SurveyStore
-from chalicelib.table import SURVEY_SORT_COLUMNS, survey_sort_attributes
 
 SIZES = (100, 1_000, 10_000, 100_000)
 ROUNDS = 9

@@ -37,17 +37,17 @@ from bench.survey import (
     index_moves,
     item_size,
 )
-from chalicelib import keys
-from chalicelib.dynamo import num, string
-from chalicelib.survey import sorting
-from chalicelib.survey.store import StoredResponse, SurveyStore
-from chalicelib.table import (
+from chalicelib.storage import keys
+from chalicelib.storage.dynamo import num, string
+from chalicelib.storage.table import (
     ATTRIBUTE_DEFINITIONS,
     KEY_SCHEMA,
     SURVEY_SORT_CODES,
     SURVEY_SORT_COLUMNS,
     survey_sort_attributes,
 )
+from chalicelib.survey import sorting
+from chalicelib.survey.store import StoredResponse, SurveyStore
 
 SAVES = 5
 SHARED_PK = "sP"
@@ -403,7 +403,7 @@ class Consumed:
 def consume(
     client: Any, store: SurveyStore, images: list[dict[str, Any]], times: list[float], seconds: float
 ) -> Consumed:
-    """Replay the consumer on a fresh table built as chalicelib/table.py builds it (the same 11 keys-only GSIs): at
+    """Replay the consumer on a fresh table built as chalicelib/storage/table.py builds it (the same 11 keys-only GSIs): at
     each window's end, a conditioned PutItem of the sort item of the response's latest image, if a key changed."""
     table = fresh_table(client, "sort-items")
     last: dict[str, Any] | None = None

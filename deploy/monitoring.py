@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import observability
-from chalicelib.settings import GATEWAY_TIMEOUT_S, Settings
+from chalicelib.process import observability
+from chalicelib.process.settings import GATEWAY_TIMEOUT_S, Settings
 from deploy import template
 from deploy.stages import Stage
 from deploy.template import Function

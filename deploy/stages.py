@@ -3,7 +3,7 @@
 Chalice reads its keys (environment variables, the API stage, the policy file, `xray`, timeouts) through its own
 `Config`, so the tools here see exactly what `chalice package` sees. Chalice ignores keys it does not know, so each
 stage carries its deploy-time settings (guard rails, alarms) in a `"deploy"` object next to its
-`environment_variables`, validated here into one model. The app's own settings stay in `chalicelib/settings.py`,
+`environment_variables`, validated here into one model. The app's own settings stay in `chalicelib/process/settings.py`,
 read from the environment at run time.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Literal
 from chalice.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
-from chalicelib.settings import Settings
+from chalicelib.process.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / ".chalice" / "config.json"

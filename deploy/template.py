@@ -4,7 +4,7 @@
 
 `chalice package --merge-template` deep-merges these into the template Chalice generates (its functions, roles and
 API), so a key here adds to or replaces Chalice's own. What this adds, per stage (`deploy/stages.py`):
-- the table (`chalicelib/table.py`, the one definition), retained on stack deletion, with deletion protection where
+- the table (`chalicelib/storage/table.py`, the one definition), retained on stack deletion, with deletion protection where
   the stage asks for it;
 - API Gateway's own errors (throttling, timeouts) in the service's error shape, the API named after the stack, and
   stage throttling from the stage's options;
@@ -26,7 +26,7 @@ from typing import Any
 from chalice.utils import to_cfn_resource_name
 
 from chalicelib.ingest.applied import MAX_RECORD_AGE_S
-from chalicelib.table import cloudformation_resource
+from chalicelib.storage.table import cloudformation_resource
 from deploy.stages import Stage, load
 
 # Chalice's logical ids (from `chalice package`): each function has its own role when autogen_policy is false.

@@ -48,9 +48,9 @@ from chalice.config import Config
 from chalice.deploy.validate import validate_routes
 from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException
 
-from chalicelib import routing, web
-from chalicelib.errors import error_body
-from chalicelib.observability import SERVICE
+from chalicelib.edge import routing, web
+from chalicelib.edge.errors import error_body
+from chalicelib.process.observability import SERVICE
 from devtools import local_routes
 from devtools.ddblocal import (
     PROJECT_DIR,
@@ -69,7 +69,7 @@ log = logging.getLogger("devtools.devserver")
 
 HOST = "127.0.0.1"
 STAGE = "dev"
-# The stage of `chalice local --stage local`, which reads DEVSERVER_FILE (chalicelib/settings.py).
+# The stage of `chalice local --stage local`, which reads DEVSERVER_FILE (chalicelib/process/settings.py).
 LOCAL_STAGE = "local"
 # Set by this server; the stage's environment_variables must not override them.
 OWN_ENV_KEYS = ("DDB_ENDPOINT_URL", "KINESIS_ENDPOINT_URL")
@@ -265,7 +265,7 @@ class DevRequestHandler(ChaliceRequestHandler):
     def _send_headers(self, headers: dict[str, Any]) -> None:
         if not any(name.lower() == "x-request-id" for name in headers):
             # Imported here, not at the top: the project's code loads only after its stage's environment is set.
-            from chalicelib.request_context import new_request_id
+            from chalicelib.process.request_context import new_request_id
 
             headers = {**headers, "X-Request-Id": new_request_id()}
         super()._send_headers(headers)
@@ -431,7 +431,7 @@ def revive(server: LocalServer, budget: RestartBudget, role: str = "database") -
 
 def start_consumers(app: Chalice, kinesis: Backend, data_dir: Path, stack: contextlib.ExitStack) -> list[str]:
     """Create the streams the app's consumers read (and the API writes), and poll them; one line per consumer."""
-    from chalicelib import settings  # the project's own code: import once on sys.path
+    from chalicelib.process import settings  # the project's own code: import once on sys.path
 
     client = kinesis_client(kinesis.endpoint)
     found = registrations(app)
@@ -495,16 +495,16 @@ def load_app(project_dir: Path) -> tuple[Chalice, Config]:
             os.environ.setdefault(key, value)  # what the developer exported wins
     app: Chalice = config.chalice_app
     validate_routes(app.routes)  # as `chalice local`: refuse routes API Gateway would refuse
-    # The server is threaded; the app's class keeps request state per thread (chalicelib/chalice_app.py).
+    # The server is threaded; the app's class keeps request state per thread (chalicelib/edge/chalice_app.py).
     return app, config
 
 
 def devhook_lines() -> list[str]:
-    """Lines from the optional `chalicelib.devhooks.on_devserver_start()` (e.g. a generated admin token)."""
+    """Lines from the optional `chalicelib.process.devhooks.on_devserver_start()` (e.g. a generated admin token)."""
     try:
-        hooks = importlib.import_module("chalicelib.devhooks")
+        hooks = importlib.import_module("chalicelib.process.devhooks")
     except ModuleNotFoundError as exc:
-        if exc.name in ("chalicelib", "chalicelib.devhooks"):
+        if exc.name in ("chalicelib", "chalicelib.process", "chalicelib.process.devhooks"):
             return []
         raise  # the module exists but one of its imports is broken: say so
     hook = getattr(hooks, "on_devserver_start", None)
@@ -521,7 +521,7 @@ def devserver_file(project_dir: Path) -> Path | None:
 def write_devserver_file(path: Path, port: int) -> None:
     """This server's settings (endpoints, table, secrets) as the variables it runs with, for `chalice local --stage
     local`. Readable by its owner only: it holds the admin token. Replaced whole, so a reader never sees half."""
-    from chalicelib.settings import Settings  # the project's own code: import once on sys.path
+    from chalicelib.process.settings import Settings  # the project's own code: import once on sys.path
 
     variables = {
         name.upper(): os.environ[name.upper()] for name in Settings.model_fields if os.environ.get(name.upper())
@@ -557,8 +557,8 @@ def serve(options: Options, project_dir: Path) -> int:
             kinesis = start_kinesis(options, project_dir, stack)
             os.environ["KINESIS_ENDPOINT_URL"] = kinesis.endpoint
 
-            from chalicelib import runtime  # the project's own code: import once on sys.path
-            from chalicelib.table import ensure_table
+            from chalicelib.process import runtime  # the project's own code: import once on sys.path
+            from chalicelib.storage.table import ensure_table
 
             # Importing the app read the settings (a consumer's registration names its stream): read them again.
             runtime.reset()

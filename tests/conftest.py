@@ -116,13 +116,13 @@ class Environment:
         self.monkeypatch = monkeypatch
 
     def set(self, name: str, value: str) -> None:
-        from chalicelib import settings
+        from chalicelib.process import settings
 
         self.monkeypatch.setenv(name, value)
         settings.reset()
 
     def unset(self, name: str) -> None:
-        from chalicelib import settings
+        from chalicelib.process import settings
 
         self.monkeypatch.delenv(name, raising=False)
         settings.reset()
@@ -130,7 +130,7 @@ class Environment:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Environment]:
-    from chalicelib import settings
+    from chalicelib.process import settings
 
     yield Environment(monkeypatch)
     settings.reset()
@@ -143,7 +143,7 @@ def secrets_env(env: Environment) -> Iterator[Environment]:
     Each secret variable is set, then unset, through `env`, so whatever a test writes to it (e.g. `make run`'s
     hook) is undone afterwards.
     """
-    from chalicelib import runtime
+    from chalicelib.process import runtime
 
     for name in (
         "ADMIN_TOKEN",
@@ -167,8 +167,9 @@ def secrets_env(env: Environment) -> Iterator[Environment]:
 @pytest.fixture
 def dynamodb(backend: str, ddblocal_endpoint: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A DynamoDB client on an empty table named TABLE, with the app's clients pointed at it."""
-    from chalicelib import clock, runtime
-    from chalicelib.table import ensure_table
+    from chalicelib.process import runtime
+    from chalicelib.pure import clock
+    from chalicelib.storage.table import ensure_table
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
@@ -244,7 +245,7 @@ def events_stream(backend: str, dynamodb: Any, env: Environment) -> Iterator[Eve
     """An empty on-demand events stream (EVENTS_SHARDS shards) named as the settings name it, in moto's in-process
     Kinesis on both backends (DynamoDB Local is a real server; Kinesis is always moto here), with the app's Kinesis
     client pointed at it. Ask for it after `api`, whose stage environment it must follow."""
-    from chalicelib import runtime, settings
+    from chalicelib.process import runtime, settings
 
     env.set("KINESIS_ENDPOINT_URL", KINESIS_ENDPOINT)
     # On moto, `dynamodb` runs inside mock_aws already (a second one would reset its table).

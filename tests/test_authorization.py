@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from app import app
-from chalicelib import auth, keys
+from chalicelib.edge import auth
 from chalicelib.hits import api as hits_api
+from chalicelib.storage import keys
 from chalicelib.survey import api as survey_api
 from tests.conftest import Api, Environment, EventsStream, assert_error, ok, partition_items
 
@@ -249,7 +250,7 @@ def test_prod_switches_the_load_generator_off(service: Api, env: Environment, ch
 
 
 def test_make_run_opens_the_load_generator_unless_told_otherwise(env: Environment) -> None:
-    from chalicelib import devhooks, settings
+    from chalicelib.process import devhooks, settings
 
     env.set("LOAD_TEST_ACCESS", "off")  # recorded, so the variable the hook sets is removed afterwards
     env.unset("LOAD_TEST_ACCESS")

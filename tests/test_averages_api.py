@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import keys
 from chalicelib.averages.store import capacity
+from chalicelib.storage import keys
 from tests.conftest import TABLE, Api, assert_error, ok
 
 

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from bench.common import Meter
-from chalicelib import keys, runtime
 from chalicelib.averages.moving_average import MAX_SIZE
 from chalicelib.averages.store import AverageStore, capacity
+from chalicelib.process import runtime
+from chalicelib.storage import keys
 from tests.conftest import TABLE, Api, ok
 
 THREADS = 8

@@ -23,10 +23,10 @@ from bench.pricing import (
     value_size,
     write_units,
 )
-from chalicelib import keys, table
 from chalicelib.hits import ranking
 from chalicelib.hits.counts import Counter
 from chalicelib.hits.store import HitStore
+from chalicelib.storage import keys, table
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
 

@@ -11,10 +11,11 @@ import boto3
 import pytest
 
 from bench.pricing import PricingMeter, unmetered
-from chalicelib import clock, keys
-from chalicelib.dynamo import item_key
 from chalicelib.hits.store import HitStore
 from chalicelib.ingest import consumer, records
+from chalicelib.pure import clock
+from chalicelib.storage import keys
+from chalicelib.storage.dynamo import item_key
 from tests.conftest import TABLE
 
 SHARD = "shardId-000000000000"

@@ -1,4 +1,4 @@
-"""The OpenAPI contract (chalicelib/contract.py): complete, valid, committed, and true of real answers."""
+"""The OpenAPI contract (chalicelib/edge/contract.py): complete, valid, committed, and true of real answers."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from chalicelib import auth, contract
+from chalicelib.edge import auth, contract
 from tests.conftest import Api
 from tests.test_survey_api import ADMIN, FULL, survey  # noqa: F401 (fixture)
 
 COMMITTED = Path(__file__).resolve().parent.parent / "openapi.json"
-REGENERATE = "regenerate it with `make openapi` (.venv/bin/python -m chalicelib.contract > openapi.json)"
+REGENERATE = "regenerate it with `make openapi` (.venv/bin/python -m chalicelib.edge.contract > openapi.json)"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 

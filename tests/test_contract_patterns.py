@@ -10,7 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError, create_model
 
-from chalicelib import contract, textcheck
+from chalicelib.edge import contract
+from chalicelib.pure import textcheck
 from chalicelib.streams.models import ResetBody
 from chalicelib.survey.models import AnswerBody
 

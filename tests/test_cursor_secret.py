@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import devhooks, observability, runtime, web
-from chalicelib.errors import InvalidInput
+from chalicelib.edge import web
+from chalicelib.edge.errors import InvalidInput
+from chalicelib.process import devhooks, observability, runtime
 from tests.conftest import Environment
 
 PARAMETER = "/livestats/dev/cursor-secret"

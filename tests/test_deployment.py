@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import table
+from chalicelib.storage import table
 from deploy import stages, template
 from deploy.commands import Runner, package
 from tests import test_monitoring
@@ -73,7 +73,7 @@ def test_stages_in_one_account_name_nothing_alike(stage: str) -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_stream_is_named_as_the_app_reads_it(stage: str, env: Any) -> None:
-    from chalicelib import settings
+    from chalicelib.process import settings
 
     env.unset("EVENTS_STREAM_NAME")
     for name, value in stages.load(stage).environment.items():

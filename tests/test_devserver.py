@@ -363,7 +363,7 @@ def test_devhook_lines_are_optional(monkeypatch: pytest.MonkeyPatch) -> None:
         def on_devserver_start() -> list[str]:
             return ["admin token: t0k3n"]
 
-    monkeypatch.setitem(sys.modules, "chalicelib.devhooks", Hooks)
+    monkeypatch.setitem(sys.modules, "chalicelib.process.devhooks", Hooks)
     assert devserver.devhook_lines() == ["admin token: t0k3n"]
-    monkeypatch.setitem(sys.modules, "chalicelib.devhooks", None)  # None in sys.modules: "no such module"
+    monkeypatch.setitem(sys.modules, "chalicelib.process.devhooks", None)  # None in sys.modules: "no such module"
     assert devserver.devhook_lines() == []

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from chalice.local import LocalDevServer, LocalGateway
 
-from chalicelib import web
-from chalicelib.errors import error_body
+from chalicelib.edge import web
+from chalicelib.edge.errors import error_body
 from devtools.devserver import DevRequestHandler
 
 TIMEOUT_S = 10.0  # a bound for failures: a server that waits for bytes never sent fails here

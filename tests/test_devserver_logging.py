@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from chalice.local import LocalDevServer
 
-from chalicelib import observability
+from chalicelib.process import observability
 from devtools import devserver
 from devtools.devserver import DevRequestHandler
 from tests.conftest import Api

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import dynamo
-from chalicelib.errors import Busy
+from chalicelib.edge.errors import Busy
+from chalicelib.storage import dynamo
 from tests.conftest import TABLE
 
 

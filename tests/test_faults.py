@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, runtime
 from chalicelib.hits import days
+from chalicelib.process import runtime
+from chalicelib.pure import clock
 from tests.conftest import TABLE, Api, Environment, ok
 
 pytestmark = pytest.mark.real_dynamodb
@@ -115,7 +116,7 @@ def run_writers(api: Api, outcomes: Outcomes, stop: threading.Event, start: int)
 def test_a_stalled_database_under_concurrent_writers_loses_nothing_and_counts_nothing_twice(
     api: Api, env: Environment
 ) -> None:
-    from chalicelib.table import ensure_table
+    from chalicelib.storage.table import ensure_table
     from devtools.ddblocal import DynamoDBLocal, dynamodb_client
 
     with DynamoDBLocal() as database:

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, keys, runtime
 from chalicelib.hits import paths
 from chalicelib.hits.store import HitStore
+from chalicelib.process import runtime
+from chalicelib.pure import clock
+from chalicelib.storage import keys
 from tests.conftest import Api, Environment, assert_error
 from tests.conftest import ok as body
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib import keys
 from chalicelib.hits import days
+from chalicelib.storage import keys
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
 

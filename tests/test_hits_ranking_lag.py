@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys, runtime, settings
 from chalicelib.hits import slots, sweep
 from chalicelib.hits.store import HitStore
+from chalicelib.process import runtime, settings
+from chalicelib.pure import clock
+from chalicelib.storage import keys
 from tests.conftest import TABLE
 from tests.test_ingest_consumer import DAY, consume, hits
 

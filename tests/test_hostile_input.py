@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from app import app
-from chalicelib import routing
+from chalicelib.edge import routing
 from tests.conftest import TABLE, Api, Environment, assert_error
 
 # A value for each path parameter; a new parameter name fails `concrete` loudly until it gets one here.
@@ -365,7 +365,7 @@ def test_head_of_an_error_is_the_error_status_without_a_body(api: Api) -> None:
 
 @pytest.mark.parametrize("method,path", BODY_ROUTES)
 def test_a_body_over_the_limit_is_413_on_every_body_route(api: Api, dynamodb: Any, method: str, path: str) -> None:
-    from chalicelib import web
+    from chalicelib.edge import web
 
     url, headers = target(api, path)
     body = json.dumps({"value": 1, "user": "u" * web.MAX_BODY_BYTES})

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import web
+from chalicelib.edge import web
 from tests.conftest import Api, assert_error, partition_items
 
 
@@ -96,7 +96,8 @@ def test_bad_idempotency_key_is_400(api: Api) -> None:
 
 
 def test_idempotency_records_expire_through_the_table_ttl(api: Api, dynamodb: Any) -> None:
-    from chalicelib import clock, keys, table
+    from chalicelib.pure import clock
+    from chalicelib.storage import keys, table
 
     api.post("/streams/t/values", {"value": 1}, headers={"Idempotency-Key": "ttl"})
     items = partition_items(dynamodb, keys.IDEMPOTENCY_PARTITION)
@@ -110,7 +111,7 @@ def test_an_unexpected_failure_is_a_json_500_logged_once_with_its_cause(
 ) -> None:
     import io
 
-    from chalicelib.observability import logger
+    from chalicelib.process.observability import logger
     from chalicelib.streams.store import StreamStore
 
     def broken(*_: object, **__: object) -> None:

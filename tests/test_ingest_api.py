@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, runtime
-from chalicelib.contract import Error
+from chalicelib.edge.contract import Error
 from chalicelib.ingest import producer, records
 from chalicelib.ingest.models import MAX_CLOCK_SKEW_MS, MAX_EVENT_AGE_MS, Accepted
+from chalicelib.process import runtime
+from chalicelib.pure import clock
 from tests.conftest import Api, EventsStream, assert_error, ok
 
 NOW_MS = 1_795_514_400_000  # 2026-11-24T10:00:00.000Z
@@ -187,7 +188,7 @@ def test_500_events_are_taken_and_501_refused(ingest: Api, events_stream: Events
 
 
 def test_a_body_up_to_the_limit_is_taken(ingest: Api, events_stream: EventsStream) -> None:
-    from chalicelib import web
+    from chalicelib.edge import web
 
     # 220 hits of 1,019-byte paths: about 238 KB, under the 256 KiB limit (the 413 case above is 300 of them).
     batch = [{"type": "hit", "path": f"/api/{n:03d}" + "a" * 1010} for n in range(220)]

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib import clock
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import AverageEvent, Delivered, sequence_marker
+from chalicelib.pure import clock
 
 pytestmark = pytest.mark.pure
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys, observability, runtime
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits import days, streamed
 from chalicelib.hits.store import HitStore, Totals
@@ -28,6 +27,9 @@ from chalicelib.ingest import applied, dedupe, records
 from chalicelib.ingest.records import AverageEvent, Event, EventId, HitEvent, MetricEvent, ValueEvent
 from chalicelib.ingest.store import FirstCopyStore
 from chalicelib.metrics.store import SumStore
+from chalicelib.process import observability, runtime
+from chalicelib.pure import clock
+from chalicelib.storage import keys
 from chalicelib.streams.store import StreamStore
 from tests.conftest import TABLE, Environment, item_size
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib import keys, table
-from chalicelib.dynamo import item_key, num
 from chalicelib.ingest import dedupe
 from chalicelib.ingest.records import Delivered, EventId, HitEvent
+from chalicelib.storage import keys, table
+from chalicelib.storage.dynamo import item_key, num
 from tests.conftest import item_size
 
 pytestmark = pytest.mark.pure

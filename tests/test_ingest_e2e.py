@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys, runtime
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits import days
 from chalicelib.hits.store import HitStore
 from chalicelib.metrics.store import SumStore
+from chalicelib.process import runtime
+from chalicelib.pure import clock
+from chalicelib.storage import keys
 from chalicelib.streams.store import StreamStore
 from tests.conftest import TABLE, Api, EventsStream, drain, ok
 

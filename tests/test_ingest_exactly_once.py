@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
-from chalicelib import clock, keys, runtime
 from chalicelib.hits.store import HitStore
 from chalicelib.ingest import producer, records
 from chalicelib.ingest.store import FirstCopyStore
 from chalicelib.metrics.store import SumStore
+from chalicelib.process import runtime
+from chalicelib.pure import clock
+from chalicelib.storage import keys
 from chalicelib.streams.store import StreamStore
 from tests.conftest import TABLE, Api, EventsStream, assert_error, drain, ok
 

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys, runtime, table
-from chalicelib.dynamo import item_key
 from chalicelib.ingest import dedupe
 from chalicelib.ingest.store import FirstCopyStore
+from chalicelib.process import runtime
+from chalicelib.pure import clock
+from chalicelib.storage import keys, table
+from chalicelib.storage.dynamo import item_key
 from tests.conftest import TABLE
 
 A, B = dedupe.fingerprint("shardId-000000000000", "1"), dedupe.fingerprint("shardId-000000000004", "2")

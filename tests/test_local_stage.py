@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import runtime
-from chalicelib.errors import DatabaseUnavailable, StreamNotConfigured
-from chalicelib.settings import Settings
+from chalicelib.edge.errors import DatabaseUnavailable, StreamNotConfigured
+from chalicelib.process import runtime
+from chalicelib.process.settings import Settings
 from deploy import stages
 from devtools import devserver
 from devtools.ddblocal import local_aws_env
@@ -36,7 +36,7 @@ def test_without_make_run_the_local_stage_has_no_database(tmp_path: Path) -> Non
     runtime.reset()
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("chalicelib.settings._current", current)
+            patch.setattr("chalicelib.process.settings._current", current)
             with pytest.raises(DatabaseUnavailable, match="Start `make run` first"):
                 runtime.dynamodb()
             assert not runtime.has_clients()  # nothing cached: the next request looks again

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys
-from chalicelib.errors import Busy
+from chalicelib.edge.errors import Busy
 from chalicelib.metrics import compaction
 from chalicelib.metrics import window as w
 from chalicelib.metrics.store import POST_ATTEMPTS, SumStore
+from chalicelib.pure import clock
+from chalicelib.storage import keys
 from tests.conftest import TABLE, Api, assert_error
 from tests.conftest import ok as body
 

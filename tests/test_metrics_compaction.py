@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from chalicelib import keys, request_context
 from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import compaction
 from chalicelib.metrics import window as w
 from chalicelib.metrics.store import SumStore
-from chalicelib.sketch import Sketch
+from chalicelib.process import request_context
+from chalicelib.pure.sketch import Sketch
+from chalicelib.storage import keys
 from tests.conftest import TABLE, partition_items
 
 MINUTE = 28_333_333

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from chalicelib import keys, settings
 from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import batch, compaction
 from chalicelib.metrics import window as w
 from chalicelib.metrics.store import SumStore, TooOld
-from chalicelib.sketch import Sketch
+from chalicelib.process import settings
+from chalicelib.pure.sketch import Sketch
+from chalicelib.storage import keys
 from tests.conftest import TABLE, partition_items
 
 MINUTE = 28_333_333  # a minute (epoch minutes), mid-2023

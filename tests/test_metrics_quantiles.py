@@ -14,13 +14,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from chalicelib import clock, keys, sketch
-from chalicelib.contract import quantile_levels
+from chalicelib.edge.contract import quantile_levels
 from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import compaction
 from chalicelib.metrics import window as w
 from chalicelib.metrics.store import SumStore
-from chalicelib.sketch import Sketch
+from chalicelib.pure import clock, sketch
+from chalicelib.pure.sketch import Sketch
+from chalicelib.storage import keys
 from tests.conftest import BAD_QUANTILE_LEVELS, TABLE, Api, assert_error
 from tests.conftest import ok as body
 

@@ -214,7 +214,7 @@ def test_a_runs_packed_items_hold_exactly_its_values(drawn: list[tuple[int, int,
     together they hold exactly the run's values, as batch.sums and batch.sketch count them."""
     from chalicelib.ingest.records import Delivered, MetricEvent
     from chalicelib.metrics import batch
-    from chalicelib.sketch import Sketch
+    from chalicelib.pure.sketch import Sketch
 
     events: list[Delivered] = []
     sequence = 0

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys
-from chalicelib.dynamo import cancellation_codes
 from chalicelib.metrics import compaction
 from chalicelib.metrics import window as w
 from chalicelib.metrics.store import SumStore
+from chalicelib.pure import clock
+from chalicelib.storage import keys
+from chalicelib.storage.dynamo import cancellation_codes
 from tests.conftest import TABLE, Api
 
 DAY_MS = 86_400_000

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.settings import GATEWAY_TIMEOUT_S
+from chalicelib.process.settings import GATEWAY_TIMEOUT_S
 from deploy import monitoring, stages, template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,7 +307,7 @@ def test_the_dashboard_is_json_that_shows_what_the_issue_asks_for(stage: str) ->
 
 
 def test_the_app_emits_its_metrics_with_the_dimension_the_dashboard_reads() -> None:
-    from chalicelib import observability
+    from chalicelib.process import observability
 
     observability.count("EventsAccepted")
     try:

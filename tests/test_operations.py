@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import request_context, runtime, settings
-from chalicelib.observability import logger
+from chalicelib.process import request_context, runtime, settings
+from chalicelib.process.observability import logger
 from tests.conftest import TABLE, Api, Environment, assert_error
 
 CLOSED_PORT = "http://127.0.0.1:9"  # discard: nothing listens on loopback
@@ -243,7 +243,7 @@ def test_limits_that_could_outlast_api_gateway_are_refused(env: Environment) -> 
 def test_a_stalled_database_answers_503_in_time_and_leaves_nothing_partial(
     api: Api, env: Environment, log_stream: RecordingStream
 ) -> None:
-    from chalicelib.table import ensure_table
+    from chalicelib.storage.table import ensure_table
     from devtools.ddblocal import DynamoDBLocal, dynamodb_client
     from tests.test_survey_summary import recomputed, stored_counters
 
@@ -330,7 +330,7 @@ class RecordingProvider:
 
 
 def test_tracing_is_off_unless_the_stage_turns_it_on(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import observability
+    from chalicelib.process import observability
 
     def no_tracer() -> Any:
         raise AssertionError("the tracer (and the X-Ray SDK) must not be loaded where tracing is off")
@@ -342,7 +342,7 @@ def test_tracing_is_off_unless_the_stage_turns_it_on(api: Api, monkeypatch: pyte
 def test_where_tracing_is_on_each_request_is_a_subsegment_named_after_its_route(
     api: Api, env: Environment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import observability
+    from chalicelib.process import observability
 
     env.set("TRACING", "true")
     provider = RecordingProvider()
@@ -353,7 +353,7 @@ def test_where_tracing_is_on_each_request_is_a_subsegment_named_after_its_route(
 
 def test_the_real_tracer_serves_requests_outside_lambda(api: Api, env: Environment) -> None:
     """Outside Lambda, Powertools turns its tracer off; a traced stage's requests still work."""
-    from chalicelib import observability
+    from chalicelib.process import observability
 
     env.set("TRACING", "true")
     assert api.get("/streams/s").status_code == 200

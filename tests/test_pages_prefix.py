@@ -68,7 +68,7 @@ def _service_route(path: str) -> tuple[str, dict[str, str]]:
 @pytest.mark.pure
 def test_the_page_list_is_every_page_route() -> None:
     from app import app
-    from chalicelib import contract
+    from chalicelib.edge import contract
 
     declared = {path for (path, _), view in contract.documented_routes(app).items() if _is_page(view)}
     assert declared == set(PAGES)
@@ -76,7 +76,7 @@ def test_the_page_list_is_every_page_route() -> None:
 
 
 def _is_page(view: Any) -> bool:
-    from chalicelib import contract
+    from chalicelib.edge import contract
 
     declared = contract.operation_of(view)
     return declared is not None and declared.responses is contract.PAGE
@@ -85,7 +85,8 @@ def _is_page(view: Any) -> bool:
 @pytest.mark.pure
 @pytest.mark.parametrize("route", PAGES)
 def test_a_page_links_only_relative_urls_that_reach_the_service(route: str) -> None:
-    from chalicelib import docs, pages
+    from chalicelib import pages
+    from chalicelib.edge import docs
 
     links = _Links()
     links.feed((PAGES_DIR / PAGES[route]).read_text(encoding="utf-8"))

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import request_context, runtime
-from chalicelib.request_context import BudgetSpent
+from chalicelib.process import request_context, runtime
+from chalicelib.process.request_context import BudgetSpent
 from tests.conftest import Environment
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend

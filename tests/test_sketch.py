@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib import web
-from chalicelib.sketch import GAMMA, MAX_BINS, RELATIVE_ACCURACY, Sketch, bin_index, bin_key
+from chalicelib.edge import web
+from chalicelib.pure.sketch import GAMMA, MAX_BINS, RELATIVE_ACCURACY, Sketch, bin_index, bin_key
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
 

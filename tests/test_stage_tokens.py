@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import auth, devhooks, runtime
-from chalicelib.errors import Unauthorized
+from chalicelib.edge import auth
+from chalicelib.edge.errors import Unauthorized
+from chalicelib.process import devhooks, runtime
 from devtools import devserver
 from tests.conftest import Environment
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock
+from chalicelib.pure import clock
 from tests.conftest import Api, assert_error
 from tests.conftest import ok as body
 

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys, runtime
-from chalicelib.sketch import GAMMA, MAX_BINS, RELATIVE_ACCURACY, Sketch
+from chalicelib.process import runtime
+from chalicelib.pure import clock
+from chalicelib.pure.sketch import GAMMA, MAX_BINS, RELATIVE_ACCURACY, Sketch
+from chalicelib.storage import keys
 from chalicelib.streams.store import StreamStore
 from tests.conftest import BAD_QUANTILE_LEVELS, TABLE, Api
 from tests.test_ingest_consumer import consume, values

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clock, keys
+from chalicelib.pure import clock
+from chalicelib.storage import keys
 from chalicelib.survey import rules
 from tests.conftest import TABLE, Api, Environment, assert_error, ok, partition_items
 

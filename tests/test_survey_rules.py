@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from chalicelib import contract
+from chalicelib.edge import contract
 from chalicelib.survey import rules
 from chalicelib.survey.models import AnswerBody, Answers
 from chalicelib.survey.rules import AnswerError

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib import keys
+from chalicelib.storage import keys
 from chalicelib.survey import rules, sorting
 from chalicelib.survey.store import Change, Position, StoredResponse, SurveyStore
 from tests.conftest import TABLE, partition_items

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import keys
+from chalicelib.storage import keys
 from chalicelib.survey import rules
 from chalicelib.survey.store import SurveyStore
 from tests.conftest import TABLE, Api, partition_items

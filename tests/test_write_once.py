@@ -1,4 +1,4 @@
-"""A write is applied at most once per request, and exactly once when answered 2xx (chalicelib/write_once.py):
+"""A write is applied at most once per request, and exactly once when answered 2xx (chalicelib/storage/write_once.py):
 botocore's resends carry the transaction's token, and a client's retry with the same Idempotency-Key after an error
 finds the first attempt's receipt."""
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from chalicelib import runtime
-from chalicelib.table import TTL_ATTRIBUTE
+from chalicelib.process import runtime
+from chalicelib.storage.table import TTL_ATTRIBUTE
 from tests.conftest import Api, Environment, assert_error, ok
 from tests.lossy_proxy import LossyProxy
 

@@ -6,12 +6,14 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, contract, runtime, web, write_once
 from chalicelib.averages.models import Appended, AverageValueBody, SizeBody, WindowState
 from chalicelib.averages.moving_average import MovingAverageInterface
 from chalicelib.averages.store import AverageStore
-from chalicelib.errors import NotFound
-from chalicelib.observability import count
+from chalicelib.edge import auth, contract, web
+from chalicelib.edge.errors import NotFound
+from chalicelib.process import runtime
+from chalicelib.process.observability import count
+from chalicelib.storage import write_once
 
 bp: Blueprint = Blueprint(__name__)
 

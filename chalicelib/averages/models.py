@@ -1,4 +1,4 @@
-"""What the moving-average routes take and answer (the contract: chalicelib/contract.py)."""
+"""What the moving-average routes take and answer (the contract: chalicelib/edge/contract.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from chalicelib.averages.moving_average import MAX_SIZE
-from chalicelib.contract import BODY_INT, Reply, StatisticValue, Strict
+from chalicelib.edge.contract import BODY_INT, Reply, StatisticValue, Strict
 
 
 class SizeBody(Strict):

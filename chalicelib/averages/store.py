@@ -49,9 +49,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import keys, write_once
 from chalicelib.averages.moving_average import SimpleMovingAverage
-from chalicelib.dynamo import (
+from chalicelib.edge.errors import NotFound
+from chalicelib.ingest import applied
+from chalicelib.ingest.records import AverageEvent, Delivered
+from chalicelib.storage import keys, write_once
+from chalicelib.storage.dynamo import (
     ITEM_EXISTS,
     ITEM_IS_NEW,
     LostRace,
@@ -65,10 +68,7 @@ from chalicelib.dynamo import (
     retry,
     throttled,
 )
-from chalicelib.errors import NotFound
-from chalicelib.ingest import applied
-from chalicelib.ingest.records import AverageEvent, Delivered
-from chalicelib.table import PARTITION_KEY
+from chalicelib.storage.table import PARTITION_KEY
 
 MIN_SLACK = 32
 BATCH_GET_KEYS = 100  # BatchGetItem's limit
@@ -149,7 +149,7 @@ class AverageStore:
 
         A list append is not idempotent, so it is never sent twice: unkeyed, through the single-attempt client
         (a lost answer is the caller's 503, the value appended at most once); in a request with an
-        Idempotency-Key, as a one-item transaction, which carries the request's receipt (chalicelib/write_once.py)
+        Idempotency-Key, as a one-item transaction, which carries the request's receipt (chalicelib/storage/write_once.py)
         and is then read back. Throttling means nothing was applied: that is retried here."""
 
         def attempt(_: int) -> SimpleMovingAverage:

@@ -10,8 +10,9 @@ from typing import Any
 from chalice import Blueprint, Rate, Response
 from chalice.app import Request
 
-from chalicelib import auth, clock, contract, pages, request_context, routing, runtime, settings, web
-from chalicelib.errors import Forbidden, InvalidInput, ServiceError
+from chalicelib import pages
+from chalicelib.edge import auth, contract, routing, web
+from chalicelib.edge.errors import Forbidden, InvalidInput, ServiceError
 from chalicelib.hits import days, load_test, paths, ranking, sweep
 from chalicelib.hits.models import (
     CountedPath,
@@ -23,7 +24,9 @@ from chalicelib.hits.models import (
     StatsQuery,
 )
 from chalicelib.hits.store import HitStore
-from chalicelib.observability import count
+from chalicelib.process import request_context, runtime, settings
+from chalicelib.process.observability import count
+from chalicelib.pure import clock
 
 bp: Blueprint = Blueprint(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from chalicelib import keys
+from chalicelib.storage import keys
 
 DAY_SECONDS = 86_400
 # A day's counters (and its ranking) are kept this long after the day ends, then expire (TTL); all-time

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from chalicelib import dynamo, request_context, runtime, write_once
 from chalicelib.hits.store import HitStore
-from chalicelib.observability import logger
+from chalicelib.process import request_context, runtime
+from chalicelib.process.observability import logger
+from chalicelib.storage import dynamo, write_once
 
 TEST_WORKERS = 16  # concurrent hits of one /test/{n}/ run
 TEST_BATCH = 500  # hits submitted at a time: bounds queued work and lets a run stop at its deadline
@@ -16,7 +17,7 @@ def run_load_test(store: HitStore, generated: list[str], day: str, expires_at: i
     executor, in batches, and answer how many were counted: a run stops short of its deadline, and when the
     database stops answering it stops there (each hit counted is whole: its counter and its totals together).
 
-    Its hits run outside any Idempotency-Key's receipts (chalicelib/write_once.py): a run is random paths, and a
+    Its hits run outside any Idempotency-Key's receipts (chalicelib/storage/write_once.py): a run is random paths, and a
     retried run is another run."""
     counted = 0
     with write_once.unkeyed():

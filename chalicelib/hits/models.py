@@ -1,4 +1,4 @@
-"""What the hit-counter routes take and answer (the contract: chalicelib/contract.py)."""
+"""What the hit-counter routes take and answer (the contract: chalicelib/edge/contract.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from chalicelib.contract import PARAM_INT, Reply, Strict
+from chalicelib.edge.contract import PARAM_INT, Reply, Strict
 from chalicelib.hits import paths
 
 MAX_TEST_HITS = 10_000

@@ -2,7 +2,7 @@
 DynamoDB expression for hits lives in this package (this module, `streamed.py` for the events stream's batches,
 `sweep.py` for the schedule).
 
-The items (chalicelib/keys.py):
+The items (chalicelib/storage/keys.py):
 - the path's counter `HIT#{path}`: all-time count and its current day's (chalicelib/hits/counts.py), one write for
   both scopes; its past days are history items `HITDAY#{path}` / {day};
 - the service totals, one item per writer and scope (`HITTOTAL#{scope}` / d{k} or s{stream shard}), read with one
@@ -35,8 +35,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, keys, runtime, settings, table
-from chalicelib.dynamo import (
+from chalicelib.hits import counts, days, ranking, slots
+from chalicelib.hits.counts import Change, Counter
+from chalicelib.hits.ranking import Entry
+from chalicelib.ingest.records import Delivered
+from chalicelib.process import runtime, settings
+from chalicelib.pure import clock
+from chalicelib.storage import keys, table
+from chalicelib.storage.dynamo import (
     ITEM_EXISTS,
     ITEM_IS_NEW,
     batch_get,
@@ -51,10 +57,6 @@ from chalicelib.dynamo import (
     retry,
     string,
 )
-from chalicelib.hits import counts, days, ranking, slots
-from chalicelib.hits.counts import Change, Counter
-from chalicelib.hits.ranking import Entry
-from chalicelib.ingest.records import Delivered
 
 # Cancellation reasons and errors that mean "this item is too hot right now": overflow into the delta shards.
 HOT_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"})

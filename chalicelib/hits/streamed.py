@@ -26,12 +26,24 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, keys, runtime, settings
-from chalicelib.dynamo import ITEM_IS_NEW, LostRace, condition_failed, item_key, lost_race, num, read_int, retry, string
 from chalicelib.hits import counts, days, slots
 from chalicelib.hits.counts import Change, Counter
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered, HitEvent
+from chalicelib.process import runtime, settings
+from chalicelib.pure import clock
+from chalicelib.storage import keys
+from chalicelib.storage.dynamo import (
+    ITEM_IS_NEW,
+    LostRace,
+    condition_failed,
+    item_key,
+    lost_race,
+    num,
+    read_int,
+    retry,
+    string,
+)
 
 if TYPE_CHECKING:
     from chalicelib.hits.store import HitStore

@@ -25,11 +25,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, keys, request_context, runtime, settings, table
-from chalicelib.dynamo import error_code, item_key, num, query_items, retry, sort_key_between, string
-from chalicelib.errors import Busy
+from chalicelib.edge.errors import Busy
 from chalicelib.hits import slots
 from chalicelib.hits.store import DELTA_DAY, HitStore, counter_of, delta_days
+from chalicelib.process import request_context, runtime, settings
+from chalicelib.pure import clock
+from chalicelib.storage import keys, table
+from chalicelib.storage.dynamo import error_code, item_key, num, query_items, retry, sort_key_between, string
 
 LOOKBACK_SLOTS = 900 // slots.SLOT_S  # a quarter of an hour, as compaction's
 RESERVE_S = 3.0  # stop taking on slots with less than this left of the pass's budget

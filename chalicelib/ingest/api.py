@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, clock, contract, middleware, runtime, settings, web
 from chalicelib.averages.store import AverageStore
-from chalicelib.errors import NotFound
+from chalicelib.edge import auth, contract, middleware, web
+from chalicelib.edge.errors import NotFound
 from chalicelib.ingest import dedupe, records
 from chalicelib.ingest.models import MAX_EVENTS, Accepted, Event, EventsBody, Rejected, normalise
 from chalicelib.ingest.producer import RETRY_AFTER_S, Producer, StreamUnavailable
 from chalicelib.ingest.records import EventId
 from chalicelib.ingest.store import FirstCopyStore
-from chalicelib.observability import count
+from chalicelib.process import runtime, settings
+from chalicelib.process.observability import count
+from chalicelib.pure import clock
 
 bp: Blueprint = Blueprint(__name__)
 

@@ -30,8 +30,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from chalicelib import clock
 from chalicelib.ingest.records import LEGACY_MARKER_DIGITS, Delivered, sequence_marker
+from chalicelib.pure import clock
 
 MARKER_PREFIX = "applied#"
 # The event source mapping's MaximumRecordAgeInSeconds (deploy/template.py reads it from here): older records are

@@ -33,7 +33,6 @@ from typing import Any
 from chalice import Blueprint
 from chalice.app import KinesisEvent
 
-from chalicelib import clock, runtime, settings
 from chalicelib.averages.store import AverageStore
 from chalicelib.hits.store import HitStore
 from chalicelib.ingest import dedupe, records
@@ -41,7 +40,9 @@ from chalicelib.ingest.applied import Unappliable
 from chalicelib.ingest.records import Delivered, PoisonRecord
 from chalicelib.ingest.store import FirstCopyStore
 from chalicelib.metrics.store import SumStore
-from chalicelib.observability import count, logger
+from chalicelib.process import runtime, settings
+from chalicelib.process.observability import count, logger
+from chalicelib.pure import clock
 from chalicelib.streams.store import StreamStore
 
 bp = Blueprint(__name__)

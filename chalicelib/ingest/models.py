@@ -1,4 +1,4 @@
-"""What POST /events takes and answers (the contract: chalicelib/contract.py), and how one event is checked and
+"""What POST /events takes and answers (the contract: chalicelib/edge/contract.py), and how one event is checked and
 normalised into what travels on the stream (chalicelib/ingest/records.py). Pure: no AWS.
 
 Each event is checked with its direct endpoint's own types (streams, metrics, averages models, contract.KeyName,
@@ -17,13 +17,14 @@ from pydantic import AfterValidator, Field, RootModel, ValidationError, WithJson
 from pydantic_core import InitErrorDetails
 from pydantic_core import ValidationError as CoreValidationError
 
-from chalicelib import contract, textcheck
-from chalicelib.contract import ErrorDetail, KeyName, Reply, StatisticValue, Strict
-from chalicelib.errors import InvalidInput, ServiceError
+from chalicelib.edge import contract
+from chalicelib.edge.contract import ErrorDetail, KeyName, Reply, StatisticValue, Strict
+from chalicelib.edge.errors import InvalidInput, ServiceError
 from chalicelib.hits import paths
 from chalicelib.ingest import records
 from chalicelib.metrics import window
 from chalicelib.metrics.models import MetricValue
+from chalicelib.pure import textcheck
 from chalicelib.streams.models import StreamName, User
 
 MAX_EVENTS = 500

@@ -36,13 +36,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from chalicelib import dynamo, request_context, runtime, settings
-from chalicelib.errors import Busy, ServiceError
+from chalicelib.edge.errors import Busy, ServiceError
 from chalicelib.ingest import dedupe, records
 from chalicelib.ingest.records import EventId
 from chalicelib.ingest.store import FirstCopyStore
-from chalicelib.observability import count, logger
-from chalicelib.request_context import BudgetSpent
+from chalicelib.process import request_context, runtime, settings
+from chalicelib.process.observability import count, logger
+from chalicelib.process.request_context import BudgetSpent
+from chalicelib.storage import dynamo
 
 MAX_RECORD_BYTES = 1 << 20  # a record's data plus its partition key
 MAX_CALL_RECORDS = 500

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chalicelib import clock, keys, table
-from chalicelib.dynamo import batch_get, item_key, num, sort_key_of
 from chalicelib.ingest import dedupe
 from chalicelib.ingest.dedupe import Block
+from chalicelib.pure import clock
+from chalicelib.storage import keys, table
+from chalicelib.storage.dynamo import batch_get, item_key, num, sort_key_of
 
 
 class FirstCopyStore:

@@ -8,11 +8,15 @@ from typing import Any
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib import auth, clock, contract, pages, runtime, sketch, web, write_once
+from chalicelib import pages
+from chalicelib.edge import auth, contract, web
 from chalicelib.metrics import compaction, window
 from chalicelib.metrics.models import MetricValueBody, Minutes, QuantilesQuery, Sum, WindowQuantiles, WindowQuery
 from chalicelib.metrics.store import SumStore
-from chalicelib.observability import count, logger
+from chalicelib.process import runtime
+from chalicelib.process.observability import count, logger
+from chalicelib.pure import clock, sketch
+from chalicelib.storage import write_once
 
 bp: Blueprint = Blueprint(__name__)
 

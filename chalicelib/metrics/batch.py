@@ -15,10 +15,10 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from chalicelib import varint
 from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import window
-from chalicelib.sketch import Sketch
+from chalicelib.pure import varint
+from chalicelib.pure.sketch import Sketch
 
 # Values per packed item: at most ~10 KB (about 3 KB typically), far below DynamoDB's 400 KB per item.
 PACK_MAX = 1_000

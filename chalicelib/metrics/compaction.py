@@ -19,8 +19,6 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from chalicelib import keys, request_context, runtime, table
-from chalicelib.dynamo import item_key, num, query_items, retry, sort_key_between, sort_key_of
 from chalicelib.metrics import window
 from chalicelib.metrics.store import (
     BUCKET_COUNT,
@@ -36,7 +34,10 @@ from chalicelib.metrics.store import (
     SumStore,
 )
 from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
-from chalicelib.sketch import EMPTY, Sketch
+from chalicelib.process import request_context, runtime
+from chalicelib.pure.sketch import EMPTY, Sketch
+from chalicelib.storage import keys, table
+from chalicelib.storage.dynamo import item_key, num, query_items, retry, sort_key_between, sort_key_of
 
 # Keys sealed, read and written together: large enough to keep the database busy, small enough that a chunk takes a
 # small part of a run's budget.

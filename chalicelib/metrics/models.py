@@ -1,4 +1,4 @@
-"""What the last-hour sum routes take and answer (the contract: chalicelib/contract.py)."""
+"""What the last-hour sum routes take and answer (the contract: chalicelib/edge/contract.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from chalicelib import sketch
-from chalicelib.contract import PARAM_INT, QuantileLevels, Reply, Strict, Timestamp
+from chalicelib.edge.contract import PARAM_INT, QuantileLevels, Reply, Strict, Timestamp
 from chalicelib.metrics import window
+from chalicelib.pure import sketch
 
 DEFAULT_QUANTILES = "0.5,0.9,0.95,0.99"
 

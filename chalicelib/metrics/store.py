@@ -34,7 +34,7 @@ after compaction listed the minute, whose state item exists without a bucket) an
 two edge minutes (one Query per run of such minutes, not per minute), raw values only for the two edge *seconds*.
 A bucket equals the sum of the sub-totals it was made from, late values are in neither, so the answer does not
 depend on how far compaction got.
-Quantile sketches (chalicelib/sketch.py) follow the same life in their own partition (SUMQ#{key}; reads of sums are
+Quantile sketches (chalicelib/pure/sketch.py) follow the same life in their own partition (SUMQ#{key}; reads of sums are
 charged by the size of the items they read, so they must not read bins): every post also ADDs its value's bin
 (`sketch.bin_key` -> count, no read) to the sketch items of the sub-total it adds to, in the same transaction; the
 stream keeps its sketch in the stream item (and the late values' in the state item), encoded, a few hundred bytes;
@@ -61,8 +61,15 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
-from chalicelib import keys, runtime, sketch, table
-from chalicelib.dynamo import (
+from chalicelib.ingest import applied
+from chalicelib.ingest.records import Delivered
+from chalicelib.metrics import batch, window
+from chalicelib.metrics.window import MinuteParts, MinuteState, SubTotal, Totals
+from chalicelib.process import runtime
+from chalicelib.pure import sketch
+from chalicelib.pure.sketch import Sketch
+from chalicelib.storage import keys, table
+from chalicelib.storage.dynamo import (
     ITEM_IS_NEW,
     LostRace,
     batch_get,
@@ -75,11 +82,6 @@ from chalicelib.dynamo import (
     sort_key_between,
     sort_key_of,
 )
-from chalicelib.ingest import applied
-from chalicelib.ingest.records import Delivered
-from chalicelib.metrics import batch, window
-from chalicelib.metrics.window import MinuteParts, MinuteState, SubTotal, Totals
-from chalicelib.sketch import Sketch
 
 # Transaction attempts per post under contention (each on a freshly drawn shard) before answering Busy.
 POST_ATTEMPTS = 8

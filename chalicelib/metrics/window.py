@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from chalicelib.sketch import EMPTY, Sketch
+from chalicelib.pure.sketch import EMPTY, Sketch
 
 SECOND_MS = 1_000
 MINUTE_MS = 60_000

@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 from chalice import Response
 from pydantic import Field
 
-from chalicelib import request_context
-from chalicelib.contract import Strict
+from chalicelib.edge.contract import Strict
+from chalicelib.process import request_context
 
 _DIR = Path(__file__).parent
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "application/javascript", ".css": "text/css"}

@@ -7,9 +7,12 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib import auth, clock, contract, runtime, sketch, web, write_once
-from chalicelib.errors import InvalidInput
-from chalicelib.observability import count
+from chalicelib.edge import auth, contract, web
+from chalicelib.edge.errors import InvalidInput
+from chalicelib.process import runtime
+from chalicelib.process.observability import count
+from chalicelib.pure import clock, sketch
+from chalicelib.storage import write_once
 from chalicelib.streams.models import (
     AuditPage,
     Histogram,

@@ -1,4 +1,4 @@
-"""What the running-statistics routes take and answer (the contract: chalicelib/contract.py)."""
+"""What the running-statistics routes take and answer (the contract: chalicelib/edge/contract.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
-from chalicelib import sketch, textcheck
-from chalicelib.contract import PARAM_INT, QuantileLevels, Reply, StatisticValue, Strict, Timestamp
+from chalicelib.edge.contract import PARAM_INT, QuantileLevels, Reply, StatisticValue, Strict, Timestamp
+from chalicelib.pure import sketch, textcheck
 
 MAX_BATCH = 100
 USER_MAX = 64

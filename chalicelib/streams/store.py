@@ -15,7 +15,7 @@ record applied (chalicelib/ingest/applied.py); every Put of a shard carries the 
 batch redelivered after a reset is still recognised, and a batch first applied after a reset counts in the new
 session.
 
-Each shard item also carries its values' quantile sketch (chalicelib/sketch.py, bounded, one Binary attribute
+Each shard item also carries its values' quantile sketch (chalicelib/pure/sketch.py, bounded, one Binary attribute
 `sketch`), updated in the same conditional Put as its Welford state: whatever writes a shard's figures writes its
 sketch, exactly once. A closed session's item keeps its merged sketch, so any quantile of it can be answered later.
 """
@@ -29,8 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib import clock, keys, runtime
-from chalicelib.dynamo import (
+from chalicelib.edge.errors import Conflict
+from chalicelib.ingest import applied
+from chalicelib.ingest.records import Delivered, ValueEvent
+from chalicelib.process import runtime
+from chalicelib.pure import clock
+from chalicelib.pure.sketch import EMPTY, Sketch
+from chalicelib.storage import keys
+from chalicelib.storage.dynamo import (
     ITEM_IS_NEW,
     LostRace,
     batch_get,
@@ -46,10 +52,6 @@ from chalicelib.dynamo import (
     sort_key_of,
     sort_key_prefix,
 )
-from chalicelib.errors import Conflict
-from chalicelib.ingest import applied
-from chalicelib.ingest.records import Delivered, ValueEvent
-from chalicelib.sketch import EMPTY, Sketch
 from chalicelib.streams.welford import Moments, merge_all
 
 # Values per audit entry (and per commit) from the events stream: an entry stays far below DynamoDB's 400 KB.

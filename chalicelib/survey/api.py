@@ -24,10 +24,14 @@ from typing import Any
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import auth, clock, contract, pages, runtime, web, write_once
-from chalicelib.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from chalicelib.middleware import IDEMPOTENCY_HEADER
-from chalicelib.observability import count
+from chalicelib import pages
+from chalicelib.edge import auth, contract, web
+from chalicelib.edge.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from chalicelib.edge.middleware import IDEMPOTENCY_HEADER
+from chalicelib.process import runtime
+from chalicelib.process.observability import count
+from chalicelib.pure import clock
+from chalicelib.storage import write_once
 from chalicelib.survey import listing, rules
 from chalicelib.survey.models import (
     AnswerBody,

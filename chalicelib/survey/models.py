@@ -1,4 +1,4 @@
-"""What the survey and dashboard routes take and answer (the contract: chalicelib/contract.py).
+"""What the survey and dashboard routes take and answer (the contract: chalicelib/edge/contract.py).
 
 The answers' shape is checked here, with messages for people (the survey page shows them next to the field);
 what is not about shape (completion, clearing, the summary) is in chalicelib/survey/rules.py.
@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from chalicelib import textcheck
-from chalicelib.contract import PARAM_INT, Reply, Sentence, Strict, Timestamp, integral
+from chalicelib.edge.contract import PARAM_INT, Reply, Sentence, Strict, Timestamp, integral
+from chalicelib.pure import textcheck
 from chalicelib.survey import listing, rules
 from chalicelib.survey.rules import LABELS
 

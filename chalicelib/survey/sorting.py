@@ -1,6 +1,6 @@
 """The dashboard's orders: each sortable column's index sort key, and the k-way merge of sharded index pages.
 
-Pure: no AWS, no Chalice. A response appears in each column's index (chalicelib/table.py) under
+Pure: no AWS, no Chalice. A response appears in each column's index (chalicelib/storage/table.py) under
 
     sort_key(column, value, id) = body(value) + SEPARATOR + packed_id(id)
 
@@ -24,8 +24,8 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from chalicelib.storage.table import SURVEY_SORT_COLUMNS
 from chalicelib.survey import rules
-from chalicelib.table import SURVEY_SORT_COLUMNS
 
 SEPARATOR = "\x01"
 TEXT_CHARS = 32
@@ -34,7 +34,7 @@ STATE_COLUMNS: tuple[str, ...] = ("completed", "step", "updated_at")  # always p
 # created_at needs no index: response ids start with the creation time, so the table's own order is it.
 INDEXED: tuple[str, ...] = (*ANSWER_COLUMNS, *STATE_COLUMNS)
 SORTABLE: tuple[str, ...] = (*INDEXED, "created_at")
-assert INDEXED == SURVEY_SORT_COLUMNS, "each indexed column needs its index in chalicelib/table.py"
+assert INDEXED == SURVEY_SORT_COLUMNS, "each indexed column needs its index in chalicelib/storage/table.py"
 _TIMESTAMP_DIGITS = 15
 # The updated_at index orders by the minute of the last change (then by id): a save in the same minute as the
 # previous one moves no index entry. 10 digits of minutes last until the year 20995.

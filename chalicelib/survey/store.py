@@ -25,8 +25,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import keys
-from chalicelib.dynamo import (
+from chalicelib.edge.errors import Conflict, NotFound
+from chalicelib.storage import keys
+from chalicelib.storage.dynamo import (
     ITEM_IS_NEW,
     batch_get,
     cancellation_codes,
@@ -41,9 +42,8 @@ from chalicelib.dynamo import (
     sort_key_of,
     string,
 )
-from chalicelib.errors import Conflict, NotFound
+from chalicelib.storage.table import PARTITION_KEY, SORT_KEY, survey_sort_attributes, survey_sort_index
 from chalicelib.survey import rules, sorting
-from chalicelib.table import PARTITION_KEY, SORT_KEY, survey_sort_attributes, survey_sort_index
 
 _BATCH_GET_MAX = 100  # keys per BatchGetItem
 _BUSY_RESPONSE = "this response is being changed by many requests at once; retry"

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError, NoRegionError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from chalicelib import runtime, settings
-from chalicelib.errors import Busy, DatabaseUnavailable
-from chalicelib.observability import logger
-from chalicelib.request_context import BudgetSpent
-from chalicelib.table import PARTITION_KEY, SORT_KEY
+from chalicelib.edge.errors import Busy, DatabaseUnavailable
+from chalicelib.process import runtime, settings
+from chalicelib.process.observability import logger
+from chalicelib.process.request_context import BudgetSpent
+from chalicelib.storage.table import PARTITION_KEY, SORT_KEY
 
 T = TypeVar("T")
 

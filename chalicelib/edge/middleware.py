@@ -12,9 +12,11 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import auth, dynamo, keys, request_context, runtime, settings, table, web, write_once
-from chalicelib.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, ServiceError, error_response
-from chalicelib.observability import count, logger
+from chalicelib.edge import auth, web
+from chalicelib.edge.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, ServiceError, error_response
+from chalicelib.process import request_context, runtime, settings
+from chalicelib.process.observability import count, logger
+from chalicelib.storage import dynamo, keys, table, write_once
 
 GetResponse = Callable[[Request], Response]
 

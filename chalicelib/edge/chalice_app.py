@@ -19,8 +19,8 @@ from typing import Any
 
 from chalice import Chalice
 
-from chalicelib import dynamo
-from chalicelib.errors import ServiceError
+from chalicelib.edge.errors import ServiceError
+from chalicelib.storage import dynamo
 
 
 class ThreadSafeChalice(Chalice):

@@ -22,9 +22,11 @@ from typing import Any, cast
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import settings, stage_secrets, textcheck
-from chalicelib.errors import InvalidInput, PayloadTooLarge, ServiceError
-from chalicelib.observability import logger
+from chalicelib.edge.errors import InvalidInput, PayloadTooLarge, ServiceError
+from chalicelib.process import settings
+from chalicelib.process.observability import logger
+from chalicelib.pure import textcheck
+from chalicelib.storage import stage_secrets
 
 MAX_BODY_BYTES = 256 * 1024
 # Deeper than any body the service takes; bounds the work of checking one (json's own limit is a RecursionError).

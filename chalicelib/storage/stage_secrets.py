@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import NoCredentialsError, NoRegionError
 from pydantic import SecretStr
 
-from chalicelib import dynamo, runtime
-from chalicelib.observability import logger
+from chalicelib.process import runtime
+from chalicelib.process.observability import logger
+from chalicelib.storage import dynamo
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SSMProvider

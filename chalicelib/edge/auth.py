@@ -13,7 +13,7 @@ The stage's two bearer tokens are checked here, in constant time, failing closed
   admin  the survey dashboard and the admin API (ADMIN_TOKEN, or the SSM SecureString ADMIN_TOKEN_PARAMETER names)
   write  whatever changes or destroys data, when the stage's WRITE_ACCESS is `token` (WRITE_TOKEN, or
          WRITE_TOKEN_PARAMETER); the admin token passes there too
-A parameter is read through `chalicelib.stage_secrets` (cached 5 minutes, so a rotation takes effect within that).
+A parameter is read through `chalicelib.storage.stage_secrets` (cached 5 minutes, so a rotation takes effect within that).
 Neither set: that token is configured nowhere and every request needing it is refused (401). The parameter
 unreadable: 503 `unavailable`, since the credential can't be checked (and the client's may well be right).
 """
@@ -29,8 +29,9 @@ from typing import Any, Literal
 from chalice import Chalice, Response
 from chalice.app import Request
 
-from chalicelib import settings, stage_secrets
-from chalicelib.errors import ServiceError, Unauthorized
+from chalicelib.edge.errors import ServiceError, Unauthorized
+from chalicelib.process import settings
+from chalicelib.storage import stage_secrets
 
 GetResponse = Callable[[Request], Response]
 

@@ -20,7 +20,7 @@ GATEWAY_TIMEOUT_S = 29  # API Gateway's integration timeout (Lambda's is 30 s)
 # Room left after the worst database wait: a cold start (imports) and building the answer.
 ANSWER_MARGIN_S = 4.0
 # A relative DEVSERVER_FILE is the project's (app.py's folder), wherever `chalice local` was started.
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseModel):

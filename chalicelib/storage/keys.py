@@ -1,6 +1,6 @@
 """The table's key layout: every partition and sort key is built here.
 
-One table holds everything (see chalicelib/table.py). Partition keys start
+One table holds everything (see chalicelib/storage/table.py). Partition keys start
 with the kind of thing they hold, so features never collide:
 
   STREAM#{stream}#SHARD#{k}   STATE                 one of SHARDS Welford partial states

@@ -23,7 +23,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-from chalicelib import settings
+from chalicelib.process import settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import botocore.session
 from botocore.config import Config
 
-from chalicelib import settings, write_once
-from chalicelib.errors import DatabaseUnavailable, StreamNotConfigured
-from chalicelib.request_context import ContextThreadPool, refuse_when_spent
+from chalicelib.edge.errors import DatabaseUnavailable, StreamNotConfigured
+from chalicelib.process import settings
+from chalicelib.process.request_context import ContextThreadPool, refuse_when_spent
+from chalicelib.storage import write_once
 
 if TYPE_CHECKING:
     from botocore.config import _RetryDict
@@ -80,7 +81,7 @@ def dynamodb() -> Any:
 def dynamodb_single_attempt() -> Any:
     """A DynamoDB client that never resends a call: for a single-item write that is not idempotent (a list append),
     which a resend after a lost answer would apply twice. A lost answer is then the caller's 503: the write was
-    applied at most once (chalicelib/write_once.py)."""
+    applied at most once (chalicelib/storage/write_once.py)."""
     return cached("dynamodb_single_attempt", lambda: _new_dynamodb(attempts=1))
 
 
@@ -113,7 +114,7 @@ def _new_dynamodb(attempts: int | None = None) -> Any:
     )
     # First, so that it runs even where a stub (moto) answers instead of the network.
     client.meta.events.register_first("before-send.dynamodb", refuse_when_spent)
-    # In a request with an Idempotency-Key, every transaction carries its receipt (chalicelib/write_once.py).
+    # In a request with an Idempotency-Key, every transaction carries its receipt (chalicelib/storage/write_once.py).
     client.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", write_once.prepare_transaction)
     client.meta.events.register("after-call.dynamodb.TransactWriteItems", write_once.settle_transaction)
     return client

@@ -8,7 +8,7 @@ The declaration is also the check: before the view runs, its path parameters, qu
 validated by the declared models (one translation of a failure: `invalid_input`, a 400 naming the field), and
 the view gets the path parameters' validated values by name and the query and body as `query=` and `body=`.
 
-Regenerate the committed copy with `make openapi` (`python -m chalicelib.contract > openapi.json`).
+Regenerate the committed copy with `make openapi` (`python -m chalicelib.edge.contract > openapi.json`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from chalice import Chalice
 from chalice.app import Request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from chalicelib import auth, request_context, web
-from chalicelib.errors import InvalidInput
-from chalicelib.settings import Settings
+from chalicelib.edge import auth, web
+from chalicelib.edge.errors import InvalidInput
+from chalicelib.process import request_context
+from chalicelib.process.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "livestats"
@@ -704,6 +705,6 @@ def render(app: Chalice) -> str:
 
 if __name__ == "__main__":
     from app import app as _app
-    from chalicelib import contract as _imported  # the module the views' marks come from, not this __main__ copy
+    from chalicelib.edge import contract as _imported  # the module the views' marks come from, not this __main__ copy
 
     print(_imported.render(_app), end="")

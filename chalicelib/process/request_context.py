@@ -23,8 +23,8 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import settings
-from chalicelib.observability import logger
+from chalicelib.process import settings
+from chalicelib.process.observability import logger
 
 REQUEST_ID_HEADER = "X-Request-Id"
 

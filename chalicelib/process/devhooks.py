@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 
-from chalicelib import runtime
+from chalicelib.process import runtime
 
 
 def on_devserver_start() -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from chalicelib.errors import MethodNotAllowed, NotFound
+from chalicelib.edge.errors import MethodNotAllowed, NotFound
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _CHANGES_STATE = "_changes_state_on_get"

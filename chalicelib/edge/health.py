@@ -9,8 +9,10 @@ from typing import Literal
 
 from chalice import Blueprint, Response
 
-from chalicelib import contract, dynamo, runtime, web
-from chalicelib.errors import DatabaseUnavailable
+from chalicelib.edge import contract, web
+from chalicelib.edge.errors import DatabaseUnavailable
+from chalicelib.process import runtime
+from chalicelib.storage import dynamo
 
 bp: Blueprint = Blueprint(__name__)
 

@@ -1,4 +1,4 @@
-"""The contract, served: GET /openapi.json (built from the app's routes, chalicelib/contract.py) and GET /docs,
+"""The contract, served: GET /openapi.json (built from the app's routes, chalicelib/edge/contract.py) and GET /docs,
 an interactive reference (Swagger UI, shipped with the function: no CDN)."""
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import aws_lambda_powertools
 from chalice import Blueprint, Chalice, Response
 from pydantic import ConfigDict, Field
 
-from chalicelib import contract, pages, settings, web
-from chalicelib.errors import NotFound
+from chalicelib import pages
+from chalicelib.edge import contract, web
+from chalicelib.edge.errors import NotFound
+from chalicelib.process import settings
 
 bp: Blueprint = Blueprint(__name__)
 

@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import keys, table
-from chalicelib.errors import Conflict
+from chalicelib.edge.errors import Conflict
+from chalicelib.storage import keys, table
 
 RECEIPT_TTL_S = 24 * 3600
 _RECEIPT_INDEX = "livestats_receipt_index"  # where a call's receipt is remembered (botocore's request context)
