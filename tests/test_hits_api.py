@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.hits import paths
+from chalicelib.hits import days, paths
+from chalicelib.hits.models import MAX_SERIES_DAYS
 from chalicelib.hits.store import HitStore
 from chalicelib.process import runtime
 from chalicelib.pure import clock
@@ -171,6 +172,69 @@ def test_day_filter_ranks_one_utc_day(api: Api) -> None:
     assert [e["path"] for e in seen] == ["/api/b/", "/api/c/"]
 
 
+def day_series(api: Api, query: str) -> list[tuple[str, int]]:
+    found = body(api.get(f"/stats/series?{query}"))
+    return [(d["day"], d["count"]) for d in found["days"]]
+
+
+def test_a_paths_hits_per_day_cover_every_day_of_the_range(api: Api) -> None:
+    clock.set_source(lambda: DAY1)  # 2026-11-18
+    hit(api, "/api/s")
+    hit(api, "/api/s")
+    clock.set_source(lambda: DAY2)  # the 19th: the counter rolls over, the 18th goes to the path's history
+    hit(api, "/api/s/")
+    HitStore(runtime.dynamodb(), runtime.table_name()).record("/api/s/", "2026-11-16", 0)  # late, of an earlier day
+    found = body(api.get("/stats/series?path=/api//s?x=1&from=2026-11-15&to=2026-11-20"))
+    assert found["path"] == "/api/s/"  # normalised as GET /api/... counts it
+    assert day_series(api, "path=/api/s/&from=2026-11-15&to=2026-11-20") == [
+        ("2026-11-15", 0),
+        ("2026-11-16", 1),
+        ("2026-11-17", 0),
+        ("2026-11-18", 2),
+        ("2026-11-19", 1),
+        ("2026-11-20", 0),
+    ]
+    assert day_series(api, "path=/api/s&from=2026-11-19&to=2026-11-19") == [("2026-11-19", 1)]
+    assert day_series(api, "path=/api/never&from=2026-11-18&to=2026-11-19") == [("2026-11-18", 0), ("2026-11-19", 0)]
+
+
+def _days_after(day: str, n: int) -> str:
+    return days.counting_day(days.day_start(day) + n * days.DAY_SECONDS)[0]
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "field"),
+    [
+        ("path=/api/s/&from=2026-11-19&to=2026-11-18", "invalid_range", "from"),
+        ("path=/api/s/&from={before_oldest}&to=2026-11-19", "invalid_range", "from"),
+        ("path=/api/s/&from={oldest}&to={too_far}", "invalid_range", "to"),
+        ("path=s&from=2026-11-18&to=2026-11-19", "invalid_input", "path"),
+        ("path=/apis/&from=2026-11-18&to=2026-11-19", "invalid_input", "path"),
+        ("from=2026-11-18&to=2026-11-19", "invalid_input", "path"),
+        ("path=/api/s/&from=2026-02-30&to=2026-11-19", "invalid_input", "from"),
+        ("path=/api/s/&from=2026-11-18", "invalid_input", "to"),
+        ("path=/api/s/&from=2026-11-18&to=2026-11-19&day=2026-11-18", "invalid_input", "day"),
+    ],
+)
+def test_a_day_series_out_of_range_or_malformed_is_a_400_naming_the_field(
+    api: Api, query: str, code: str, field: str
+) -> None:
+    clock.set_source(lambda: DAY2)
+    oldest = days.oldest_kept_day(DAY2)
+    query = query.format(
+        oldest=oldest, before_oldest=_days_after(oldest, -1), too_far=_days_after(oldest, MAX_SERIES_DAYS)
+    )
+    assert assert_error(api.get(f"/stats/series?{query}"), 400, code)["field"] == field
+
+
+def test_a_day_series_reaches_back_to_the_oldest_kept_day(api: Api) -> None:
+    clock.set_source(lambda: DAY2)
+    oldest = days.oldest_kept_day(DAY2)
+    last = _days_after(oldest, MAX_SERIES_DAYS - 1)
+    found = day_series(api, f"path=/api/s/&from={oldest}&to={last}")
+    assert len(found) == MAX_SERIES_DAYS and found[0][0] == oldest and found[-1][0] == last
+
+
 def test_load_test_counts_every_generated_path(api: Api) -> None:
     hit(api, "/api/before")
     result = body(api.post("/test/60/"))
@@ -294,6 +358,7 @@ def test_a_throttled_path_overflows_and_is_folded_exactly(api: Api, client: Any)
     before = body(api.get("/stats/?day=2026-11-18"))
     assert before["total_hits"] == 42
     assert before["paths"][0] == {"path": "/api/cold/", "count": 1}  # the ranking lags until the fold
+    assert day_series(api, "path=/api/hot/&from=2026-11-18&to=2026-11-18") == [("2026-11-18", 41)]  # day counts don't
     # A path seen only through overflow becomes distinct when folded.
     fresh = HitStore(ThrottledCounter(runtime.dynamodb(), "/api/new/"), runtime.table_name(), random.Random(2))
     for _ in range(3):

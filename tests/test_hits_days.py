@@ -39,3 +39,20 @@ def test_day_boundaries() -> None:
 def test_a_read_names_one_days_ranking_or_all_times() -> None:
     assert days.scope(None) == keys.HIT_ALL
     assert days.scope("2024-02-29") == "2024-02-29"
+
+
+@given(times)
+def test_the_oldest_kept_day_is_the_first_whose_counters_have_not_expired(now: float) -> None:
+    oldest = days.oldest_kept_day(now)
+    assert days.counting_day(days.day_start(oldest))[1] > now  # its counters still live
+    day_before = days.day_start(oldest) - days.DAY_SECONDS
+    assert days.counting_day(day_before)[1] <= now or day_before < 0  # the day before's have expired
+
+
+@given(st.integers(0, YEAR_2100 // days.DAY_SECONDS), st.integers(-3, 800))
+def test_days_from_lists_every_day_once_in_order(first_day: int, span: int) -> None:
+    first = days.counting_day(first_day * days.DAY_SECONDS)[0]
+    last = days.counting_day((first_day + span) * days.DAY_SECONDS)[0]
+    listed = days.days_from(first, last)
+    assert len(listed) == max(0, span + 1)
+    assert listed == sorted(set(listed)) and (not listed or (listed[0], listed[-1]) == (first, last))

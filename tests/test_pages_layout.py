@@ -8,6 +8,12 @@ import itertools
 import re
 from typing import Any
 
+import pytest
+
+from chalicelib.hits import days
+from chalicelib.hits.store import HitStore
+from chalicelib.process import runtime
+from chalicelib.pure import clock
 from tests.test_browser import (  # noqa: F401 (fixtures, skip rule)
     WAIT_MS,
     base_url,
@@ -68,7 +74,7 @@ def test_hit_paths_wrap_between_segments_on_a_phone(browser: Any, base_url: str,
     survey.get(path)  # a hit
     page = phone(browser)
     page.goto(f"{base_url}/ui/hits")
-    cell = page.locator("td.path").first
+    cell = page.locator("td.path button").first
     expect(cell).to_have_text(path + "/", timeout=WAIT_MS)  # as the counter stores it
     # The character before each line break: a slash or a hyphen, never a letter in the middle of a word.
     before_breaks = page.evaluate(
@@ -108,3 +114,33 @@ def test_the_dashboard_shows_its_sort_column_at_1280_and_names_the_time_zone(
     assert box["x"] + box["width"] <= wrap["x"] + wrap["width"], "the sort column is behind a sideways scroll"
     assert re.search(r"GMT\+5:30|IST", page.locator("#sum-updated").inner_text())
     assert re.search(r"GMT\+5:30|IST", page.locator('#rows td[data-column="updated_at"]').inner_text())
+
+
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_picking_a_path_shows_its_hits_per_day(
+    browser: Any,  # noqa: F811
+    base_url: str,  # noqa: F811
+    survey: Any,  # noqa: F811
+    viewport: dict[str, int],
+) -> None:
+    path = "/api/reports/quarterly-summary/2026/"
+    for _ in range(3):
+        survey.get(path)  # three hits today
+    yesterday = days.counting_day(clock.now() - days.DAY_SECONDS)[0]
+    HitStore(runtime.dynamodb(), runtime.table_name()).record(path, yesterday, 0)  # a late one, of yesterday
+    page = browser.new_context(viewport=viewport).new_page()
+    page.goto(f"{base_url}/ui/hits")
+    expect(page.locator("#history")).to_be_hidden()
+    page.locator("td.path button", has_text="quarterly-summary").click()
+    expect(page.locator("#history-path")).to_have_text(path, timeout=WAIT_MS)
+    bars = page.locator("#history-bars div")
+    expect(bars).to_have_count(30)
+    assert [bars.nth(i).get_attribute("data-count") for i in (28, 29)] == ["1", "3"]
+    assert bars.nth(29).get_attribute("data-day") == days.counting_day(clock.now())[0]
+    expect(page.locator("#history-total")).to_have_text("4")
+    assert page.locator("tr.selected td.path").inner_text().replace("\n", "") == path
+    page.select_option("#history-days", "365")
+    expect(bars).to_have_count(365, timeout=WAIT_MS)
+    assert not scrolls_sideways(page), "365 days of bars"
+    heights = page.evaluate("[...document.querySelectorAll('#history-bars div')].slice(-2).map((b) => b.offsetHeight)")
+    assert 0 < heights[0] < heights[1], heights  # yesterday's bar is shorter than today's, and drawn

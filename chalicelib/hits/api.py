@@ -15,7 +15,10 @@ from chalicelib.edge import auth, contract, routing, web
 from chalicelib.edge.errors import Forbidden, InvalidInput, ServiceError
 from chalicelib.hits import days, load_test, paths, ranking, sweep
 from chalicelib.hits.models import (
+    MAX_SERIES_DAYS,
     CountedPath,
+    DaySeries,
+    DaySeriesQuery,
     Hit,
     LoadTest,
     LoadTestBody,
@@ -112,6 +115,32 @@ def hit_stats(query: StatsQuery) -> Response:
             "cursor": web.encode_cursor(request, cursor, query=("day",)),
         }
     )
+
+
+@bp.route("/stats/series", methods=["GET"])
+@contract.operation(
+    "A path's hits on each UTC day of a range",
+    tags=("hits",),
+    query=DaySeriesQuery,
+    responses={200: DaySeries},
+    description=f"Every day from `from` to `to` (at most {MAX_SERIES_DAYS}), zero days included. Day counts are kept "
+    f"{days.DAY_RETENTION_SECONDS // days.DAY_SECONDS} days after their day: an earlier `from` is a 400.",
+)
+def hit_day_series(query: DaySeriesQuery) -> Response:
+    path = paths.normalise(query.path.removeprefix("/api"))  # one longer than a counted path has only zero days
+    # `invalid_range`: rules between the parameters and today, which no schema can state.
+    if query.from_ > query.to:
+        raise InvalidInput("must not be after `to`", code="invalid_range", field="from")
+    oldest = days.oldest_kept_day(clock.now())
+    if query.from_ < oldest:
+        raise InvalidInput(
+            f"must be {oldest} or later: older day counts have expired", code="invalid_range", field="from"
+        )
+    every = days.days_from(query.from_, query.to)
+    if len(every) > MAX_SERIES_DAYS:
+        raise InvalidInput(f"must be within {MAX_SERIES_DAYS} days of `from`", code="invalid_range", field="to")
+    found = _store().day_counts(path, query.from_, query.to)
+    return web.json_response({"path": path, "days": [{"day": day, "count": found.get(day, 0)} for day in every]})
 
 
 def _load_test_requirements(current: settings.Settings) -> contract.Requirements:

@@ -27,6 +27,18 @@ def day_start(day: str) -> int:
     return int(datetime.strptime(day, DAY_FORMAT).replace(tzinfo=UTC).timestamp())
 
 
+def oldest_kept_day(now_s: float) -> str:
+    """The oldest day whose counters have not expired at `now_s` (a day's expire DAY_RETENTION_SECONDS after it
+    ends): a read of older days could meet expired items that DynamoDB has not deleted yet, or none."""
+    return counting_day(now_s - DAY_RETENTION_SECONDS)[0]
+
+
+def days_from(first: str, last: str) -> list[str]:
+    """Every UTC day from `first` to `last`, both included (none when first is after last)."""
+    start, end = day_start(first), day_start(last)
+    return [counting_day(t)[0] for t in range(start, end + 1, DAY_SECONDS)]
+
+
 def scope(day: str | None) -> str:
     """The ranking a read names: one UTC day's, or all time's."""
     return day or keys.HIT_ALL

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from chalicelib.edge.contract import PARAM_INT, Reply, Strict
-from chalicelib.hits import paths
+from chalicelib.hits import days, paths
 
 MAX_TEST_HITS = 10_000
 DEFAULT_LIMIT = 100
@@ -50,6 +50,41 @@ class StatsQuery(Strict):
     limit: Annotated[int, Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT), PARAM_INT]
     cursor: Annotated[str | None, Field(default=None, description="opaque: the `cursor` of the previous page")]
     day: Annotated[Day | None, Field(default=None, description="one UTC day; all time without it")]
+
+
+MAX_SERIES_DAYS = days.DAY_RETENTION_SECONDS // days.DAY_SECONDS + 1  # today and every day still kept
+
+
+class DaySeriesQuery(Strict):
+    path: Annotated[
+        str,
+        Field(
+            min_length=4,
+            max_length=paths.MAX_PATH_BYTES,
+            pattern=r"^/api(/[^\u0000-\u001f\u007f-\u009f]*)?$",
+            description="a counted path, as `/stats` lists it (`/api/one/`); normalised as `GET /api/...` counts it, "
+            "so `/api/one` and `/api//one/?x` name it too",
+        ),
+    ]
+    from_: Annotated[
+        Day,
+        Field(
+            alias="from",
+            description=f"the first UTC day; no earlier than {days.DAY_RETENTION_SECONDS // days.DAY_SECONDS} days "
+            "ago, when day counts expire",
+        ),
+    ]
+    to: Annotated[Day, Field(description=f"the last UTC day, included; at most {MAX_SERIES_DAYS} days in all")]
+
+
+class DayCount(Reply):
+    day: str
+    count: int
+
+
+class DaySeries(Reply):
+    path: str = Field(description="the normalised path")
+    days: list[DayCount] = Field(description="every day from `from` to `to`, oldest first, zero days included")
 
 
 class PathCount(Reply):

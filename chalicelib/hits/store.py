@@ -55,6 +55,7 @@ from chalicelib.storage.dynamo import (
     query_pages,
     read_int,
     retry,
+    sort_key_between,
     string,
 )
 
@@ -401,13 +402,38 @@ class HitStore:
 
     def unfolded(self, path: str, scope: str) -> int:
         """The path's hits in a scope that wait in overflow shards."""
-        deltas = batch_get(
+        return sum(_delta_hits(d, scope) for d in self._deltas(path))
+
+    def _deltas(self, path: str) -> list[dict[str, Any]]:
+        return batch_get(
             self.client,
             self.table,
             [item_key(keys.hit_delta_pk(path, k), keys.HIT_COUNT_SK) for k in range(keys.HIT_DELTA_SHARDS)],
             consistent=False,
         )
-        return sum(_delta_hits(d, scope) for d in deltas)
+
+    def day_counts(self, path: str, first: str, last: str) -> dict[str, int]:
+        """The path's count on each day from `first` to `last` that has one: its counter, one Query of its day
+        history, and its unfolded overflow (three requests, whatever the number of days)."""
+        counter = counter_of(self.get_item(item_key(keys.hit_pk(path), keys.HIT_COUNT_SK)))
+        history = {
+            item[table.SORT_KEY]["S"]: read_int(item.get("n"))
+            for item in query_items(
+                self.client,
+                {
+                    "TableName": self.table,
+                    **sort_key_between(keys.hit_day_pk(path), first, last),
+                    "ConsistentRead": True,
+                },
+            )
+        }
+        found = {
+            day: counts.count_of_day(counter, history, day) for day in {*history, *([counter.day] if counter else [])}
+        }
+        for delta in self._deltas(path):
+            for day, hits in delta_days(delta).items():
+                found[day] = found.get(day, 0) + hits
+        return {day: n for day, n in found.items() if first <= day <= last and n}
 
     def totals(self, scope: str) -> Totals:
         items = query_items(

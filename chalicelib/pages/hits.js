@@ -6,15 +6,53 @@ const call = livestats.call;
 
 function td(text, cls) { const cell = document.createElement("td"); cell.textContent = text; if (cls) cell.className = cls; return cell; }
 
+let selected = null;  // the path whose hits per day are shown
+
 // A path may wrap after each slash (a <wbr> there), so a narrow screen breaks it between segments, not inside a word.
+// It is a button: picking it shows its hits per day.
 function pathCell(path) {
   const cell = td("", "path");
+  const button = document.createElement("button");
+  button.type = "button";
   const pieces = path.split(/(?<=\/)/);
   pieces.forEach((piece, i) => {
-    cell.append(document.createTextNode(piece));
-    if (i < pieces.length - 1) cell.append(document.createElement("wbr"));
+    button.append(document.createTextNode(piece));
+    if (i < pieces.length - 1) button.append(document.createElement("wbr"));
   });
+  button.addEventListener("click", () => { selected = path; $("history").hidden = false; showHistory(); refresh(); });
+  cell.append(button);
   return cell;
+}
+
+// Today (UTC) and the days before it, as YYYY-MM-DD: the days the service counts in.
+function utcDay(daysBefore) { return new Date(Date.now() - daysBefore * 86400000).toISOString().slice(0, 10); }
+
+async function showHistory() {
+  if (!selected) return;
+  const n = Number($("history-days").value);
+  const query = new URLSearchParams({path: selected, from: utcDay(n - 1), to: utcDay(0)});
+  try {
+    const series = await call("GET", `stats/series?${query}`);
+    $("history-path").textContent = series.path;
+    const busiest = series.days.reduce((a, b) => (b.count > a.count ? b : a), series.days[0]);
+    const top = Math.max(1, busiest.count);
+    $("history-bars").replaceChildren(...series.days.map((d) => {
+      const bar = document.createElement("div");
+      bar.title = `${d.day}: ${d.count.toLocaleString()}`;
+      bar.dataset.day = d.day;
+      bar.dataset.count = String(d.count);
+      if (d.count === 0) bar.className = "zero";
+      bar.style.height = `${Math.max(d.count ? 2 : 0, 100 * d.count / top)}%`;
+      return bar;
+    }));
+    $("history-total").textContent = series.days.reduce((sum, d) => sum + d.count, 0).toLocaleString();
+    $("history-busiest").textContent = busiest.count ? `${busiest.day} (${busiest.count.toLocaleString()})` : "—";
+    $("history-first").textContent = series.days[0].day;
+    $("history-last").textContent = series.days[series.days.length - 1].day;
+    $("history-error").textContent = "";
+  } catch (err) {
+    $("history-error").textContent = err.message;
+  }
 }
 
 async function refresh() {
@@ -28,6 +66,7 @@ async function refresh() {
     const rows = stats.paths.map((p, i) => {
       const tr = document.createElement("tr");
       tr.append(td(String(i + 1)), pathCell(p.path), td(p.count.toLocaleString()));
+      if (p.path === selected) tr.className = "selected";
       const bar = td("", "bar"); const fill = document.createElement("div");
       fill.style.width = `${Math.max(1, 100 * p.count / top)}%`; bar.appendChild(fill); tr.appendChild(bar);
       return tr;
@@ -85,6 +124,7 @@ $("test").addEventListener("submit", async (event) => {
 });
 
 $("day").addEventListener("change", refresh);
+$("history-days").addEventListener("change", showHistory);
 $("limit").addEventListener("change", refresh);
 refresh();
-setInterval(refresh, 2000);
+setInterval(() => { refresh(); showHistory(); }, 2000);
