@@ -41,7 +41,7 @@ test-ddblocal: $(STAMP)
 
 # The committed OpenAPI document, regenerated from the routes and models (tests/test_contract.py checks it).
 openapi: $(STAMP)
-	$(PY) -m chalicelib.edge.contract > openapi.json
+	$(PY) -m devtools.openapi > openapi.json
 
 # The benchmarks, printed; `$(PY) -m bench --write` also rewrites the figures in docs/benchmarks.md.
 bench: $(STAMP)

@@ -57,7 +57,7 @@ def serving(app: Any, chalice_config: Any) -> Iterator[str]:
     """`app` over HTTP in Chalice's LocalDevServer (as `make run` serves it) on a free port: its base URL."""
     from chalice.local import LocalDevServer
 
-    from devtools.devserver import DevRequestHandler
+    from devtools.dev_http import DevRequestHandler
 
     class QuietHandler(DevRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:

@@ -1,4 +1,5 @@
-"""The OpenAPI contract (chalicelib/edge/contract.py): complete, valid, committed, and true of real answers."""
+"""The OpenAPI contract (chalicelib/edge/contract.py; the document: chalicelib/edge/openapi.py): complete, valid,
+committed, and true of real answers."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from chalicelib.edge import auth, contract
+from chalicelib.edge import auth, contract, openapi
 from tests.conftest import Api
 from tests.test_survey_api import ADMIN, FULL, survey  # noqa: F401 (fixture)
 
 COMMITTED = Path(__file__).resolve().parent.parent / "openapi.json"
-REGENERATE = "regenerate it with `make openapi` (.venv/bin/python -m chalicelib.edge.contract > openapi.json)"
+REGENERATE = "regenerate it with `make openapi` (.venv/bin/python -m devtools.openapi > openapi.json)"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -28,7 +29,7 @@ def app() -> Any:
 
 @pytest.fixture(scope="module")
 def document(app: Any) -> dict[str, Any]:
-    return contract.document(app)
+    return openapi.document(app)
 
 
 def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -49,7 +50,7 @@ def resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_committed_document_is_the_generated_one(app: Any) -> None:
     assert COMMITTED.exists(), f"openapi.json is missing: {REGENERATE}"
-    assert COMMITTED.read_text(encoding="utf-8") == contract.render(app), f"openapi.json is stale: {REGENERATE}"
+    assert COMMITTED.read_text(encoding="utf-8") == openapi.render(app), f"openapi.json is stale: {REGENERATE}"
 
 
 def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
@@ -61,11 +62,11 @@ def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
 
 def test_every_route_is_in_the_document_and_every_path_in_it_is_a_route(app: Any, document: dict[str, Any]) -> None:
     documented = {(path, method.upper()) for path, method, _ in operations(document)}
-    routes = {(contract.openapi_path(path), method) for path, method in contract.documented_routes(app)}
+    routes = {(openapi.openapi_path(path), method) for path, method in openapi.documented_routes(app)}
     assert documented == routes
     # The rule for the rest: HEAD, OPTIONS, the generated 405s and the fallback 404 are service-wide, described once.
     left_out = {(path, method) for path, entries in app.routes.items() for method in entries} - set(
-        contract.documented_routes(app)
+        openapi.documented_routes(app)
     )
     for path, method in left_out:
         view = app.routes[path][method]
@@ -76,7 +77,7 @@ def test_every_route_is_in_the_document_and_every_path_in_it_is_a_route(app: Any
 
 
 def test_every_feature_view_declares_its_operation(app: Any) -> None:
-    for (path, method), view in contract.documented_routes(app).items():
+    for (path, method), view in openapi.documented_routes(app).items():
         assert contract.operation_of(view) is not None, f"{method} {path}"
 
 
@@ -117,7 +118,7 @@ def test_links_name_real_operations_parameters_and_answer_fields(document: dict[
 
 def test_a_link_to_no_operation_is_refused() -> None:
     with pytest.raises(TypeError, match="names no operation"):
-        contract._check_links(
+        openapi._check_links(
             {"/a": {"post": {"operationId": "a", "responses": {"200": {"links": {"b": {"operationId": "b"}}}}}}}
         )
 
@@ -152,10 +153,10 @@ def test_security_follows_each_views_policy(app: Any, document: dict[str, Any]) 
         creator: [],
     }
     seen = set()
-    for (path, method), view in contract.documented_routes(app).items():
+    for (path, method), view in openapi.documented_routes(app).items():
         policy = auth.policy_of(view)
         seen.add(policy)
-        operation = document["paths"][contract.openapi_path(path)][method.lower()]
+        operation = document["paths"][openapi.openapi_path(path)][method.lower()]
         assert operation["security"] == expected[policy], f"{method} {path}"
         if operation["security"]:
             assert "401" in operation["responses"], f"{method} {path}"
@@ -189,7 +190,7 @@ def test_the_service_serves_its_document(api: Api, app: Any, env: Any) -> None:
     env.set("WRITE_ACCESS", "token")  # as a deployed stage that says nothing: the committed document's case
     response = api.get("/openapi.json")
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
-    assert json.loads(response.body) == json.loads(contract.render(app))
+    assert json.loads(response.body) == json.loads(openapi.render(app))
 
 
 # --- the declared answers are the real ones ----------------------------------------------------------------

@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError, create_model
 
-from chalicelib.edge import contract
+from chalicelib.edge import contract, openapi
 from chalicelib.pure import textcheck
 from chalicelib.streams.models import ResetBody
 from chalicelib.survey.models import AnswerBody
@@ -102,7 +102,7 @@ def test_two_models_of_one_name_are_refused() -> None:
     first = create_model("Twin", x=(int, ...), __base__=contract.Strict)
     second = create_model("Twin", y=(int, ...), __base__=contract.Strict)
     schemas: dict[str, Any] = {}
-    contract._schema_ref(first, schemas, "validation")
-    contract._schema_ref(first, schemas, "validation")  # the same model again is fine
+    openapi._schema_ref(first, schemas, "validation")
+    openapi._schema_ref(first, schemas, "validation")  # the same model again is fine
     with pytest.raises(TypeError, match="two different models are named Twin"):
-        contract._schema_ref(second, schemas, "validation")
+        openapi._schema_ref(second, schemas, "validation")

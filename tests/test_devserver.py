@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from devtools import devserver
+from devtools import dev_backends, devserver
 from devtools.ddblocal import DynamoDBLocal, StartError, free_port, java_available
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -177,7 +177,7 @@ def state_home(tmp_path: Path) -> Path:
 
 
 def default_data_dir(tmp_path: Path, project: Path) -> Path:
-    return devserver.default_data_dir(project, {"XDG_STATE_HOME": str(state_home(tmp_path))})
+    return dev_backends.default_data_dir(project, {"XDG_STATE_HOME": str(state_home(tmp_path))})
 
 
 @pytest.fixture
@@ -319,21 +319,21 @@ def test_database_paths_must_be_absolute() -> None:
 
 def test_options_resolve_data_dir_against_the_start_directory(tmp_path: Path) -> None:
     home = Path.home()
-    assert devserver.Options.from_environ({}, tmp_path) == devserver.Options(
+    assert dev_backends.Options.from_environ({}, tmp_path) == dev_backends.Options(
         8000, home / ".local" / "state" / "livestats" / f"{tmp_path.name}-{_path_digest(tmp_path)}", None
     )
-    state = devserver.Options.from_environ({"XDG_STATE_HOME": "/st"}, tmp_path).data_dir
+    state = dev_backends.Options.from_environ({"XDG_STATE_HOME": "/st"}, tmp_path).data_dir
     assert state == Path("/st/livestats") / f"{tmp_path.name}-{_path_digest(tmp_path)}"
     other = tmp_path / "elsewhere" / tmp_path.name  # another clone of the same name: another folder
-    assert devserver.Options.from_environ({}, other).data_dir.name != f"{tmp_path.name}-{_path_digest(tmp_path)}"
-    assert devserver.Options.from_environ({"DATA_DIR": "x/../y"}, tmp_path).data_dir == tmp_path / "y"
-    assert devserver.Options.from_environ({"DATA_DIR": "~/d"}, tmp_path).data_dir == (home / "d").resolve()
-    assert devserver.Options.from_environ({"DATA_DIR": "/abs"}, tmp_path).data_dir == Path("/abs")
-    options = devserver.Options.from_environ({"PORT": "8123", "DDB_ENDPOINT_URL": "http://h:1"}, tmp_path)
+    assert dev_backends.Options.from_environ({}, other).data_dir.name != f"{tmp_path.name}-{_path_digest(tmp_path)}"
+    assert dev_backends.Options.from_environ({"DATA_DIR": "x/../y"}, tmp_path).data_dir == tmp_path / "y"
+    assert dev_backends.Options.from_environ({"DATA_DIR": "~/d"}, tmp_path).data_dir == (home / "d").resolve()
+    assert dev_backends.Options.from_environ({"DATA_DIR": "/abs"}, tmp_path).data_dir == Path("/abs")
+    options = dev_backends.Options.from_environ({"PORT": "8123", "DDB_ENDPOINT_URL": "http://h:1"}, tmp_path)
     assert (options.port, options.endpoint) == (8123, "http://h:1")
     for bad in ("http", "-1", "0", "70000"):
         with pytest.raises(ValueError, match="PORT"):
-            devserver.Options.from_environ({"PORT": bad}, tmp_path)
+            dev_backends.Options.from_environ({"PORT": bad}, tmp_path)
 
 
 def _path_digest(path: Path) -> str:
@@ -341,10 +341,10 @@ def _path_digest(path: Path) -> str:
 
 
 def test_restart_budget_gives_up_on_a_crash_loop() -> None:
-    budget = devserver.RestartBudget(max_exits=3, window_s=60)
+    budget = dev_backends.RestartBudget(max_exits=3, window_s=60)
     assert budget.allows_restart(0) and budget.allows_restart(30)
     assert not budget.allows_restart(59)  # three exits within a minute
-    spaced = devserver.RestartBudget(max_exits=3, window_s=60)
+    spaced = dev_backends.RestartBudget(max_exits=3, window_s=60)
     assert all(spaced.allows_restart(t) for t in (0, 40, 80, 120, 160))  # never three in one window
 
 

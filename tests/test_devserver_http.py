@@ -1,6 +1,6 @@
 """The dev server's HTTP layer over raw sockets: what never reaches the app still answers in the JSON error shape.
 
-The server is `make run`'s handler (devserver.DevRequestHandler) on a free port, in this process, on the test
+The server is `make run`'s handler (dev_http.DevRequestHandler) on a free port, in this process, on the test
 backend. Raw sockets, because http.client refuses to send most of these requests.
 """
 
@@ -19,7 +19,7 @@ from chalice.local import LocalDevServer, LocalGateway
 
 from chalicelib.edge import web
 from chalicelib.edge.errors import error_body
-from devtools.devserver import DevRequestHandler
+from devtools.dev_http import DevRequestHandler
 
 TIMEOUT_S = 10.0  # a bound for failures: a server that waits for bytes never sent fails here
 

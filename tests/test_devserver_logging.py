@@ -15,7 +15,7 @@ from chalice.local import LocalDevServer
 
 from chalicelib.process import observability
 from devtools import devserver
-from devtools.devserver import DevRequestHandler
+from devtools.dev_http import DevRequestHandler
 from tests.conftest import Api
 
 

@@ -13,7 +13,8 @@ import pytest
 from chalicelib.edge.errors import Busy
 from chalicelib.metrics import compaction
 from chalicelib.metrics import window as w
-from chalicelib.metrics.store import POST_ATTEMPTS, SumStore
+from chalicelib.metrics.store import SumStore
+from chalicelib.metrics.writes import POST_ATTEMPTS
 from chalicelib.pure import clock
 from chalicelib.storage import keys
 from tests.conftest import TABLE, Api, assert_error

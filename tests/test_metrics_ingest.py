@@ -12,7 +12,8 @@ import pytest
 from chalicelib.ingest.records import Delivered, MetricEvent
 from chalicelib.metrics import batch, compaction
 from chalicelib.metrics import window as w
-from chalicelib.metrics.store import SumStore, TooOld
+from chalicelib.metrics.store import SumStore
+from chalicelib.metrics.writes import TooOld
 from chalicelib.process import settings
 from chalicelib.pure.sketch import Sketch
 from chalicelib.storage import keys

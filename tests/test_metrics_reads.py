@@ -242,7 +242,7 @@ def test_event_items_of_every_kind_read_as_raw_values() -> None:
     """store.raw_item: a posted value, a packed item naming its run, and a packed item written as text by an older
     version (in one transaction with its sums: no run, it counts as it is)."""
     from chalicelib.metrics import batch
-    from chalicelib.metrics.store import raw_item
+    from chalicelib.metrics.items import raw_item
 
     at = {"N": "60000"}
     assert raw_item({"at": at, "v": {"N": "-4"}}) == batch.RawItem(None, [(60_000, -4)])

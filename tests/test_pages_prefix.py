@@ -68,9 +68,9 @@ def _service_route(path: str) -> tuple[str, dict[str, str]]:
 @pytest.mark.pure
 def test_the_page_list_is_every_page_route() -> None:
     from app import app
-    from chalicelib.edge import contract
+    from chalicelib.edge import openapi
 
-    declared = {path for (path, _), view in contract.documented_routes(app).items() if _is_page(view)}
+    declared = {path for (path, _), view in openapi.documented_routes(app).items() if _is_page(view)}
     assert declared == set(PAGES)
     assert {p.name for p in PAGES_DIR.glob("*.html")} == set(PAGES.values())
 

@@ -1,4 +1,4 @@
-"""The contract, served: GET /openapi.json (built from the app's routes, chalicelib/edge/contract.py) and GET /docs,
+"""The contract, served: GET /openapi.json (built from the app's routes, chalicelib/edge/openapi.py) and GET /docs,
 an interactive reference (Swagger UI, shipped with the function: no CDN)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field
 from chalicelib import pages
 from chalicelib.edge import contract, web
 from chalicelib.edge.errors import NotFound
+from chalicelib.edge.openapi import document
 from chalicelib.process import settings
 
 bp: Blueprint = Blueprint(__name__)
@@ -32,7 +33,7 @@ SWAGGER_UI_ASSETS = {
 
 @cache
 def _document(app: Chalice, current: settings.Settings) -> str:
-    return json.dumps(contract.document(app, current), ensure_ascii=False)
+    return json.dumps(document(app, current), ensure_ascii=False)
 
 
 @cache

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from chalicelib.metrics import window
-from chalicelib.metrics.store import (
+from chalicelib.metrics.items import (
     BUCKET_COUNT,
     BUCKET_TOTAL,
     CHAINED,
@@ -31,8 +31,8 @@ from chalicelib.metrics.store import (
     PREFIX_MINUTES,
     PREFIX_SKETCH,
     SKETCH_BUCKET,
-    SumStore,
 )
+from chalicelib.metrics.store import SumStore
 from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
 from chalicelib.process import request_context, runtime
 from chalicelib.pure.sketch import EMPTY, Sketch
