@@ -19,7 +19,9 @@ pytestmark = pytest.mark.pure
 
 # Characters each rule is about, mixed with any others: controls, whitespace that str.strip() trims, line breaks.
 EDGES = "\x00\t\n\r\x0b\x0c\x1c\x1f \x7f\x85\x9f\xa0\u2028\u3000a@.-_é"
-TEXT = st.text(alphabet=st.sampled_from(EDGES) | st.characters(), max_size=30)
+# No lone surrogates: no JSON Schema string holds one, and the service refuses them before any model
+# (tests/test_hostile_input.py).
+TEXT = st.text(alphabet=st.sampled_from(EDGES) | st.characters(exclude_categories=["Cs"]), max_size=30)
 ANSWERS = AnswerBody.model_json_schema()["properties"]
 
 
