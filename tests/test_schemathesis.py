@@ -141,6 +141,9 @@ UNDESCRIBABLE = {
     "response_token_required",
     # `complete: true` needs answers that may have been stored by earlier requests: the request alone cannot say.
     "incomplete_response",
+    # A metric series' range: `from` before `to`, a real date, at most 1,500 points, inside the tier's retention
+    # from now. Rules between parameters, and with the clock.
+    "invalid_range",
 }
 
 

@@ -69,10 +69,10 @@ def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> C
     span = window.compaction_minutes(now_ms, lookback)
     done = store.done_minutes(span[0], span[-1]) if len(span) else set()
     pending = [m for m in span if m not in done]
-    listed = _listed(store, pending)
+    listed = listed_keys(store, pending)
     plan = window.compaction_plan(pending, listed, _progress(store, pending), CHUNK_KEYS)
     report = Compaction()
-    budget = _Budget()
+    budget = Budget()
     for minute, chunks in plan:
         for chunk in chunks:
             if not budget.fits():
@@ -88,7 +88,7 @@ def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> C
     return report
 
 
-class _Budget:
+class Budget:
     """Whether another chunk fits in what is left of the run's time budget (request_context's; none outside a
     request): it must leave CHUNK_MARGIN times the longest chunk so far, measured in the budget's own terms."""
 
@@ -126,7 +126,7 @@ def _compact_key(store: SumStore, key: str, minute: int) -> bool:
     return _put_bucket(store, key, minute, parts, chained)
 
 
-def _listed(store: SumStore, minutes: Sequence[int]) -> dict[int, set[str]]:
+def listed_keys(store: SumStore, minutes: Sequence[int]) -> dict[int, set[str]]:
     """The keys listed under each of `minutes` (dirty markers): one Query per partition over their range."""
     if not minutes:
         return {}
