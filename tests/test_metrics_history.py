@@ -116,7 +116,7 @@ def test_every_point_is_exact_through_late_values_crashes_and_repeated_rollups(c
     rolled = rollup_run.roll_up(rollups, now)
     assert rolled.days == [D0 // DAY_MS] and rolled.written == 3  # late-only's hour 22, both keys' day
     assert_exact(now)
-    day = rollups.buckets("k", rollup.DAY, D0 // DAY_MS, D0 // DAY_MS)[D0 // DAY_MS]
+    day = rollups.buckets("k", rollup.DAY, D0 // DAY_MS, D0 // DAY_MS, with_sketch=True)[D0 // DAY_MS]
     assert day == Bucket.of([v for t, v in posted["k"] if t < D0 + DAY_MS])
     with pytest.raises(rollup.RangeRefused):  # minutes are past their retention now
         points(rollups, "k", D0, D0 + HOUR_MS, 60, now)

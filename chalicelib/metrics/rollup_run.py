@@ -64,7 +64,7 @@ def _hour_bucket(rollups: RollupStore, now_ms: int) -> Callable[[str, int], roll
 
 def _day_bucket(rollups: RollupStore) -> Callable[[str, int], rollup.Bucket]:
     def bucket(key: str, day: int) -> rollup.Bucket:
-        return rollup.merge_all(rollups.buckets(key, HOUR, day * 24, day * 24 + 23).values())
+        return rollup.merge_all(rollups.buckets(key, HOUR, day * 24, day * 24 + 23, with_sketch=True).values())
 
     return bucket
 

@@ -69,30 +69,43 @@ class RollupStore:
             _listed.update((self.table, k, h) for k, h in todo)
 
     def _put_listing(self, key: str, tier: str, period: int) -> None:
+        # Needed until the period is rolled up: an hour's while its minutes live, a day's while its hours do.
+        end_s = (period + 1) * rollup.TIER_MS[tier] // window.SECOND_MS
+        lives = window.RETENTION_S if tier == HOUR else self.tiers.hours_ms // window.SECOND_MS
         self.client.put_item(
             TableName=self.table,
             Item={
                 **item_key(keys.sum_rollup_keys_pk(key), keys.sum_rollup_keys_sk(tier, period, key)),
-                table.TTL_ATTRIBUTE: num(self._expires(tier, period)),
+                table.TTL_ATTRIBUTE: num(end_s + lives + EXPIRY_SLACK_S),
             },
         )
 
     # --- reads ------------------------------------------------------------------------------------------------
 
-    def buckets(self, key: str, tier: str, first: int, last: int) -> dict[int, Bucket]:
-        """The key's rolled-up buckets of `tier`, periods first..last (one Query)."""
-        items = query_items(
-            self.client,
-            {
-                "TableName": self.table,
-                **sort_key_between(
-                    keys.sum_rollup_pk(key), keys.sum_rollup_sk(tier, first), keys.sum_rollup_sk(tier, last)
-                ),
-                # Written just before the period's done marker, which is read strongly consistent too.
-                "ConsistentRead": True,
-            },
-        )
-        return {keys.sum_rollup_period(sort_key_of(item)): _bucket_of(item) for item in items}
+    def buckets(self, key: str, tier: str, first: int, last: int, with_sketch: bool) -> dict[int, Bucket]:
+        """The key's rolled-up buckets of `tier`, periods first..last: one Query of their figures, and one of their
+        sketches if asked for (apart, so that figures alone cost a few dozen bytes a period)."""
+
+        def read(pk: str) -> list[dict[str, Any]]:
+            return query_items(
+                self.client,
+                {
+                    "TableName": self.table,
+                    **sort_key_between(pk, keys.sum_rollup_sk(tier, first), keys.sum_rollup_sk(tier, last)),
+                    # Written just before the period's done marker, which is read strongly consistent too.
+                    "ConsistentRead": True,
+                },
+            )
+
+        pks = [keys.sum_rollup_pk(key), *([keys.sum_rollup_sketch_pk(key)] if with_sketch else [])]
+        figures, *sketch_items = runtime.fan_out(read, pks)
+        sketches = {
+            keys.sum_rollup_period(sort_key_of(i)): sketch_of(i, SKETCH) for items in sketch_items for i in items
+        }
+        return {
+            (period := keys.sum_rollup_period(sort_key_of(item))): _bucket_of(item, sketches.get(period, EMPTY))
+            for item in figures
+        }
 
     def done(self, tier: str, first: int, last: int) -> set[int]:
         """The periods of `tier` first..last every key of which is rolled up (one Query)."""
@@ -193,17 +206,19 @@ class RollupStore:
         extremes = (
             {LOW: num(bucket.low), HIGH: num(bucket.high)} if bucket.low is not None and bucket.high is not None else {}
         )
+        sk = keys.sum_rollup_sk(tier, period)
+        expires = num(self._expires(tier, period))
+        sketch_item = {SKETCH: {"B": bucket.sketch.bounded().encode()}, table.TTL_ATTRIBUTE: expires}
+        self._put_once({**item_key(keys.sum_rollup_sketch_pk(key), sk), **sketch_item})
+        figures = {TOTAL: num(bucket.total), COUNT: num(bucket.count), **extremes, table.TTL_ATTRIBUTE: expires}
+        return self._put_once({**item_key(keys.sum_rollup_pk(key), sk), **figures})
+
+    def _put_once(self, item: dict[str, Any]) -> bool:
+        """Put an item that does not exist yet; False if it does (a run before wrote the same final figures)."""
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item={
-                    **item_key(keys.sum_rollup_pk(key), keys.sum_rollup_sk(tier, period)),
-                    TOTAL: num(bucket.total),
-                    COUNT: num(bucket.count),
-                    **extremes,
-                    SKETCH: {"B": bucket.sketch.bounded().encode()},
-                    table.TTL_ATTRIBUTE: num(self._expires(tier, period)),
-                },
+                Item=item,
                 ConditionExpression="attribute_not_exists(#sk)",
                 ExpressionAttributeNames={"#sk": table.SORT_KEY},
             )
@@ -244,13 +259,13 @@ def together(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
     return results[0], results[1]
 
 
-def _bucket_of(item: dict[str, Any]) -> Bucket:
+def _bucket_of(item: dict[str, Any], sketch: Sketch) -> Bucket:
     count = read_int(item.get(COUNT))
     if count == 0:
         return NOTHING
     low = read_int(item[LOW]) if LOW in item else None
     high = read_int(item[HIGH]) if HIGH in item else None
-    return Bucket(count, read_int(item.get(TOTAL)), low, high, sketch_of(item, SKETCH))
+    return Bucket(count, read_int(item.get(TOTAL)), low, high, sketch)
 
 
 def series(rollups: RollupStore, key: str, span: rollup.SeriesRange, now_ms: int, with_sketch: bool) -> list[Bucket]:
@@ -266,7 +281,8 @@ def series(rollups: RollupStore, key: str, span: rollup.SeriesRange, now_ms: int
     if span.tier == DAY:
         first_day, last_day = span.first // rollup.DAY_MS, (end_ms - 1) // rollup.DAY_MS
         done_days, days = together(
-            partial(rollups.done, DAY, first_day, last_day), partial(rollups.buckets, key, DAY, first_day, last_day)
+            partial(rollups.done, DAY, first_day, last_day),
+            partial(rollups.buckets, key, DAY, first_day, last_day, with_sketch),
         )
         open_days = [d for d in range(first_day, last_day + 1) if d not in done_days]
         if open_days:
@@ -280,7 +296,7 @@ def series(rollups: RollupStore, key: str, span: rollup.SeriesRange, now_ms: int
     if first_hour <= last_hour:
         done_hours, hours = together(
             partial(rollups.done, HOUR, first_hour, last_hour),
-            partial(rollups.buckets, key, HOUR, first_hour, last_hour),
+            partial(rollups.buckets, key, HOUR, first_hour, last_hour, with_sketch),
         )
     sources = [rollup.point_sources(start, span.step_ms, span.tier, done_hours, done_days) for start in span.starts]
     wanted = {period for point in sources for tier, period in point if tier == rollup.MINUTE}

@@ -58,7 +58,9 @@ with the kind of thing they hold, so features never collide:
   SUMQ#{key}                  P{minute:010d}        a prefix: `cum`, the merged buckets of the chain's minutes up to this one
                                                     (encoded), `chain` (its first minute), `k` (its minutes), `n` (count) (TTL)
   SUMR#{key}                  H{hour:08d}, D{day:06d}  a key's rolled-up hour or day (metrics/rollup.py): total, n, mn, mx,
-                                                    `sketch` (encoded), written once when the period is final (TTL)
+                                                    written once when the period is final (TTL)
+  SUMRQ#{key}                 H{hour:08d}, D{day:06d}  its sketch: `sketch` (encoded), written once just before it; apart, so
+                                                    that a series without quantiles does not pay for bins (TTL)
   SUMRDONE                    H{hour:08d}, D{day:06d}  "every key's bucket of this period is written" (TTL)
   SUMRPROGRESS                H{hour:08d}, D{day:06d}  `through`: the last key (in sort order) a rollup run did (TTL)
   SUMRKEYS#{p}                H{hour:08d}#{key}     "key has stream values in hour" (the consumer, before applying them), and
@@ -344,6 +346,10 @@ def sum_rollup_pk(key: str) -> str:
 def sum_rollup_sk(tier: str, period: int) -> str:
     letter = SUM_ROLLUP_TIERS[tier]
     return f"{letter}{period:0{_ROLLUP_DIGITS[letter]}d}"
+
+
+def sum_rollup_sketch_pk(key: str) -> str:
+    return f"SUMRQ#{key}"
 
 
 def sum_rollup_period(sk: str) -> int:
