@@ -37,7 +37,15 @@ from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
 from chalicelib.process import request_context, runtime
 from chalicelib.pure.sketch import EMPTY, Sketch
 from chalicelib.storage import keys, table
-from chalicelib.storage.dynamo import item_key, num, query_items, retry, sort_key_between, sort_key_of
+from chalicelib.storage.dynamo import (
+    item_key,
+    num,
+    query_items,
+    retry,
+    sort_key_between,
+    sort_key_of,
+    sort_keys_between,
+)
 
 # Keys sealed, read and written together: large enough to keep the database busy, small enough that a chunk takes a
 # small part of a run's budget.
@@ -134,16 +142,8 @@ def listed_keys(store: SumStore, minutes: Sequence[int]) -> dict[int, set[str]]:
     wanted = set(minutes)
 
     def one_partition(partition: int) -> list[tuple[int, str]]:
-        items = query_items(
-            store.client,
-            {
-                "TableName": store.table,
-                **sort_key_between(keys.sum_dirty_pk(partition), lo, hi),
-                "ProjectionExpression": table.SORT_KEY,
-                "ConsistentRead": True,
-            },
-        )
-        return [keys.sum_dirty_entry(sort_key_of(item)) for item in items]
+        found = sort_keys_between(store.client, store.table, keys.sum_dirty_pk(partition), lo, hi)
+        return [keys.sum_dirty_entry(sk) for sk in found]
 
     listed: dict[int, set[str]] = {}
     for entries in runtime.fan_out(one_partition, range(keys.SUM_DIRTY_PARTITIONS)):

@@ -22,7 +22,15 @@ from chalicelib.metrics.store import SumStore, sketch_of
 from chalicelib.process import runtime, settings
 from chalicelib.pure.sketch import EMPTY, Sketch
 from chalicelib.storage import keys, table
-from chalicelib.storage.dynamo import item_key, num, query_items, read_int, sort_key_between, sort_key_of
+from chalicelib.storage.dynamo import (
+    item_key,
+    num,
+    query_items,
+    read_int,
+    sort_key_between,
+    sort_key_of,
+    sort_keys_between,
+)
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -111,18 +119,11 @@ class RollupStore:
         """The periods of `tier` first..last every key of which is rolled up (one Query)."""
         if first > last:
             return set()
-        items = query_items(
-            self.client,
-            {
-                "TableName": self.table,
-                **sort_key_between(
-                    keys.SUM_ROLLUP_DONE_PK, keys.sum_rollup_sk(tier, first), keys.sum_rollup_sk(tier, last)
-                ),
-                "ProjectionExpression": table.SORT_KEY,
-                "ConsistentRead": True,
-            },
-        )
-        return {keys.sum_rollup_period(sort_key_of(item)) for item in items}
+        low, high = keys.sum_rollup_sk(tier, first), keys.sum_rollup_sk(tier, last)
+        return {
+            keys.sum_rollup_period(sk)
+            for sk in sort_keys_between(self.client, self.table, keys.SUM_ROLLUP_DONE_PK, low, high)
+        }
 
     def minute_buckets(self, key: str, first: int, last: int, now_ms: int, with_sketch: bool) -> dict[int, Bucket]:
         """The key's minutes first..last as buckets, exactly as the last-hour reads take them: the compacted bucket
@@ -175,16 +176,8 @@ class RollupStore:
         prefix = keys.sum_rollup_keys_prefix(tier, period)
 
         def one_partition(pk: str) -> list[str]:
-            items = query_items(
-                self.client,
-                {
-                    "TableName": self.table,
-                    **sort_key_between(pk, prefix, prefix + "~"),
-                    "ProjectionExpression": table.SORT_KEY,
-                    "ConsistentRead": True,
-                },
-            )
-            return [keys.sum_rollup_keys_entry(sort_key_of(item)) for item in items]
+            found = sort_keys_between(self.client, self.table, pk, prefix, prefix + "~")  # keys sort before "~"
+            return [keys.sum_rollup_keys_entry(sk) for sk in found]
 
         return {k for ks in runtime.fan_out(one_partition, keys.sum_rollup_keys_partitions()) for k in ks}
 
