@@ -106,7 +106,9 @@ def series_range(
         raise RangeRefused("to", f"the range holds {points} points at this step, more than {max_points}")
     tier = STEPS[step_s]
     if first < now_ms - retention.of(tier):
-        raise RangeRefused("from", f"reaches past the {tier} tier's retention ({retention.of(tier) // HOUR_MS} h)")
+        kept = retention.of(tier)
+        said = f"{kept // DAY_MS} days" if kept >= 2 * DAY_MS else f"{kept // HOUR_MS} h"
+        raise RangeRefused("from", f"reaches past the {tier} tier's retention ({said})")
     return SeriesRange(step_ms, tier, first, points)
 
 
