@@ -369,7 +369,7 @@ def sum_rollup_keys_sk(tier: str, period: int, key: str) -> str:
 
 
 def sum_rollup_keys_prefix(tier: str, period: int) -> str:
-    """begins_with bound of every key listed under the period."""
+    """What every sort key listing a key under the period starts with (keys sort between it and it + "~")."""
     return f"{sum_rollup_sk(tier, period)}#"
 
 
