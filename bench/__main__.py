@@ -21,6 +21,7 @@ BENCHMARKS = [
     "bench.stream_sketch",
     "bench.hits",
     "bench.metrics",
+    "bench.metrics_history",
     "bench.survey",
     "bench.ingest",
     "bench.hits_ranking",

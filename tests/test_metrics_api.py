@@ -305,7 +305,7 @@ def test_two_overlapping_compactions(api: Api, store: SumStore, dynamodb: Any) -
 def test_sum_is_the_same_with_expired_items_present_or_deleted(api: Api, store: SumStore, dynamodb: Any) -> None:
     """moto never deletes TTL-expired items; here they are deleted by hand, as DynamoDB would, days late."""
     events = scenario(store)
-    later = NOW + 26 * HOUR_MS  # every scenario item has expired by now (retention 25 h)
+    later = NOW + w.RETENTION_S * w.SECOND_MS + HOUR_MS  # every scenario item has expired by now
     recent = [(later - k * 7_001, k) for k in range(20)]
     for t, v in recent:
         store.post("hot", v, t)
@@ -339,7 +339,9 @@ def test_scheduled_compaction_runs_as_lambda(client: Any, store: SumStore, dynam
     assert result.payload["written"] > 0
     assert result.payload["minutes"][-1] == w.sealable_through(NOW)
     again = client.lambda_.invoke("compact_sums", event)
-    assert again.payload == {"minutes": [], "written": 0, "existing": 0, "stopped": False}
+    assert result.payload["rollup"]["written"] == 0  # no hour holding values is final yet
+    rolled = {"hours": [], "days": [], "written": 0}
+    assert again.payload == {"minutes": [], "written": 0, "existing": 0, "stopped": False, "rollup": rolled}
 
 
 def test_posts_leave_the_sub_total_shape_the_benchmark_builds(store: SumStore, dynamodb: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.test_browser import WAIT_MS, base_url, browser, expect, pytestmark  # noqa: F401 (fixtures, skip marker)
 from tests.test_survey_api import survey  # noqa: F401 (fixture of base_url)
 
@@ -33,3 +35,34 @@ def test_the_metrics_page_shows_the_quantiles_of_the_values_posted(browser: Any,
     expect(page.locator("#error")).to_contain_text("less than or equal to", timeout=WAIT_MS)
     expect(page.locator("#value")).to_have_value("1e20")
     expect(page.locator("#count")).to_have_text("5")
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}], ids=["desktop", "phone"]
+)
+def test_the_history_draws_the_range_picked_with_its_p50_p99_band(
+    browser: Any,  # noqa: F811
+    base_url: str,  # noqa: F811
+    viewport: dict[str, int],
+) -> None:
+    page = browser.new_context(viewport=viewport).new_page()
+    page.goto(f"{base_url}/ui/metrics?key=history-{viewport['width']}")
+    expect(page.locator("#history-count")).to_have_text("0", timeout=WAIT_MS)
+    for value in ("10", "20", "1000"):
+        page.fill("#value", value)
+        with page.expect_response(lambda r: "/series?" in r.url, timeout=WAIT_MS):
+            page.press("#value", "Enter")
+    for choice, step in (("3600,60", "60"), ("604800,3600", "3600"), ("7776000,86400", "86400")):
+        with page.expect_response(lambda r, step=step: f"step={step}&" in r.url, timeout=WAIT_MS) as answered:
+            page.select_option("#range", choice)
+        assert answered.value.status == 200
+        expect(page.locator("#history-count")).to_have_text("3", timeout=WAIT_MS)
+        assert page.locator("#history path.mean").get_attribute("d")
+        assert page.locator("#history path.band").get_attribute("d")  # the p50-p99 band of the values' bucket
+    with page.expect_response(lambda r: "/series?" in r.url and "q=" not in r.url, timeout=WAIT_MS):
+        page.uncheck("#band")
+    expect(page.locator("#history path.band")).to_have_count(0)
+    expect(page.locator("#band-key")).to_be_hidden()
+    expect(page.locator("#error")).to_have_text("")
+    width = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1]  # nothing wider than the screen, on a phone too

@@ -139,10 +139,11 @@ UNDESCRIBABLE = {
     "invalid_cursor",
     # A start with an Idempotency-Key needs the client's own X-Response-Token: OpenAPI has no rule between headers.
     "response_token_required",
-    # A range's bounds against each other and against today (what is still kept), e.g. /stats/series.
-    "invalid_range",
     # `complete: true` needs answers that may have been stored by earlier requests: the request alone cannot say.
     "incomplete_response",
+    # A range's bounds against each other and against the clock (what is still kept, a metric series' 1,500
+    # points): /stats/series, /metric/{key}/series. Rules between parameters, and with now.
+    "invalid_range",
 }
 
 

@@ -39,6 +39,7 @@ from chalicelib.ingest import dedupe, records
 from chalicelib.ingest.applied import Unappliable
 from chalicelib.ingest.records import Delivered, PoisonRecord
 from chalicelib.ingest.store import FirstCopyStore
+from chalicelib.metrics.rollup_store import RollupStore
 from chalicelib.metrics.store import SumStore
 from chalicelib.process import runtime, settings
 from chalicelib.process.observability import count, logger
@@ -86,9 +87,15 @@ def appliers() -> dict[str, Applier]:
         "hit": HitStore(client, table).apply_delivered,
         "value": StreamStore(client, table).apply_delivered,
         "average": AverageStore(client, table).apply_delivered,
-        # Metric events need the time they are applied at: whether compaction may have listed their minute yet.
-        "metric": lambda delivered: sums.apply_delivered(delivered, clock.now_ms()),
+        "metric": partial(_apply_metrics, sums, RollupStore(sums)),
     }
+
+
+def _apply_metrics(sums: SumStore, rollups: RollupStore, delivered: Sequence[Delivered]) -> None:
+    # Listed for the hour rollup first: a value that comes after its minute was compacted is listed nowhere else.
+    rollups.list_stream_hours(delivered)
+    # Metric events need the time they are applied at: whether compaction may have listed their minute yet.
+    sums.apply_delivered(delivered, clock.now_ms())
 
 
 def apply_records(received: Sequence[Received], apply: dict[str, Applier]) -> list[str]:

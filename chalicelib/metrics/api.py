@@ -1,4 +1,4 @@
-"""HTTP layer for last-hour sums, and the scheduled minute compaction."""
+"""HTTP layer for last-hour sums and metric history, and the scheduled minute compaction and rollups."""
 
 from __future__ import annotations
 
@@ -10,8 +10,19 @@ from chalice import Blueprint, Rate, Response
 
 from chalicelib import pages
 from chalicelib.edge import auth, contract, web
-from chalicelib.metrics import compaction, window
-from chalicelib.metrics.models import MetricValueBody, Minutes, QuantilesQuery, Sum, WindowQuantiles, WindowQuery
+from chalicelib.edge.errors import InvalidInput
+from chalicelib.metrics import compaction, rollup, rollup_run, rollup_store, window
+from chalicelib.metrics.models import (
+    MetricValueBody,
+    Minutes,
+    QuantilesQuery,
+    Series,
+    SeriesQuery,
+    Sum,
+    WindowQuantiles,
+    WindowQuery,
+)
+from chalicelib.metrics.rollup_store import RollupStore
 from chalicelib.metrics.store import SumStore
 from chalicelib.process import runtime
 from chalicelib.process.observability import count, logger
@@ -86,6 +97,49 @@ def get_quantiles(key: str, query: QuantilesQuery) -> Response:
     )
 
 
+@bp.route("/metric/{key}/series", methods=["GET"])
+@contract.operation(
+    "Count, sum, min, max and mean (and quantiles with `q`) per step-aligned bucket of [from, to)",
+    tags=("metrics",),
+    path=contract.KeyPath,
+    query=SeriesQuery,
+    responses={200: Series},
+)
+def get_series(key: str, query: SeriesQuery) -> Response:
+    now_ms = clock.now_ms()
+    rollups = RollupStore(_store())
+    try:
+        span = rollup.series_range(
+            rollup.parse_time(query.from_, "from"), rollup.parse_time(query.to, "to"), query.step, now_ms, rollups.tiers
+        )
+    except rollup.RangeRefused as refused:
+        raise InvalidInput(str(refused), code="invalid_range", field=refused.field) from None
+    levels = contract.quantile_levels(query.q) if query.q is not None else None
+    points = rollup_store.series(rollups, key, span, now_ms, with_sketch=levels is not None)
+    return web.json_response(
+        {
+            "key": key,
+            "step": query.step,
+            "points": [_point(at, bucket, levels) for at, bucket in zip(span.starts, points, strict=True)],
+        }
+    )
+
+
+def _point(at_ms: int, bucket: rollup.Bucket, levels: list[tuple[str, float]] | None) -> dict[str, Any]:
+    empty = bucket.count == 0
+    point: dict[str, Any] = {
+        "at": clock.iso(at_ms),
+        "count": bucket.count,
+        "sum": None if empty else bucket.total,
+        "min": bucket.low,
+        "max": bucket.high,
+        "mean": bucket.mean,
+    }
+    if levels is not None:
+        point["quantiles"] = {text: bucket.sketch.quantile_within(q, bucket.low, bucket.high) for text, q in levels}
+    return point
+
+
 @bp.route("/metric/{key}/minutes", methods=["GET"])
 @contract.operation(
     "Per-minute totals of the window, oldest first",
@@ -107,14 +161,21 @@ def metrics_page() -> Response:
 
 @bp.schedule(Rate(1, unit=Rate.MINUTES))
 def compact_sums(event: Any) -> dict[str, Any]:
-    """Every minute: seal the finished minutes' sub-totals into one bucket per key and minute."""
-    report = compaction.compact(_store(), clock.now_ms())
+    """Every minute: seal the finished minutes' sub-totals into one bucket per key and minute, then roll final hours
+    and days up."""
+    store = _store()
+    report = compaction.compact(store, clock.now_ms())
     count("SumBucketsWritten", report.written)
-    outcome = {
+    outcome: dict[str, Any] = {
         "minutes": report.minutes,
         "written": report.written,
         "existing": report.existing,
         "stopped": report.stopped,
     }
+    if not report.stopped:  # then the final hours and days (rollup_run.py), in what is left of the budget
+        rolled = rollup_run.roll_up(RollupStore(store), clock.now_ms())
+        count("SumRollupsWritten", rolled.written)
+        outcome["rollup"] = {"hours": rolled.hours, "days": rolled.days, "written": rolled.written}
+        outcome["stopped"] = rolled.stopped
     logger.info("sum compaction", extra=outcome)
     return outcome

@@ -37,7 +37,15 @@ from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
 from chalicelib.process import request_context, runtime
 from chalicelib.pure.sketch import EMPTY, Sketch
 from chalicelib.storage import keys, table
-from chalicelib.storage.dynamo import item_key, num, query_items, retry, sort_key_between, sort_key_of
+from chalicelib.storage.dynamo import (
+    item_key,
+    num,
+    query_items,
+    retry,
+    sort_key_between,
+    sort_key_of,
+    sort_keys_between,
+)
 
 # Keys sealed, read and written together: large enough to keep the database busy, small enough that a chunk takes a
 # small part of a run's budget.
@@ -69,10 +77,10 @@ def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> C
     span = window.compaction_minutes(now_ms, lookback)
     done = store.done_minutes(span[0], span[-1]) if len(span) else set()
     pending = [m for m in span if m not in done]
-    listed = _listed(store, pending)
+    listed = listed_keys(store, pending)
     plan = window.compaction_plan(pending, listed, _progress(store, pending), CHUNK_KEYS)
     report = Compaction()
-    budget = _Budget()
+    budget = Budget()
     for minute, chunks in plan:
         for chunk in chunks:
             if not budget.fits():
@@ -88,7 +96,7 @@ def compact(store: SumStore, now_ms: int, lookback: int = LOOKBACK_MINUTES) -> C
     return report
 
 
-class _Budget:
+class Budget:
     """Whether another chunk fits in what is left of the run's time budget (request_context's; none outside a
     request): it must leave CHUNK_MARGIN times the longest chunk so far, measured in the budget's own terms."""
 
@@ -126,7 +134,7 @@ def _compact_key(store: SumStore, key: str, minute: int) -> bool:
     return _put_bucket(store, key, minute, parts, chained)
 
 
-def _listed(store: SumStore, minutes: Sequence[int]) -> dict[int, set[str]]:
+def listed_keys(store: SumStore, minutes: Sequence[int]) -> dict[int, set[str]]:
     """The keys listed under each of `minutes` (dirty markers): one Query per partition over their range."""
     if not minutes:
         return {}
@@ -134,16 +142,8 @@ def _listed(store: SumStore, minutes: Sequence[int]) -> dict[int, set[str]]:
     wanted = set(minutes)
 
     def one_partition(partition: int) -> list[tuple[int, str]]:
-        items = query_items(
-            store.client,
-            {
-                "TableName": store.table,
-                **sort_key_between(keys.sum_dirty_pk(partition), lo, hi),
-                "ProjectionExpression": table.SORT_KEY,
-                "ConsistentRead": True,
-            },
-        )
-        return [keys.sum_dirty_entry(sort_key_of(item)) for item in items]
+        found = sort_keys_between(store.client, store.table, keys.sum_dirty_pk(partition), lo, hi)
+        return [keys.sum_dirty_entry(sk) for sk in found]
 
     listed: dict[int, set[str]] = {}
     for entries in runtime.fan_out(one_partition, range(keys.SUM_DIRTY_PARTITIONS)):

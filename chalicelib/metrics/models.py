@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from chalicelib.edge.contract import PARAM_INT, QuantileLevels, Reply, Strict, Timestamp
-from chalicelib.metrics import window
+from chalicelib.metrics import rollup, window
 from chalicelib.pure import sketch
 
 DEFAULT_QUANTILES = "0.5,0.9,0.95,0.99"
@@ -63,3 +63,52 @@ class Minute(Reply):
 
 class Minutes(Reply):
     minutes: list[Minute] = Field(description="oldest first; the last is the current minute so far")
+
+
+# An ISO 8601 time with a zone, as a series takes it (the pattern is what the document promises; a time that matches
+# it but is no date, 2026-02-30, is refused as unreadable: `invalid_range`).
+SERIES_TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+SeriesTime = Annotated[
+    str, Field(pattern=SERIES_TIME_PATTERN, description="ISO 8601 with a zone, e.g. 2026-11-24T10:00:00Z")
+]
+
+
+def _known_step(step: int) -> int:
+    if step not in rollup.STEPS:
+        raise ValueError(f"must be one of {', '.join(str(s) for s in sorted(rollup.STEPS))}")
+    return step
+
+
+class SeriesQuery(Strict):
+    from_: SeriesTime = Field(alias="from", description="the first point is the step-aligned bucket holding it")
+    to: SeriesTime = Field(description="the end of the range, exclusive")
+    step: Annotated[
+        int,
+        Field(
+            description="seconds per point: 60 or 300 (from minutes), 3600 (hours) or 86400 (days)",
+            json_schema_extra={"enum": sorted(rollup.STEPS)},
+        ),
+        PARAM_INT,
+        AfterValidator(_known_step),
+    ]
+    q: QuantileLevels | None = None
+
+
+class SeriesPoint(Reply):
+    at: Timestamp = Field(description="the bucket's start, UTC")
+    count: int
+    sum: int | None = Field(description="null when the bucket holds no values")
+    min: int | None
+    max: int | None
+    mean: float | None
+    quantiles: dict[str, float | None] | None = Field(
+        default=None, description="only with `q`: each level as sent -> its value (within 1%), null when empty"
+    )
+
+
+class Series(Reply):
+    key: str
+    step: int
+    points: list[SeriesPoint] = Field(description="one per step-aligned bucket in [from, to), oldest first")

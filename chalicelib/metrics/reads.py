@@ -105,7 +105,7 @@ class SumReads(SumItems):
         span = window.minutes_overlapping(now_ms, window_ms)
         reads = window.minute_reads(span, now_ms, {})
         first: list[Callable[[], Any]] = [
-            partial(self._states, key, span[0], span[-1]),
+            partial(self.minute_states, key, span[0], span[-1]),
             partial(self.done_minutes, span[0], span[-1]),
             partial(self.prefix_at_or_before, key, span[-1]),
             partial(self.prefix_at_or_before, key, span[0] - 1),
@@ -122,7 +122,7 @@ class SumReads(SumItems):
             [partial(self.sub_sketches_and_extremes, key, missing)] if missing else []
         )
         late_reads: list[Callable[[], Any]] = [
-            partial(self._sketch_buckets, key, a, b) for a, b in window.runs(with_late_bins)
+            partial(self.sketch_buckets_of, key, a, b) for a, b in window.runs(with_late_bins)
         ]
         results = runtime.fan_out(_call, [*missing_reads, *late_reads])
         for found, found_extremes in results[: len(missing_reads)]:
@@ -133,7 +133,7 @@ class SumReads(SumItems):
         merged = window.prefix_sketch(span, states, end, start, subs, late)
         if merged is not None:
             return merged, extremes
-        buckets, late_bins = self._sketch_buckets(key, span[0], span[-1])
+        buckets, late_bins = self.sketch_buckets_of(key, span[0], span[-1])
         return window.window_sketch(span, buckets, subs, _late_sketches(states, [late_bins])), extremes
 
     def prefix_at_or_before(self, key: str, minute: int) -> window.Prefix | None:
@@ -157,7 +157,7 @@ class SumReads(SumItems):
         ).get("Item")
         return prefix_of(item, read_int(item[PREFIX_MINUTE])) if item else None
 
-    def _sketch_buckets(self, key: str, first: int, last: int) -> tuple[dict[int, Sketch], dict[int, Sketch]]:
+    def sketch_buckets_of(self, key: str, first: int, last: int) -> tuple[dict[int, Sketch], dict[int, Sketch]]:
         """The minutes' sketch buckets (where compaction wrote them) and late bins in their own items, first..last
         (one Query)."""
         items = query_items(
@@ -245,7 +245,7 @@ class SumReads(SumItems):
         # edge seconds.
         marker_reads: list[Callable[[], Any]] = []
         if reads.state_span is not None:
-            marker_reads.append(partial(self._states, key, *reads.state_span))
+            marker_reads.append(partial(self.minute_states, key, *reads.state_span))
         if len(whole):
             marker_reads.append(partial(self.done_minutes, whole[0], whole[-1]))
         run_reads: list[Callable[[], Any]] = [
@@ -268,7 +268,7 @@ class SumReads(SumItems):
             parts.update(self.sub_totals(key, missing))
         return window.minute_totals(whole, also, states, parts, raw)
 
-    def _states(self, key: str, first: int, last: int) -> dict[int, MinuteState]:
+    def minute_states(self, key: str, first: int, last: int) -> dict[int, MinuteState]:
         """The key's minute state items first..last: bucket (if compacted) and late values (one Query)."""
         items = query_items(
             self.client,

@@ -29,8 +29,9 @@ DEFAULT_WINDOW_S = 3_600
 # |value| <= 1e15 keeps every value an exact float/int and every sum an exact
 # DynamoDB number (38 significant digits) for far more posts than a key can receive.
 MAX_MAGNITUDE = 10**15
-# Items live this long past their time: the largest window plus an hour of slack.
-RETENTION_S = MAX_WINDOW_S + 3_600
+# Items live this long past their time: the hour rollup reads an hour's minutes once it is final (rollup.FINAL_AFTER_MS,
+# 25 h after it ends), and has the rest (22 h) to catch up if it falls behind.
+RETENTION_S = 48 * 3_600
 # How old an event (by its own time) may be and still be stored: an older one is in no window. Below RETENTION_S, so
 # the items of an accepted event outlive every window that holds it.
 RETENTION_MS = MAX_WINDOW_S * SECOND_MS

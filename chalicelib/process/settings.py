@@ -69,6 +69,13 @@ class Settings(BaseModel):
     # entries of what changed since the last (bench/hits_ranking.py).
     hit_rank_passes: int = Field(default=3, ge=1, le=6)
 
+    # How far back a metric's series answers, per tier (chalicelib/metrics/rollup.py): minutes (steps of 60 and 300 s;
+    # their items live window.RETENTION_S, 48 h), hours (3,600 s) and days (86,400 s). Hour and day buckets are
+    # written with a TTL of their tier's retention plus a day.
+    metric_minutes_retention_h: int = Field(default=48, ge=1, le=48)
+    metric_hours_retention_d: int = Field(default=90, ge=3, le=3_660)
+    metric_days_retention_d: int = Field(default=1_826, ge=3, le=36_600)
+
     # Powertools Tracer (X-Ray): set by the deployed template where the stage's Chalice `xray` is on.
     tracing: bool = False
 

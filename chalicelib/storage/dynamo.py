@@ -124,6 +124,20 @@ def query_items(client: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for page in query_pages(client, request) for item in page.get("Items", [])]
 
 
+def sort_keys_between(client: Any, table: str, pk: str, low: str, high: str) -> list[str]:
+    """The sort keys of partition `pk` with low <= sort key <= high (strongly consistent; markers and listings)."""
+    items = query_items(
+        client,
+        {
+            "TableName": table,
+            **sort_key_between(pk, low, high),
+            "ProjectionExpression": SORT_KEY,
+            "ConsistentRead": True,
+        },
+    )
+    return [sort_key_of(item) for item in items]
+
+
 def batch_get(
     client: Any, table: str, keys: list[dict[str, Any]], *, consistent: bool, projection: str | None = None
 ) -> list[dict[str, Any]]:

@@ -57,6 +57,14 @@ with the kind of thing they hold, so features never collide:
   SUMQ#{key}                  H                     the head of the key's prefix chain: `minute`, `chain`, `k`, `n`, `cum`
   SUMQ#{key}                  P{minute:010d}        a prefix: `cum`, the merged buckets of the chain's minutes up to this one
                                                     (encoded), `chain` (its first minute), `k` (its minutes), `n` (count) (TTL)
+  SUMR#{key}                  H{hour:08d}, D{day:06d}  a key's rolled-up hour or day (metrics/rollup.py): total, n, mn, mx,
+                                                    written once when the period is final (TTL)
+  SUMRQ#{key}                 H{hour:08d}, D{day:06d}  its sketch: `sketch` (encoded), written once just before it; apart, so
+                                                    that a series without quantiles does not pay for bins (TTL)
+  SUMRDONE                    H{hour:08d}, D{day:06d}  "every key's bucket of this period is written" (TTL)
+  SUMRPROGRESS                H{hour:08d}, D{day:06d}  `through`: the last key (in sort order) a rollup run did (TTL)
+  SUMRKEYS#{p}                H{hour:08d}#{key}     "key has stream values in hour" (the consumer, before applying them), and
+                              D{day:06d}#{key}      "key has an hour bucket in day" (the hour rollup, before writing it) (TTL)
   ORIGIN#{origin}             BLOCK#{b}             the events stream's registry of first copies, for the events at
                                                     positions b*120.. of one POST /events: per position (its offset
                                                     in base 36) the fingerprint of the copy applied, or "refused"
@@ -322,6 +330,51 @@ def sum_bucket_pk(key: str) -> str:
 
 def sum_minute_sk(minute: int) -> str:
     return f"{minute:010d}"
+
+
+# Rollups of metric values (chalicelib/metrics/rollup.py): a period is H{hour} or D{day}, hours and days since the epoch.
+SUM_ROLLUP_DONE_PK = "SUMRDONE"
+SUM_ROLLUP_PROGRESS_PK = "SUMRPROGRESS"
+SUM_ROLLUP_TIERS = {"hour": "H", "day": "D"}
+_ROLLUP_DIGITS = {"H": 8, "D": 6}
+
+
+def sum_rollup_pk(key: str) -> str:
+    return f"SUMR#{key}"
+
+
+def sum_rollup_sk(tier: str, period: int) -> str:
+    letter = SUM_ROLLUP_TIERS[tier]
+    return f"{letter}{period:0{_ROLLUP_DIGITS[letter]}d}"
+
+
+def sum_rollup_sketch_pk(key: str) -> str:
+    return f"SUMRQ#{key}"
+
+
+def sum_rollup_period(sk: str) -> int:
+    return int(sk[1:].split("#", 1)[0])
+
+
+def sum_rollup_keys_pk(key: str) -> str:
+    return f"SUMRKEYS#{sum_dirty_partition(key)}"
+
+
+def sum_rollup_keys_partitions() -> list[str]:
+    return [f"SUMRKEYS#{p}" for p in range(SUM_DIRTY_PARTITIONS)]
+
+
+def sum_rollup_keys_sk(tier: str, period: int, key: str) -> str:
+    return f"{sum_rollup_sk(tier, period)}#{key}"
+
+
+def sum_rollup_keys_prefix(tier: str, period: int) -> str:
+    """What every sort key listing a key under the period starts with (keys sort between it and it + "~")."""
+    return f"{sum_rollup_sk(tier, period)}#"
+
+
+def sum_rollup_keys_entry(sk: str) -> str:
+    return sk.split("#", 1)[1]
 
 
 # Quantile sketches of last-hour sums: in their own partition per key, so that reads of sums (charged by the size of
