@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.hits import days
+from chalicelib.pure.ranges import RangeRefused
 from chalicelib.storage import keys
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
@@ -56,3 +57,21 @@ def test_days_from_lists_every_day_once_in_order(first_day: int, span: int) -> N
     listed = days.days_from(first, last)
     assert len(listed) == max(0, span + 1)
     assert listed == sorted(set(listed)) and (not listed or (listed[0], listed[-1]) == (first, last))
+
+
+def test_a_series_is_refused_out_of_order_past_retention_or_too_long() -> None:
+    now = 1_795_000_000.0  # 2026-11-18
+    oldest = days.oldest_kept_day(now)
+    assert days.series_days("2026-11-17", "2026-11-18", now, 401) == ["2026-11-17", "2026-11-18"]
+    for first, last, field in [
+        ("2026-11-18", "2026-11-17", "from"),
+        (days.counting_day(days.day_start(oldest) - days.DAY_SECONDS)[0], "2026-11-18", "from"),
+        (oldest, days.counting_day(days.day_start(oldest) + 401 * days.DAY_SECONDS)[0], "to"),
+    ]:
+        with pytest.raises(RangeRefused) as refused:
+            days.series_days(first, last, now, 401)
+        assert refused.value.field == field
+    assert (
+        len(days.series_days(oldest, days.counting_day(days.day_start(oldest) + 400 * days.DAY_SECONDS)[0], now, 401))
+        == 401
+    )

@@ -15,6 +15,7 @@ from chalicelib.metrics.rollup import DAY_MS, HOUR_MS, MINUTE_MS, Bucket
 from chalicelib.metrics.rollup_store import RollupStore
 from chalicelib.metrics.store import SumStore
 from chalicelib.pure import clock
+from chalicelib.pure.ranges import RangeRefused
 from chalicelib.storage import keys
 from tests.conftest import TABLE, Api, assert_error, partition_items
 from tests.conftest import ok as body
@@ -118,7 +119,7 @@ def test_every_point_is_exact_through_late_values_crashes_and_repeated_rollups(c
     assert_exact(now)
     day = rollups.buckets("k", rollup.DAY, D0 // DAY_MS, D0 // DAY_MS, with_sketch=True)[D0 // DAY_MS]
     assert day == Bucket.of([v for t, v in posted["k"] if t < D0 + DAY_MS])
-    with pytest.raises(rollup.RangeRefused):  # minutes are past their retention now
+    with pytest.raises(RangeRefused):  # minutes are past their retention now
         points(rollups, "k", D0, D0 + HOUR_MS, 60, now)
 
 

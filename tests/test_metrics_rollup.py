@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from chalicelib.metrics import rollup as r
 from chalicelib.metrics import window
+from chalicelib.pure.ranges import RangeRefused
 from chalicelib.pure.sketch import Sketch
 
 pytestmark = pytest.mark.pure  # no database: runs once, not once per backend
@@ -32,7 +33,7 @@ def test_points_are_the_step_aligned_buckets_overlapping_the_range(from_ms: int,
     now = to_ms
     try:
         span = r.series_range(from_ms, to_ms, step, now, TIERS)
-    except r.RangeRefused as refused:
+    except RangeRefused as refused:
         too_many = len(brute) > r.MAX_POINTS
         too_old = brute[0] < now - TIERS.of(r.STEPS[step])
         assert too_many or too_old
@@ -57,10 +58,10 @@ def test_points_are_the_step_aligned_buckets_overlapping_the_range(from_ms: int,
 def test_refused_ranges_name_the_field(from_ms: int, to_ms: int, step: int, field: str) -> None:
     if step == 86_400:
         r.series_range(from_ms, to_ms, step, T0, TIERS)  # days keep 5 years
-        with pytest.raises(r.RangeRefused) as refused:
+        with pytest.raises(RangeRefused) as refused:
             r.series_range(from_ms, to_ms, step, T0, r.Retention(TIERS.minutes_ms, TIERS.hours_ms, 30 * r.DAY_MS))
     else:
-        with pytest.raises(r.RangeRefused) as refused:
+        with pytest.raises(RangeRefused) as refused:
             r.series_range(from_ms, to_ms, step, T0, TIERS)
     assert refused.value.field == field
 
@@ -69,7 +70,7 @@ def test_times_are_read_with_their_zone() -> None:
     assert r.parse_time("2026-11-24T10:00:00Z", "from") == 1795514400000
     assert r.parse_time("2026-11-24T11:00:00.123+01:00", "from") == 1795514400123
     for text in ("2026-13-01T00:00:00Z", "2026-11-24T10:00:00", "yesterday"):
-        with pytest.raises(r.RangeRefused) as refused:
+        with pytest.raises(RangeRefused) as refused:
             r.parse_time(text, "to")
         assert refused.value.field == "to"
 

@@ -12,6 +12,8 @@ from typing import Any
 from chalice import Response
 from chalice.app import ChaliceUnhandledError
 
+from chalicelib.pure.ranges import RangeRefused
+
 
 class ServiceError(ChaliceUnhandledError):
     status = 400
@@ -36,6 +38,12 @@ class ServiceError(ChaliceUnhandledError):
 class InvalidInput(ServiceError):
     status = 400
     code = "invalid_input"
+
+
+def invalid_range(refused: RangeRefused) -> InvalidInput:
+    """A series range the pure rules refuse: 400 `invalid_range`, naming the parameter (rules between parameters,
+    and with the clock, which no schema can state)."""
+    return InvalidInput(str(refused), code="invalid_range", field=refused.field)
 
 
 class Unauthorized(ServiceError):

@@ -12,7 +12,7 @@ from chalice.app import Request
 
 from chalicelib import pages
 from chalicelib.edge import auth, contract, routing, web
-from chalicelib.edge.errors import Forbidden, InvalidInput, ServiceError
+from chalicelib.edge.errors import Forbidden, InvalidInput, ServiceError, invalid_range
 from chalicelib.hits import days, load_test, paths, ranking, sweep
 from chalicelib.hits.models import (
     MAX_SERIES_DAYS,
@@ -30,6 +30,7 @@ from chalicelib.hits.store import HitStore
 from chalicelib.process import request_context, runtime, settings
 from chalicelib.process.observability import count
 from chalicelib.pure import clock
+from chalicelib.pure.ranges import RangeRefused
 
 bp: Blueprint = Blueprint(__name__)
 
@@ -128,17 +129,10 @@ def hit_stats(query: StatsQuery) -> Response:
 )
 def hit_day_series(query: DaySeriesQuery) -> Response:
     path = paths.normalise(query.path.removeprefix("/api"))  # one longer than a counted path has only zero days
-    # `invalid_range`: rules between the parameters and today, which no schema can state.
-    if query.from_ > query.to:
-        raise InvalidInput("must not be after `to`", code="invalid_range", field="from")
-    oldest = days.oldest_kept_day(clock.now())
-    if query.from_ < oldest:
-        raise InvalidInput(
-            f"must be {oldest} or later: older day counts have expired", code="invalid_range", field="from"
-        )
-    every = days.days_from(query.from_, query.to)
-    if len(every) > MAX_SERIES_DAYS:
-        raise InvalidInput(f"must be within {MAX_SERIES_DAYS} days of `from`", code="invalid_range", field="to")
+    try:
+        every = days.series_days(query.from_, query.to, clock.now(), MAX_SERIES_DAYS)
+    except RangeRefused as refused:
+        raise invalid_range(refused) from None
     found = _store().day_counts(path, query.from_, query.to)
     return web.json_response({"path": path, "days": [{"day": day, "count": found.get(day, 0)} for day in every]})
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from chalicelib.pure.ranges import RangeRefused
 from chalicelib.storage import keys
 
 DAY_SECONDS = 86_400
@@ -37,6 +38,20 @@ def days_from(first: str, last: str) -> list[str]:
     """Every UTC day from `first` to `last`, both included (none when first is after last)."""
     start, end = day_start(first), day_start(last)
     return [counting_day(t)[0] for t in range(start, end + 1, DAY_SECONDS)]
+
+
+def series_days(first: str, last: str, now_s: float, max_days: int) -> list[str]:
+    """The days of a series from `first` to `last`, or RangeRefused naming the parameter: `from` after `to`, before
+    the oldest day still kept (no read may meet an expired item), or more than `max_days` in all."""
+    if first > last:
+        raise RangeRefused("from", "must not be after `to`")
+    oldest = oldest_kept_day(now_s)
+    if first < oldest:
+        raise RangeRefused("from", f"must be {oldest} or later: older day counts have expired")
+    every = days_from(first, last)
+    if len(every) > max_days:
+        raise RangeRefused("to", f"must be within {max_days} days of `from`")
+    return every
 
 
 def scope(day: str | None) -> str:

@@ -10,7 +10,7 @@ from chalice import Blueprint, Rate, Response
 
 from chalicelib import pages
 from chalicelib.edge import auth, contract, web
-from chalicelib.edge.errors import InvalidInput
+from chalicelib.edge.errors import invalid_range
 from chalicelib.metrics import compaction, rollup, rollup_run, rollup_store, window
 from chalicelib.metrics.models import (
     MetricValueBody,
@@ -27,6 +27,7 @@ from chalicelib.metrics.store import SumStore
 from chalicelib.process import runtime
 from chalicelib.process.observability import count, logger
 from chalicelib.pure import clock, sketch
+from chalicelib.pure.ranges import RangeRefused
 from chalicelib.storage import write_once
 
 bp: Blueprint = Blueprint(__name__)
@@ -112,8 +113,8 @@ def get_series(key: str, query: SeriesQuery) -> Response:
         span = rollup.series_range(
             rollup.parse_time(query.from_, "from"), rollup.parse_time(query.to, "to"), query.step, now_ms, rollups.tiers
         )
-    except rollup.RangeRefused as refused:
-        raise InvalidInput(str(refused), code="invalid_range", field=refused.field) from None
+    except RangeRefused as refused:
+        raise invalid_range(refused) from None
     levels = contract.quantile_levels(query.q) if query.q is not None else None
     points = rollup_store.series(rollups, key, span, now_ms, with_sketch=levels is not None)
     return web.json_response(

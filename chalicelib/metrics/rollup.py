@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.metrics import window
+from chalicelib.pure.ranges import RangeRefused
 from chalicelib.pure.sketch import EMPTY, Sketch
 
 MINUTE_MS = window.MINUTE_MS
@@ -52,14 +53,6 @@ class Retention:
 
     def of(self, tier: str) -> int:
         return {MINUTE: self.minutes_ms, HOUR: self.hours_ms, DAY: self.days_ms}[tier]
-
-
-class RangeRefused(ValueError):
-    """A series range that cannot be answered, naming the query parameter at fault."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 def parse_time(text: str, field: str) -> int:
