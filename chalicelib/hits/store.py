@@ -427,9 +427,9 @@ class HitStore:
                 },
             )
         }
-        found = {
-            day: counts.count_of_day(counter, history, day) for day in {*history, *([counter.day] if counter else [])}
-        }
+        found = dict(history)
+        if counter is not None:  # its own day's count is the counter's (counts.count_of_day)
+            found[counter.day] = counter.day_count
         for delta in self._deltas(path):
             for day, hits in delta_days(delta).items():
                 found[day] = found.get(day, 0) + hits
