@@ -13,7 +13,7 @@ from chalice import Response
 
 from chalicelib import pages
 from chalicelib.averages import api as averages_api
-from chalicelib.edge import auth, contract, docs, health, middleware
+from chalicelib.edge import auth, contract, cors, docs, health, middleware
 from chalicelib.edge.chalice_app import ThreadSafeChalice
 from chalicelib.edge.errors import NotFound
 from chalicelib.edge.routing import install_fallback_routes
@@ -30,11 +30,12 @@ from chalicelib.survey import api as survey_api
 app = ThreadSafeChalice(app_name=SERVICE, configure_logs=False)
 
 # Outermost first: each event's own context (request id, log keys, time budget; access line), its trace (where the
-# stage traces), metrics flush, the error shape, the credential check, then idempotency (a replay is answered only
-# after the credential that made it is checked again).
+# stage traces), metrics flush, the listed web origins' CORS headers (on errors too), the error shape, the credential
+# check, then idempotency (a replay is answered only after the credential that made it is checked again).
 app.register_middleware(request_context.request_scope)
 app.register_middleware(trace)
 app.register_middleware(flush_metrics)
+app.register_middleware(cors.cross_origin, "http")
 app.register_middleware(middleware.error_shape, "http")
 app.register_middleware(auth.authorizer(app), "http")
 app.register_middleware(middleware.idempotency, "http")

@@ -270,6 +270,16 @@ def check_packaged(stage: str, resources: dict[str, Any]) -> None:
     assert generated == {f.logical_id for f in template.functions()}
     assert all("LoggingConfig" in resources[name]["Properties"] for name in generated)
     test_monitoring.check_packaged(stage, resources)
+    check_api_passes_preflights_and_pixels(resources["RestAPI"]["Properties"]["DefinitionBody"])
+
+
+def check_api_passes_preflights_and_pixels(swagger: dict[str, Any]) -> None:
+    """API Gateway hands every OPTIONS to the function, which answers CORS preflights as the dev server does
+    (chalicelib/edge/cors.py), instead of a mock of its own; and decodes the pixel's GIF for a browser's Accept."""
+    for path, methods in swagger["paths"].items():
+        integration = methods["options"]["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy", path
+    assert "image/*" in swagger["x-amazon-apigateway-binary-media-types"]
 
 
 # --- the commands, dry run --------------------------------------------------------------------------------------

@@ -26,6 +26,12 @@ from chalicelib.storage import dynamo
 class ThreadSafeChalice(Chalice):
     _per_thread = threading.local()
 
+    def __init__(self, app_name: str, **kwargs: Any) -> None:
+        super().__init__(app_name, **kwargs)
+        # API Gateway decodes a binary answer (the pixel's GIF) only when the request's first Accept type is one of
+        # the API's binary media types, and a browser's image request starts with image/avif or image/webp.
+        self.api.binary_types.append("image/*")
+
     @property
     def current_request(self) -> Any:
         return getattr(self._per_thread, "request", None)

@@ -27,12 +27,16 @@ def changes_state(view: Callable[..., Any]) -> Callable[..., Any]:
     return view
 
 
+def is_state_changing_get(view: Callable[..., Any]) -> bool:
+    return bool(getattr(view, _CHANGES_STATE, False))
+
+
 def install_fallback_routes(app: Chalice) -> None:
     """Call last: HEAD and OPTIONS, a 405 for every other method of each known path, a 404 for the rest."""
     for path, entries in list(app.routes.items()):
         methods = set(entries) | {"OPTIONS"}
         get = entries.get("GET")
-        if get is not None and "HEAD" not in entries and not getattr(get.view_function, _CHANGES_STATE, False):
+        if get is not None and "HEAD" not in entries and not is_state_changing_get(get.view_function):
             # The GET view itself, so HEAD is checked exactly as GET (its authorization policy is the view's);
             # middleware.error_shape sends a HEAD's answer without its body.
             app.route(path, methods=["HEAD"], name=_name("head", path))(get.view_function)

@@ -13,7 +13,7 @@ from chalice.app import Request
 from chalicelib import pages
 from chalicelib.edge import auth, contract, routing, web
 from chalicelib.edge.errors import Forbidden, InvalidInput, ServiceError, invalid_range
-from chalicelib.hits import days, load_test, paths, ranking, sweep
+from chalicelib.hits import days, load_test, paths, ranking, sweep, tracking
 from chalicelib.hits.models import (
     MAX_SERIES_DAYS,
     CountedPath,
@@ -23,6 +23,7 @@ from chalicelib.hits.models import (
     LoadTest,
     LoadTestBody,
     LoadTestPath,
+    PageView,
     Ranking,
     StatsQuery,
 )
@@ -46,13 +47,19 @@ def _store() -> HitStore:
     return HitStore(runtime.dynamodb(), runtime.table_name())
 
 
-def _count_hit(rest: str) -> Response:
+def _record_hit(rest: str, field: str) -> tuple[str, int]:
+    """Count a hit of the path below /api/ that `rest` names: the normalised path and its count."""
     path = paths.normalise(rest)
     if paths.too_long(path):
-        raise PathTooLong(f"the path is longer than {paths.MAX_PATH_BYTES} bytes", field="path")
+        raise PathTooLong(f"the path is longer than {paths.MAX_PATH_BYTES} bytes", field=field)
     day, expires_at = days.counting_day(clock.now())
     hits = _store().record(path, day, expires_at)
     count("HitsCounted")
+    return path, hits
+
+
+def _count_hit(rest: str) -> Response:
+    path, hits = _record_hit(rest, "path")
     return web.json_response({"path": path, "count": hits})
 
 
@@ -84,6 +91,51 @@ def count_api_root() -> Response:
 )
 def count_api_path(path: str) -> Response:
     return _count_hit(path)
+
+
+# Neither is cached between views: a cached pixel would count a page's first view only.
+_SNIPPET_HEADERS: dict[str, str | list[str]] = {
+    "Content-Type": "application/javascript",
+    "Cache-Control": "public, max-age=3600",
+    # Sites that embed only resources which allow it (Cross-Origin-Embedder-Policy) may still embed these.
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+_PIXEL_HEADERS: dict[str, str | list[str]] = {
+    "Cache-Control": "no-store",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+
+
+@bp.route("/count.js", methods=["GET"])
+@contract.operation(
+    "The tracking snippet: counts a site's page views",
+    tags=("hits",),
+    responses={200: "application/javascript"},
+    description='Embed with `<script async src=".../count.js" data-site="blog"></script>`: each view of a page '
+    "counts a hit of `/api/<site><location.pathname>` through `GET /count.gif` (docs/hits.md#tracking-snippet).",
+)
+def tracking_snippet() -> Response:
+    return Response(body=tracking.snippet(), status_code=200, headers=dict(_SNIPPET_HEADERS))
+
+
+@bp.route("/count.gif", methods=["GET"])
+@routing.changes_state
+@contract.operation(
+    "Count a page view (the snippet's request, or a pixel)",
+    tags=("hits",),
+    query=PageView,
+    responses={200: tracking.PIXEL_TYPE, 204: None},
+    errors=(414,),
+    description="Counts a hit of `/api<p>`, as `GET /api/{path}` would, and answers a transparent 1×1 GIF, or 204 "
+    "to a client whose `Accept` takes no image. Counts a hit, so `HEAD` is a 405 here.",
+)
+def count_page_view(query: PageView) -> Response:
+    _record_hit(query.p, "p")
+    if not tracking.accepts_pixel(bp.current_request.headers.get("accept")):
+        return Response(body="", status_code=204, headers=dict(_PIXEL_HEADERS))
+    return Response(
+        body=tracking.PIXEL, status_code=200, headers={"Content-Type": tracking.PIXEL_TYPE, **_PIXEL_HEADERS}
+    )
 
 
 @bp.route("/stats", methods=["GET"])

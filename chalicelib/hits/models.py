@@ -25,6 +25,17 @@ class CountedPath(Strict):
     ]
 
 
+class PageView(Strict):
+    p: Annotated[
+        str,
+        Field(
+            description="the viewed page as a path below /api/, e.g. /blog/about (the snippet sends "
+            "/<site><location.pathname>); counted normalised as `GET /api/{path}` counts, at most "
+            f"{paths.MAX_PATH_BYTES} bytes"
+        ),
+    ]
+
+
 class Hit(Reply):
     path: str = Field(description="the normalised path, e.g. /api/one/")
     count: int

@@ -9,18 +9,42 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 GATEWAY_TIMEOUT_S = 29  # API Gateway's integration timeout (Lambda's is 30 s)
 # Room left after the worst database wait: a cold start (imports) and building the answer.
 ANSWER_MARGIN_S = 4.0
 # A relative DEVSERVER_FILE is the project's (app.py's folder), wherever `chalice local` was started.
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+# An origin as a browser sends it: scheme, host, and a port only when it is not the scheme's default.
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?")
+
+
+def _origin_list(value: Any) -> Any:
+    """CORS_ORIGINS: origins separated by commas (or a list); each exactly as a browser's Origin header names it."""
+    if not isinstance(value, str):
+        return value
+    origins = tuple(_without_default_port(part.strip().lower()) for part in value.split(",") if part.strip())
+    for origin in origins:
+        if origin == "*":
+            raise ValueError("cors_origins lists origins; '*' would let any site's scripts read and write")
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"cors_origins: {origin!r} is not an origin such as https://dash.example.com (no path)")
+    return origins
+
+
+def _without_default_port(origin: str) -> str:
+    for scheme, port in (("http://", ":80"), ("https://", ":443")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin.removesuffix(port)
+    return origin
 
 
 class Settings(BaseModel):
@@ -62,6 +86,11 @@ class Settings(BaseModel):
     # POST /test/{n}/ spends write capacity: open to anyone who may write (make run), the admin token only (the
     # default in a deployed stage), or switched off (prod).
     load_test_access: Literal["open", "admin", "off"] = "admin"
+
+    # Web origins (`https://dash.example.com`, comma-separated) whose pages may call the API from a browser: read,
+    # and write with the token (chalicelib/edge/cors.py). None by default: a browser keeps every answer from other
+    # origins' scripts, as before. The tracking snippet needs none (it sends without CORS).
+    cors_origins: Annotated[tuple[str, ...], BeforeValidator(_origin_list)] = ()
 
     # How many times a minute the hits' sweep ranks what it was told about (chalicelib/hits/sweep.py). The ranking's
     # lag bound (chalicelib/hits/slots.py) is worst_case_s + 15 s + 60 s / passes: 57 s at 3; 47 s at 6; 97 s at 1. Its
