@@ -18,7 +18,7 @@ from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 from chalice import Chalice
@@ -333,6 +333,7 @@ def test_every_page_works_behind_a_path_prefix(browser: Any, behind_prefix: Pref
         page = watched(context, problems)
         _streams(page, root, problems)
         _hits(page, root)
+        _snippet(page, root)
         _metrics(page, root)
         _survey_and_dashboard(page, root)
         _docs(page, root)
@@ -373,6 +374,18 @@ def _streams(page: Any, root: str, problems: list[str]) -> None:
     expect(page.locator('[data-figure="count"] b')).to_have_text("3", timeout=WAIT_MS)
     page.click("nav >> text=Hits")
     page.wait_for_url(f"{root}ui/hits")
+
+
+def _snippet(page: Any, root: str) -> None:
+    """The tracking snippet, embedded in one of our own pages (under their CSP), sends its count under the prefix."""
+    embed = (
+        "(src) => { const s = document.createElement('script'); s.src = src; s.dataset.site = 'prefix';"
+        " s.setAttribute('data-allow-automation', ''); document.head.append(s); }"
+    )
+    viewed = quote(f"/prefix{urlsplit(page.url).path}", safe="")  # the page's own path, prefix included
+    with answered(page, "GET", f"{root}count.gif?p={viewed}") as response:
+        page.evaluate(embed, f"{root}count.js")
+    assert response.value.status in (200, 204)  # opaque to the page (no-cors); counted either way
 
 
 def _hits(page: Any, root: str) -> None:
