@@ -151,7 +151,8 @@ class Client:
         return Quantiles.from_json(self._json("GET", f"/streams/{segment(stream)}/quantiles", params={"q": levels(q)}))
 
     def reset(self, stream: str, *, user: str | None = None, idempotency_key: str | None = None) -> Snapshot:
-        """Close the active session (kept in `sessions`) and start a new one; the new, empty session."""
+        """Close the active session (kept in `sessions`; the next value starts a new one); the closed session.
+        InvalidRequest 409 `no_active_session` if it holds no values."""
         body = {} if user is None else {"user": user}
         raw = self._json("POST", f"/streams/{segment(stream)}/reset", body=body, idempotency_key=idempotency_key)
         return Snapshot.from_json(raw)
