@@ -20,16 +20,18 @@ import pytest
 
 CLIENT_TESTS = Path(__file__).resolve().parent
 REPO = CLIENT_TESTS.parents[2]  # clients/python/tests -> the repository
-ONCE_PER_RUN = "backend-independent (the dev server always starts its own database): runs in the moto pass only"
+# The suite's --backend chooses the database of the repository's own tests; the client's tests use none of it (the dev
+# server starts its own DynamoDB Local), so a second pass would only repeat them.
+ONCE_PER_RUN = "backend-independent (no database, or the dev server's own): runs in the moto pass only"
 # Bounds for failures, not speed targets: a JVM boots slowly on a loaded 2-core machine.
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    # The repository's tests/conftest.py adds it too when both are loaded (make test).
+    # The repository's tests/conftest.py adds the same option; whichever conftest is loaded first adds it.
     with contextlib.suppress(ValueError):
-        parser.addoption("--backend", choices=["moto", "ddblocal"], default="moto")
+        parser.addoption("--backend", choices=["moto", "ddblocal"], default=os.environ.get("LIVESTATS_BACKEND", "moto"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
