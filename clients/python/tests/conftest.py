@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings
 
 CLIENT_TESTS = Path(__file__).resolve().parent
 REPO = CLIENT_TESTS.parents[2]  # clients/python/tests -> the repository
@@ -26,6 +27,12 @@ ONCE_PER_RUN = "backend-independent (no database, or the dev server's own): runs
 # Bounds for failures, not speed targets: a JVM boots slowly on a loaded 2-core machine.
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
+
+
+# As the repository's suite: no hypothesis deadline (on a loaded machine its 200 ms per example fails tests that are
+# right).
+settings.register_profile("livestats-client", deadline=None)
+settings.load_profile("livestats-client")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -31,13 +31,15 @@ class AnswerLosingProxy:
     """Forwards 127.0.0.1:{port} to the dev server; the answer to the first POST /events of each of the first `lose`
     Idempotency-Keys never reaches the client: each is forwarded whole, its answer read from the server (so it was applied), then the client's
     connection is closed. A timeout's worst case for a write. `events_keys` lists the Idempotency-Key of every
-    POST /events in the order they arrived, `lost_keys` those whose answer was lost."""
+    POST /events in the order they arrived, `lost_keys` those whose answer was lost, `replayed` whether each was
+    answered with `Idempotent-Replayed: true`."""
 
     def __init__(self, upstream_port: int, lose: int) -> None:
         self.upstream_port = upstream_port
         self.lose = lose
         self.events_keys: list[str | None] = []
         self.lost_keys: list[str | None] = []
+        self.replayed: list[bool] = []  # per POST /events: whether the service answered it from a stored answer
         self._lock = threading.Lock()
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
@@ -60,6 +62,7 @@ class AnswerLosingProxy:
                     return
                 upstream.sendall(request)
                 answer = read_message(upstream)
+                self._note_replay(request, answer)
                 if self._loses(request):
                     return  # applied by the service; the client never hears
                 client.sendall(answer)
@@ -68,6 +71,12 @@ class AnswerLosingProxy:
         finally:
             client.close()
             upstream.close()
+
+    def _note_replay(self, request: bytes, answer: bytes) -> None:
+        if request.startswith(b"POST /events "):
+            replayed = header(answer.partition(b"\r\n\r\n")[0].decode("latin-1"), "idempotent-replayed") == "true"
+            with self._lock:
+                self.replayed.append(replayed)
 
     def _loses(self, request: bytes) -> bool:
         head = request.partition(b"\r\n\r\n")[0].decode("latin-1")
@@ -214,6 +223,12 @@ def check_exactly_once(client: Client, dev_server: DevServer, run: str) -> None:
         assert len(set(proxy.events_keys)) == 3  # 3 batches, the 2 lost ones sent again with their own key
         for lost in proxy.lost_keys:
             assert proxy.events_keys.count(lost) == 2
+        # Each retry of a lost batch was answered from the first answer: the service put nothing again.
+        retries = [
+            i for i, key in enumerate(proxy.events_keys) if key in proxy.lost_keys and i > proxy.events_keys.index(key)
+        ]
+        assert [proxy.replayed[i] for i in retries] == [True, True]
+        assert proxy.replayed.count(True) == 2
 
     sentinel = 1_000_000
     sentinels: list[Event] = [

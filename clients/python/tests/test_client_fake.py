@@ -109,6 +109,20 @@ def test_retry_after_is_honoured_with_the_same_key(fake: FakeService, status: in
     assert batcher.accepted == 1 and batcher.failures == []
 
 
+def test_a_409_in_progress_is_retried_with_the_same_key(fake: FakeService) -> None:
+    def answer(request: Received) -> Answer:
+        if len(fake.requests()) == 1:
+            return 409, {}, {"error": {"code": "idempotency_in_progress", "message": "still running"}}
+        return accept_all(request)
+
+    fake.answer = answer
+    with Client(fake.url) as client, EventBatcher(client, retry=FAST) as batcher:
+        batcher.add(metric(1))
+    first, second = fake.requests()
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+    assert batcher.accepted == 1 and batcher.failures == []
+
+
 def test_refused_events_are_sent_again_alone_and_invalid_ones_reported(fake: FakeService) -> None:
     def answer(request: Received) -> Answer:
         if len(fake.requests()) > 1:
