@@ -192,7 +192,8 @@ class EventBatcher:
                 return
             try:
                 self._deliver([queued.event for queued in batch])
-            except Exception as exc:  # a fault of this client: still, no event goes unreported
+            except Exception as exc:  # a fault of this client: every event of the batch is reported, even one
+                # already accepted or reported (rather than one never reported)
                 log.exception("livestats batcher: delivering a batch failed")
                 for queued in batch:
                     self._report(Failure(queued.event, "gave_up", None, "client_error", repr(exc)))
