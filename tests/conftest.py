@@ -42,12 +42,15 @@ settings.load_profile("livestats")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--backend",
-        choices=["moto", "ddblocal"],
-        default=os.environ.get("LIVESTATS_BACKEND", "moto"),
-        help="database for the tests: moto (mock_aws) or ddblocal (AWS DynamoDB Local)",
-    )
+    # clients/python/tests/conftest.py adds the same option (for a run of the client's tests alone); whichever
+    # conftest is loaded first adds it.
+    with contextlib.suppress(ValueError):
+        parser.addoption(
+            "--backend",
+            choices=["moto", "ddblocal"],
+            default=os.environ.get("LIVESTATS_BACKEND", "moto"),
+            help="database for the tests: moto (mock_aws) or ddblocal (AWS DynamoDB Local)",
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:
