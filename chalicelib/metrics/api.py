@@ -24,6 +24,8 @@ from chalicelib.metrics.models import (
 )
 from chalicelib.metrics.rollup_store import RollupStore
 from chalicelib.metrics.store import SumStore
+from chalicelib.names import api as names_api
+from chalicelib.names.models import ListQuery, MetricsPage
 from chalicelib.process import runtime
 from chalicelib.process.observability import count, logger
 from chalicelib.pure import clock, sketch
@@ -63,6 +65,20 @@ def post_value(key: str, body: MetricValueBody) -> Response:
         count("SumPostsSlow")
     count("SumValuesPosted")
     return web.json_response({})
+
+
+@bp.route("/metric", methods=["GET"])
+@contract.operation(
+    "The metric keys that hold values, by name",
+    tags=("metrics",),
+    query=ListQuery,
+    responses={200: MetricsPage},
+    description="One page of the registry of keys, written by the scheduled compaction once per key and minute "
+    "with values: a key is listed about 1.5 minutes after its first value, and its `updated_at` is the start of "
+    "its latest compacted minute. `prefix` keeps the keys that start with it.",
+)
+def list_metrics(query: ListQuery) -> Response:
+    return names_api.list_page(bp.current_request, "metric", "key", "metrics", query)
 
 
 @bp.route("/metric/{key}/sum", methods=["GET"])

@@ -34,6 +34,7 @@ from chalicelib.metrics.items import (
 )
 from chalicelib.metrics.store import SumStore
 from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
+from chalicelib.names.store import NameStore
 from chalicelib.process import request_context, runtime
 from chalicelib.pure.sketch import EMPTY, Sketch
 from chalicelib.storage import keys, table
@@ -131,6 +132,9 @@ def _compact_key(store: SumStore, key: str, minute: int) -> bool:
     bucket = store.sub_sketches(key, [minute]).get(minute, EMPTY).bounded()
     _put_sketch_bucket(store, key, minute, bucket)
     chained = _extend_prefix(store, key, minute, bucket)
+    # The registry of keys (GET /metric): this run lists every key with values per minute anyway, so the key's
+    # entry is written here, once per key and compacted minute, and never by a post (chalicelib/names/store.py).
+    NameStore(store.client, store.table).note("metric", key, minute * window.MINUTE_MS)
     return _put_bucket(store, key, minute, parts, chained)
 
 
