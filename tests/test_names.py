@@ -4,6 +4,7 @@ background purge and GET /deletions)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -341,3 +342,138 @@ def test_a_purge_of_an_unknown_kind_is_skipped(api: Api, dynamodb: Any) -> None:
     store = NameStore(dynamodb, TABLE)
     dynamodb.put_item(**store.purge_put("nothing", "x", 0, 1))
     assert names_api.run_purges() == {"removed": 0, "finished": 0}
+
+
+# --- deleting a metric key ---------------------------------------------------------------------------------------
+
+
+def metric_items(dynamodb: Any, physical: str, minutes: list[int]) -> list[dict[str, Any]]:
+    """Every item stored for a physical metric key (the minutes' raw values among them)."""
+    found: list[dict[str, Any]] = []
+    for pk in (
+        keys.sum_sub_pk(physical),
+        keys.sum_bucket_pk(physical),
+        keys.sum_sketch_pk(physical),
+        keys.sum_rollup_pk(physical),
+        keys.sum_rollup_sketch_pk(physical),
+        *(keys.sum_event_pk(physical, m, s) for m in minutes for s in range(keys.SUM_EVENT_SHARDS)),
+    ):
+        found += partition_items(dynamodb, pk)
+    return found
+
+
+def series(api: Api, key: str) -> list[dict[str, Any]]:
+    now = clock.now_ms()
+    span = f"from={clock.iso(now - 10 * MINUTE_MS)}&to={clock.iso(now + MINUTE_MS)}&step=60"
+    return [p for p in ok(api.get(f"/metric/{key}/series?{span}"))["points"] if p["count"]]
+
+
+class Clock:
+    """The service's clock, moved on by the test: starts 5 s into the current minute."""
+
+    def __init__(self) -> None:
+        self.ms = minute_start(clock.now_ms()) + 5_000
+
+    def now(self) -> float:
+        return self.ms / 1000
+
+
+@pytest.fixture
+def moved() -> Iterator[Clock]:
+    fake = Clock()
+    clock.set_source(fake.now)
+    yield fake
+    clock.set_source(None)
+
+
+def test_a_deleted_metric_key_reads_as_new_and_later_values_start_it_afresh(
+    api: Api, dynamodb: Any, moved: Clock
+) -> None:
+    start = clock.now_ms()
+    for value in (3, 4, 5):
+        ok(api.post("/metric/orders", {"value": value}))
+    ok(api.post("/metric/other", {"value": 1}))
+    store = SumStore(dynamodb, TABLE)
+    compaction.compact(store, clock.now_ms() + 3 * MINUTE_MS)
+    assert [m["key"] for m in ok(api.get("/metric"))["metrics"]] == ["orders", "other"]
+    minutes = list(range(start // MINUTE_MS - 1, clock.now_ms() // MINUTE_MS + 2))
+    assert metric_items(dynamodb, "orders", minutes)
+    assert api.delete("/metric/orders").status_code == 204
+    assert ok(api.get("/metric/orders/sum"))["value"] == 0
+    assert all(m["value"] == 0 for m in ok(api.get("/metric/orders/minutes?window=600"))["minutes"])
+    assert ok(api.get("/metric/orders/quantiles?q=0.5"))["quantiles"] == {"0.5": None}
+    assert series(api, "orders") == []
+    assert [m["key"] for m in ok(api.get("/metric"))["metrics"]] == ["other"]
+    assert api.delete("/metric/orders").status_code == 204  # idempotent
+    assert api.delete("/metric/never").status_code == 204
+    assert ok(api.get("/metric/other/sum"))["value"] == 1
+    # Later values start it afresh, and a late compaction of the old minutes does not list it again.
+    moved.ms += 4 * MINUTE_MS
+    ok(api.post("/metric/orders", {"value": 10}))
+    assert ok(api.get("/metric/orders/sum"))["value"] == 10
+    assert [(p["count"], p["sum"]) for p in series(api, "orders")] == [(1, 10)]
+    compaction.compact(store, clock.now_ms() + 3 * MINUTE_MS)
+    assert [m["key"] for m in ok(api.get("/metric"))["metrics"]] == ["orders", "other"]
+    # The purge: a first pass at once, the final one a day later; the new incarnation is untouched.
+    first = names_api.run_purges()
+    assert first["finished"] == 0, (first, ok(api.get("/deletions")))
+    assert metric_items(dynamodb, "orders", minutes) == []
+    progress = ok(api.get("/deletions?kind=metric"))["deletions"]
+    assert [(d["name"], d["done"]) for d in progress] == [("orders", False)] and progress[0]["removed_items"] > 0
+    assert names_api.run_purges(now_ms=clock.now_ms() + 27 * 3600 * 1000)["finished"] == 1
+    assert ok(api.get("/deletions?kind=metric"))["deletions"][0]["done"]
+    assert ok(api.get("/metric/orders/sum"))["value"] == 10
+    assert metric_items(dynamodb, keys.metric_physical("orders", 1), minutes)
+
+
+@pytest.mark.real_dynamodb
+def test_posts_racing_a_metric_delete_are_each_wholly_removed_or_wholly_in_the_fresh_key(
+    api: Api, dynamodb: Any
+) -> None:
+    """48 posts of 2^0..2^47 (the sum names the survivors) race a DELETE: the sum, the series' counts and extremes,
+    the quantiles and the raw values stored under the new incarnation agree on exactly the same posts."""
+    start = clock.now_ms()
+    ok(api.post("/metric/race", {"value": 1 << 48}))
+    deleted_at: list[float] = []
+    sent_at: dict[int, float] = {}
+
+    def post(i: int) -> int:
+        sent_at[i] = time.monotonic()
+        return int(api.post("/metric/race", {"value": 1 << i}).status_code)
+
+    def delete() -> None:
+        time.sleep(0.1)
+        assert api.delete("/metric/race").status_code == 204
+        deleted_at.append(time.monotonic())
+
+    with ThreadPoolExecutor(9) as pool:
+        deleting = pool.submit(delete)
+        posts = [pool.submit(post, i) for i in range(44)]
+        deleting.result()
+        assert [p.result() for p in posts] == [200] * 44
+    for i in range(44, 48):  # after the DELETE answered: they must be there
+        assert post(i) == 200
+    total = ok(api.get("/metric/race/sum"))["value"]
+    survivors = {i for i in range(49) if total >> i & 1}
+    assert 48 not in survivors and set(range(44, 48)) <= survivors
+    assert survivors != set(range(48))  # the delete did remove some
+    (done,) = deleted_at
+    assert all(i in survivors for i, sent in sent_at.items() if sent > done)
+    points = series(api, "race")
+    assert sum(p["count"] for p in points) == len(survivors) and sum(p["sum"] for p in points) == total
+    assert min(p["min"] for p in points) == 1 << min(survivors) and max(p["max"] for p in points) == 1 << max(survivors)
+    # The raw values under the new incarnation are exactly the survivors'.
+    minutes = list(range(start // MINUTE_MS - 1, clock.now_ms() // MINUTE_MS + 2))
+    raw = [
+        int(item["v"]["N"])
+        for m in minutes
+        for item in partition_items(dynamodb, keys.sum_event_pk(keys.metric_physical("race", 1), m, 0))
+        if "v" in item
+    ]
+    assert sorted(raw) == sorted(1 << i for i in survivors)
+    quantile = ok(api.get("/metric/race/quantiles?q=1"))["quantiles"]["1"]
+    assert abs(quantile - (1 << max(survivors))) <= 0.011 * (1 << max(survivors))
+    # Compaction and the purge change none of it.
+    compaction.compact(SumStore(dynamodb, TABLE), clock.now_ms() + 3 * MINUTE_MS)
+    names_api.run_purges()
+    assert ok(api.get("/metric/race/sum"))["value"] == total

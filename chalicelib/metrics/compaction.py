@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from chalicelib.metrics import window
+from chalicelib.metrics.generations import Generations
 from chalicelib.metrics.items import (
     BUCKET_COUNT,
     BUCKET_TOTAL,
@@ -134,7 +135,10 @@ def _compact_key(store: SumStore, key: str, minute: int) -> bool:
     chained = _extend_prefix(store, key, minute, bucket)
     # The registry of keys (GET /metric): this run lists every key with values per minute anyway, so the key's
     # entry is written here, once per key and compacted minute, and never by a post (chalicelib/names/store.py).
-    NameStore(store.client, store.table).note("metric", key, minute * window.MINUTE_MS)
+    logical, gen = keys.metric_logical(key)
+    NameStore(store.client, store.table).note(
+        "metric", logical, minute * window.MINUTE_MS, Generations(store.client, store.table).check(logical, gen)
+    )
     return _put_bucket(store, key, minute, parts, chained)
 
 

@@ -96,7 +96,7 @@ def register_purger(kind: str, purger: Purger) -> None:
     _PURGERS[kind] = purger
 
 
-def run_purges(budget_s: float = PURGE_BUDGET_S) -> dict[str, int]:
+def run_purges(budget_s: float = PURGE_BUDGET_S, now_ms: int | None = None) -> dict[str, int]:
     """Work through the pending purges until the budget is spent: each in bounded steps, its progress recorded after
     each, so a run stopped anywhere loses nothing and the next resumes."""
     store = _store()
@@ -105,8 +105,9 @@ def run_purges(budget_s: float = PURGE_BUDGET_S) -> dict[str, int]:
     def spent() -> bool:
         return time.monotonic() >= deadline
 
+    now = clock.now_ms() if now_ms is None else now_ms
     removed = finished = 0
-    for purge in store.pending(PURGES_PER_RUN):
+    for purge in store.pending(PURGES_PER_RUN, now):
         if spent():
             break
         purger = _PURGERS.get(purge.kind)
@@ -116,8 +117,10 @@ def run_purges(budget_s: float = PURGE_BUDGET_S) -> dict[str, int]:
         n, done = purger(purge.name, purge.gen, spent)
         store.progress(purge, n)
         removed += n
-        if done:
-            store.finish(purge, clock.now_ms())
+        if done and purge.final_at is not None and now < purge.final_at:
+            store.defer(purge, purge.final_at)  # a final pass once the old incarnation's periods are all rolled up
+        elif done:
+            store.finish(purge, now)
             finished += 1
     count("PurgedItems", removed)
     return {"removed": removed, "finished": finished}

@@ -64,6 +64,7 @@ class Purge:
     requested_at: int
     removed: int
     done_at: int | None
+    final_at: int | None = None  # a kind whose purge passes again at this time (epoch ms) before it is done
 
 
 @dataclass(frozen=True)
@@ -100,17 +101,20 @@ class NameStore:
                 ]
             )
 
-    def note(self, kind: str, name: str, minute_ms: int) -> None:
-        """Register the name as updated in that minute, unless its entry says later (one UpdateItem)."""
-        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
-            self.client.update_item(
-                TableName=self.table,
-                Key=item_key(keys.names_pk(kind), name),
-                UpdateExpression="SET #u = :m",
-                ConditionExpression="attribute_not_exists(#u) OR #u < :m",
-                ExpressionAttributeNames={"#u": "updated_at"},
-                ExpressionAttributeValues={":m": num(minute_ms)},
-            )
+    def note(self, kind: str, name: str, minute_ms: int, check: dict[str, Any]) -> None:
+        """Register the name as updated in that minute, unless its entry says later, on condition of `check` (a
+        ConditionCheck: the name is still in the incarnation that had the minute): one transaction, 4 write units.
+        Either condition failing leaves everything as it was."""
+        update = {
+            "TableName": self.table,
+            "Key": item_key(keys.names_pk(kind), name),
+            "UpdateExpression": "SET #u = :m",
+            "ConditionExpression": "attribute_not_exists(#u) OR #u < :m",
+            "ExpressionAttributeNames": {"#u": "updated_at"},
+            "ExpressionAttributeValues": {":m": num(minute_ms)},
+        }
+        with contextlib.suppress(self.client.exceptions.TransactionCanceledException):
+            self.client.transact_write_items(TransactItems=[{"ConditionCheck": check}, {"Update": update}])
 
     def remove(self, kind: str, name: str) -> None:
         self.client.delete_item(**self.entry_delete(kind, name))
@@ -134,12 +138,15 @@ class NameStore:
             },
         }
 
-    def pending(self, limit: int) -> list[Purge]:
-        """Purges not finished, oldest keys first (one Query; finished ones are skipped by a filter)."""
+    def pending(self, limit: int, now_ms: int) -> list[Purge]:
+        """Purges not finished and due, by key (one Query; finished ones and those waiting for their final pass are
+        skipped by a filter)."""
+        condition = partition(keys.PURGE_PK)
         response = self.client.query(
             TableName=self.table,
-            **partition(keys.PURGE_PK),
-            FilterExpression="attribute_not_exists(done_at)",
+            KeyConditionExpression=condition["KeyConditionExpression"],
+            FilterExpression="attribute_not_exists(done_at) AND (attribute_not_exists(next_at) OR next_at <= :now)",
+            ExpressionAttributeValues={**condition["ExpressionAttributeValues"], ":now": num(now_ms)},
             ConsistentRead=True,
         )
         return [self._purge(item) for item in response.get("Items", [])][:limit]
@@ -152,6 +159,15 @@ class NameStore:
                 UpdateExpression="ADD removed :n",
                 ExpressionAttributeValues={":n": num(removed)},
             )
+
+    def defer(self, purge: Purge, next_at: int) -> None:
+        """A first pass is done: the next (final) one is due at `next_at`."""
+        self.client.update_item(
+            TableName=self.table,
+            Key=item_key(keys.PURGE_PK, keys.purge_sk(purge.kind, purge.name, purge.gen)),
+            UpdateExpression="SET next_at = :at",
+            ExpressionAttributeValues={":at": num(next_at)},
+        )
 
     def finish(self, purge: Purge, now_ms: int) -> None:
         self.client.update_item(
@@ -186,7 +202,7 @@ class NameStore:
     @staticmethod
     def _purge(item: dict[str, Any]) -> Purge:
         kind, name, gen = keys.purge_entry(sort_key_of(item))
-        done = item.get("done_at")
+        done, final = item.get("done_at"), item.get("final_at")
         return Purge(
             kind,
             name,
@@ -194,4 +210,5 @@ class NameStore:
             read_int(item.get("requested_at")),
             read_int(item.get("removed")),
             read_int(done) if done else None,
+            read_int(final) if final else None,
         )

@@ -54,6 +54,9 @@ with the kind of thing they hold, so features never collide:
   SUMB#{key}                  {minute:010d}         a key's minute: total, n, q (the bucket, written once), stream values that
                                                     came after its stream item was sealed (lt, ln, l00..l59, `lsketch` encoded,
                                                     `v`, `runs`, per stream shard the last record applied) (TTL)
+  SUMGEN#{key}                GEN                   a metric key's incarnation: `gen` (absent: 0), bumped by DELETE; the items of
+                                                    incarnation g >= 1 are those of the physical key "{key}~{g}" (every
+                                                    SUM* key above takes the physical key; metrics/generations.py)
   SUMDONE                     {minute:010d}         "every key's bucket for this minute is written" (TTL)
   SUMPROGRESS                 {minute:010d}         `through`: the last key (in sort order) whose bucket a compaction run wrote,
                                                     every key before it done too (TTL)
@@ -370,6 +373,27 @@ def sum_bucket_pk(key: str) -> str:
 
 def sum_minute_sk(minute: int) -> str:
     return f"{minute:010d}"
+
+
+# A metric key's incarnations (chalicelib/metrics/generations.py). "~" is in no key's pattern, so a physical key
+# never collides with a key, and (after every character a key holds) sorts its incarnations after the key.
+SUM_GEN_SK = "GEN"
+PHYSICAL_MARK = "~"
+
+
+def sum_gen_pk(key: str) -> str:
+    return f"SUMGEN#{key}"
+
+
+def metric_physical(key: str, gen: int) -> str:
+    """The key under which the items of incarnation `gen` of a metric key are stored."""
+    return key if gen == 0 else f"{key}{PHYSICAL_MARK}{gen}"
+
+
+def metric_logical(physical: str) -> tuple[str, int]:
+    """The key and incarnation of a physical key."""
+    key, mark, gen = physical.partition(PHYSICAL_MARK)
+    return (key, int(gen)) if mark else (key, 0)
 
 
 # Rollups of metric values (chalicelib/metrics/rollup.py): a period is H{hour} or D{day}, hours and days since the epoch.
