@@ -289,6 +289,7 @@ WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/events"): Write("POST", "/events", {"events": [{"type": "metric", "key": "e", "value": 5}]}),
     ("DELETE", "/streams/{stream}"): Write("DELETE", "/streams/s", None),
     ("DELETE", "/averages/{key}"): Write("DELETE", "/averages/w", None),
+    ("DELETE", "/metric/{key}"): Write("DELETE", "/metric/m", None),
 }
 
 
