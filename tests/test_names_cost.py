@@ -42,9 +42,9 @@ def test_a_listing_page_is_one_query_of_about_one_unit(dynamodb: Any) -> None:
 
 def test_a_metric_post_pays_2_units_for_its_incarnation_check(dynamodb: Any) -> None:
     store = SumStore(dynamodb, TABLE)
-    store.post("k", 5, NOW)  # the dirty marker and the remembered incarnation, once per writer
+    store.post("k", 5, NOW, shard=0)  # the dirty marker and the remembered incarnation, once per writer
     with PricingMeter(dynamodb, reader()) as meter:
-        store.post("k", 6, NOW + 1)
+        store.post("k", 5, NOW + 1, shard=1)  # (another sub-total: no extremes to read)
     # Event, sub-total and sketch bin (6 units, as before) and the ConditionCheck of `gen` (2).
     assert meter.bill.write_units == 8
     assert meter.bill.calls == {"TransactWriteItems": 1}
