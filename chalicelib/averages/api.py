@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from chalice import Blueprint, Response
@@ -73,7 +74,8 @@ def append(key: str, body: AverageValueBody) -> Response:
         if current is None:
             raise
         window = current
-    _store().refresh(key)
+    with contextlib.suppress(write_once.AlreadyApplied):  # a keyed retry: its first attempt refreshed the entry
+        _store().refresh(key)
     count("AverageElementsAdded")
     return web.json_response({"average": window.get_moving_average(), "count": len(window), "size": window.size})
 
@@ -117,6 +119,7 @@ def list_averages(query: ListQuery) -> Response:
     "window afresh.",
 )
 def delete_window(key: str) -> Response:
-    _store().delete(key)
+    with contextlib.suppress(write_once.AlreadyApplied):  # a keyed retry of a delete already applied
+        _store().delete(key)
     count("AverageWindowsDeleted")
     return Response(body="", status_code=204)

@@ -100,8 +100,9 @@ def list_metrics(query: ListQuery) -> Response:
     "background purge, at once and once more a day later, whose progress `GET /deletions?kind=metric` shows.",
 )
 def delete_key(key: str) -> Response:
-    if MetricDeletion(_store()).delete(key, clock.now_ms()):
-        count("MetricKeysDeleted")
+    with contextlib.suppress(write_once.AlreadyApplied):  # a keyed retry of a delete already applied
+        if MetricDeletion(_store()).delete(key, clock.now_ms()):
+            count("MetricKeysDeleted")
     return Response(body="", status_code=204)
 
 

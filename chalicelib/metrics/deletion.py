@@ -89,21 +89,26 @@ class MetricDeletion:
                 return removed, False
         return removed, True
 
-    def _drain_minutes(self, physical: str, items: list[dict[str, Any]], spent: Callable[[], bool]) -> int:
-        """The raw values of the minutes of a page of sub-total or state items."""
+    def _drain_minutes(self, physical: str, items: list[dict[str, Any]], spent: Callable[[], bool]) -> tuple[int, bool]:
+        """The raw values of the minutes of a page of sub-total or state items: (removed, all of them)."""
         minutes = {int(sort_key_of(item)[:10]) for item in items}
         removed = 0
         for minute in sorted(minutes):
             for shard in range(keys.SUM_EVENT_SHARDS):
-                removed += self._drain(keys.sum_event_pk(physical, minute, shard), lambda: False)[0]
-        return removed
+                n, done = self._drain(keys.sum_event_pk(physical, minute, shard), spent)
+                removed += n
+                if not done:
+                    return removed, False
+        return removed, True
 
     def _drain(
         self,
         pk: str,
         spent: Callable[[], bool],
-        before: Callable[[list[dict[str, Any]]], int] | None = None,
+        before: Callable[[list[dict[str, Any]]], tuple[int, bool]] | None = None,
     ) -> tuple[int, bool]:
+        """Delete the partition's items a page at a time until none is left or `spent()`; `before` removes what a
+        page's items stand for first (a page is deleted only once it says all of it is gone)."""
         removed = 0
         while not spent():
             items = self.client.query(
@@ -116,7 +121,10 @@ class MetricDeletion:
             if not items:
                 return removed, True
             if before is not None:
-                removed += before(items)
+                n, complete = before(items)
+                removed += n
+                if not complete:
+                    return removed, False
             batch_delete(self.client, self.table, [item_key(partition_key_of(i), sort_key_of(i)) for i in items])
             removed += len(items)
         return removed, False

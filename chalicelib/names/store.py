@@ -14,9 +14,10 @@ is under 100 bytes):
   average  PUT (create or resize) carries it in its transaction; an append refreshes it at most once per writer and
            minute with a transaction [ConditionCheck: the window exists, Put entry] (4 units), so a refresh never
            resurrects a deleted window's entry; DELETE removes window and entry in one transaction.
-  metric   the scheduled compaction, which already lists each key with values per minute (SUMDIRTY): one UpdateItem
-           per key and compacted minute (1 unit), nothing on the posting path; a key appears in the listing once its
-           first minute is compacted (about 1.5 minutes after its first value).
+  metric   the scheduled compaction, which already lists each key with values per minute (SUMDIRTY): per key and
+           compacted minute one transaction [ConditionCheck of the key's incarnation, Update of the entry] (4 units),
+           nothing on the posting path; a key appears in the listing once its first minute is compacted (about 1.5
+           minutes after its first value).
 
 Deletions: a DELETE that ends a name's incarnation leaves an item in the PURGE partition naming what the background
 purge must remove (keys.purge_sk: kind, name, incarnation). The purge (chalicelib/names/api.py, every minute) works

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -228,8 +229,10 @@ def list_streams(query: ListQuery) -> Response:
     "stored items are removed by a background purge whose progress `GET /deletions?kind=stream` shows.",
 )
 def delete_stream(stream: str) -> Response:
-    if _store().delete(stream, clock.now_ms()):
-        count("StreamsDeleted")
+    # A keyed retry of a delete already applied: deleted, as the first attempt said.
+    with contextlib.suppress(write_once.AlreadyApplied):
+        if _store().delete(stream, clock.now_ms()):
+            count("StreamsDeleted")
     return Response(body="", status_code=204)
 
 
