@@ -19,6 +19,7 @@ from chalicelib.names.refresh import MINUTE_MS, Refreshes, minute_start
 from chalicelib.names.store import NameStore
 from chalicelib.pure import clock
 from chalicelib.storage import keys
+from chalicelib.streams.store import StreamStore
 from tests.conftest import TABLE, Api, assert_error, ok, partition_items
 
 # --- pure: when a writer registers a name ------------------------------------------------------------------------
@@ -477,3 +478,42 @@ def test_posts_racing_a_metric_delete_are_each_wholly_removed_or_wholly_in_the_f
     compaction.compact(SumStore(dynamodb, TABLE), clock.now_ms() + 3 * MINUTE_MS)
     names_api.run_purges()
     assert ok(api.get("/metric/race/sum"))["value"] == total
+
+
+# --- events through the stream after a delete --------------------------------------------------------------------
+
+EVENTS_SHARD = "shardId-000000000000"
+
+
+def test_stream_events_after_a_delete_start_it_afresh_and_a_redelivery_is_still_recognised(dynamodb: Any) -> None:
+    from chalicelib.ingest.records import Delivered, ValueEvent
+
+    store = StreamStore(dynamodb, TABLE)
+    now = clock.now_ms()
+    first = [Delivered(EVENTS_SHARD, "1", ValueEvent("ev", 4.0, now, "a"))]
+    store.apply_delivered(first)
+    assert store.snapshot("ev").moments.count == 1
+    assert store.delete("ev", now + 1)
+    store.apply_delivered(first)  # redelivered after the delete: applied before it, so not again
+    assert store.snapshot("ev").moments.count == 0
+    store.apply_delivered([Delivered(EVENTS_SHARD, "2", ValueEvent("ev", 9.0, now + 2, "b"))])
+    fresh = store.snapshot("ev")
+    assert (fresh.moments.count, fresh.moments.sum, fresh.session) == (1, 9.0, 1)
+    assert [e.value for e in store.list_values("ev", 10, None).items] == [9.0]
+
+
+def test_metric_events_after_a_delete_start_the_key_afresh(dynamodb: Any) -> None:
+    from chalicelib.ingest.records import Delivered, MetricEvent
+    from chalicelib.metrics.deletion import MetricDeletion
+    from chalicelib.metrics.generations import Generations
+
+    store = SumStore(dynamodb, TABLE)
+    now = clock.now_ms()
+    store.apply_delivered([Delivered(EVENTS_SHARD, "1", MetricEvent("mev", 5, now))], now)
+    generations = Generations(dynamodb, TABLE)
+    assert store.sum(generations.physical("mev"), now + 1, 3_600_000) == 5
+    assert MetricDeletion(store).delete("mev", now + 2)
+    assert store.sum(generations.physical("mev"), now + 3, 3_600_000) == 0
+    store.apply_delivered([Delivered(EVENTS_SHARD, "2", MetricEvent("mev", 7, now + 4))], now + 4)
+    assert generations.physical("mev") == keys.metric_physical("mev", 1)
+    assert store.sum(generations.physical("mev"), now + 5, 3_600_000) == 7
