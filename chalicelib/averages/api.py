@@ -49,7 +49,13 @@ def state_body(window: MovingAverageInterface) -> dict[str, Any]:
     },
 )
 def set_size(key: str, body: SizeBody) -> Response:
-    window, created = _store().set_size(key, body.size)
+    try:
+        window, created = _store().set_size(key, body.size)
+    except write_once.AlreadyApplied:  # a keyed retry of a create or resize already applied: the window as it is
+        current = _store().get(key)
+        if current is None:
+            raise
+        window, created = current, False
     count("AverageWindowsCreated" if created else "AverageWindowsResized")
     return web.json_response(state_body(window))
 
