@@ -21,6 +21,7 @@ from chalicelib.hits import api as hits_api
 from chalicelib.ingest import api as ingest_api
 from chalicelib.ingest import consumer as ingest_consumer
 from chalicelib.metrics import api as metrics_api
+from chalicelib.names import api as names_api
 from chalicelib.process import request_context
 from chalicelib.process.observability import SERVICE, flush_metrics, trace
 from chalicelib.streams import api as streams_api
@@ -70,6 +71,8 @@ app.register_blueprint(hits_api.bp)
 app.register_blueprint(metrics_api.bp)
 # Moving averages of the last N values.
 app.register_blueprint(averages_api.bp)
+# What exists: GET /deletions (the purges of deleted names) and the scheduled purge.
+app.register_blueprint(names_api.bp)
 # Multi-step survey and its live admin dashboard.
 app.register_blueprint(survey_api.bp)
 # POST /events: batches of events put on the events stream.

@@ -60,6 +60,7 @@ DYNAMODB_OPERATIONS = (
     "Query",
     "BatchGetItem",
     "TransactWriteItems",
+    "BatchWriteItem",  # the purge of deleted names
 )
 
 

@@ -287,6 +287,9 @@ WRITES: dict[tuple[str, str], Write] = {
     ("PUT", "/averages/{key}"): Write("PUT", "/averages/w", {"size": 4}),
     ("POST", "/averages/{key}"): Write("POST", "/averages/w", {"value": 5}),
     ("POST", "/events"): Write("POST", "/events", {"events": [{"type": "metric", "key": "e", "value": 5}]}),
+    ("DELETE", "/streams/{stream}"): Write("DELETE", "/streams/s", None),
+    ("DELETE", "/averages/{key}"): Write("DELETE", "/averages/w", None),
+    ("DELETE", "/metric/{key}"): Write("DELETE", "/metric/m", None),
 }
 
 
@@ -307,7 +310,7 @@ def state(api: Api, stream: EventsStream) -> Any:
         ok(api.get("/streams/s")),
         ok(api.get("/streams/s/sessions")),
         ok(api.get("/metric/m/sum?window=3600")),
-        ok(api.get("/averages/w")),
+        api.get("/averages/w").body,  # a deleted window's 404 too
         len(stream.records()),
     )
 
@@ -335,6 +338,20 @@ def test_a_write_needs_the_write_or_admin_token_and_a_refusal_changes_nothing(
         if route == ("POST", "/streams/{stream}/reset"):  # a second reset has nothing to close
             break
     assert state(writes, events_stream) != before
+
+
+def test_a_keyed_delete_needs_its_credential_and_is_replayed_to_it(writes: Api) -> None:
+    key = {"Idempotency-Key": "d-1"}
+    unauthorized(writes.delete("/streams/s", headers=key))
+    assert ok(writes.get("/streams/s"))["count"] == 2
+    first = writes.delete("/streams/s", headers={**WRITER, **key})
+    assert first.status_code == 204 and ok(writes.get("/streams/s"))["count"] == 0
+    ok(writes.post("/streams/s/values", {"value": 7}, headers=WRITER))
+    for headers in (key, {**key, "Authorization": "Bearer nope"}):
+        unauthorized(writes.delete("/streams/s", headers=headers))
+    again = writes.delete("/streams/s", headers={**WRITER, **key})
+    assert again.status_code == 204 and again.headers.get("Idempotent-Replayed") == "true"
+    assert ok(writes.get("/streams/s"))["count"] == 1  # the replay deleted nothing
 
 
 def test_a_replayed_write_needs_the_credential_that_made_it(writes: Api, events_stream: EventsStream) -> None:

@@ -129,7 +129,7 @@ def test_each_function_may_do_only_what_it_needs(stage: str) -> None:
         for f in template.functions()
         if f.logical_id not in (template.API_FUNCTION, template.CONSUMER_FUNCTION)
     ]
-    assert scheduled == ["SweepHits", "CompactSums"]
+    assert scheduled == ["SweepHits", "CompactSums", "PurgeDeleted"]
     assert all(len(extra[name]) == 1 for name in scheduled)  # their logs, nothing on the stream
 
 

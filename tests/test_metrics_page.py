@@ -66,3 +66,23 @@ def test_the_history_draws_the_range_picked_with_its_p50_p99_band(
     expect(page.locator("#error")).to_have_text("")
     width = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert width[0] <= width[1]  # nothing wider than the screen, on a phone too
+
+
+def test_the_metrics_page_lists_the_keys_that_hold_values(browser: Any, base_url: str, dynamodb: Any) -> None:  # noqa: F811
+    from chalicelib.metrics import compaction
+    from chalicelib.metrics.store import SumStore
+    from chalicelib.pure import clock
+    from tests.conftest import TABLE
+
+    store = SumStore(dynamodb, TABLE)
+    for key in ("page:a", "page:b", "zz"):
+        store.post(key, 5, clock.now_ms())
+    compaction.compact(store, clock.now_ms() + 3 * 60_000)
+    page = browser.new_context().new_page()
+    page.goto(f"{base_url}/ui/metrics?key=page:a")
+    expect(page.locator("#keys-list li a")).to_have_text(["page:a", "page:b", "zz"], timeout=WAIT_MS)
+    page.fill("#keys-prefix", "page:")
+    page.press("#keys-prefix", "Enter")
+    expect(page.locator("#keys-list li a")).to_have_text(["page:a", "page:b"], timeout=WAIT_MS)
+    page.click("#keys-list a >> nth=1")
+    expect(page.locator("#key")).to_have_value("page:b", timeout=WAIT_MS)

@@ -69,3 +69,31 @@ def test_where_writes_need_a_token_the_page_asks_for_it_once_and_sends_it(
     expect(page.locator('[data-figure="count"] b')).to_have_text("2", timeout=WAIT_MS)
     page.click("#reset")  # the token is kept for the tab's later writes
     expect(page.locator("#sessions tr")).to_have_count(1, timeout=WAIT_MS)
+
+
+def test_the_page_lists_the_streams_that_exist_with_a_prefix_and_more(browser: Any, base_url: str) -> None:  # noqa: F811
+    for n in range(23):
+        body = json.dumps({"value": n}).encode()
+        request = urllib.request.Request(
+            f"{base_url}/streams/list-{n:02d}/values", data=body, headers={"Content-Type": "application/json"}
+        )
+        urllib.request.urlopen(request).close()
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{base_url}/streams/other/values", data=b'{"value": 1}', headers={"Content-Type": "application/json"}
+        )
+    ).close()
+    page = browser.new_context().new_page()
+    page.goto(f"{base_url}/?stream=list-00")
+    names = page.locator("#streams-list li a")
+    expect(names).to_have_count(20, timeout=WAIT_MS)  # the first page of 24
+    expect(names.first).to_have_text("list-00")
+    page.click("#more-streams")
+    expect(names).to_have_count(24, timeout=WAIT_MS)
+    expect(page.locator("#more-streams")).to_be_hidden()
+    page.fill("#streams-prefix", "oth")
+    page.click("#streams-filter button")
+    expect(names).to_have_text(["other"], timeout=WAIT_MS)
+    page.click("#streams-list a")  # a name opens its figures
+    expect(page.locator("#stream")).to_have_value("other", timeout=WAIT_MS)
+    expect(page.locator('[data-figure="count"] b')).to_have_text("1", timeout=WAIT_MS)

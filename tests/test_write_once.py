@@ -201,7 +201,17 @@ def test_every_transaction_carries_a_token_and_receipts_only_in_keyed_requests(s
         for i in keyed["TransactItems"]
         if i.get("Put", {}).get("Item", {}).get("pk", {}).get("S", "").startswith("RECEIPT#")
     ]
-    assert len(receipts) == 1 and len(keyed["TransactItems"]) == len(plain["TransactItems"]) + 1
+
+    def written(request: dict[str, Any]) -> int:
+        # Less the registry entry a stream's first write in a minute carries (chalicelib/names/store.py).
+        names = [
+            i
+            for i in request["TransactItems"]
+            if i.get("Put", {}).get("Item", {}).get("pk", {}).get("S") == "NAMES#stream"
+        ]
+        return len(request["TransactItems"]) - len(names)
+
+    assert len(receipts) == 1 and written(keyed) == written(plain) + 1
     assert receipts[0]["Put"]["Item"]["sk"] == {"S": "0000"} and TTL_ATTRIBUTE in receipts[0]["Put"]["Item"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from chalice import Blueprint, Response
@@ -11,6 +12,8 @@ from chalicelib.averages.moving_average import MovingAverageInterface
 from chalicelib.averages.store import AverageStore
 from chalicelib.edge import auth, contract, web
 from chalicelib.edge.errors import NotFound
+from chalicelib.names import api as names_api
+from chalicelib.names.models import AveragesPage, ListQuery
 from chalicelib.process import runtime
 from chalicelib.process.observability import count
 from chalicelib.storage import write_once
@@ -46,7 +49,13 @@ def state_body(window: MovingAverageInterface) -> dict[str, Any]:
     },
 )
 def set_size(key: str, body: SizeBody) -> Response:
-    window, created = _store().set_size(key, body.size)
+    try:
+        window, created = _store().set_size(key, body.size)
+    except write_once.AlreadyApplied:  # a keyed retry of a create or resize already applied: the window as it is
+        current = _store().get(key)
+        if current is None:
+            raise
+        window, created = current, False
     count("AverageWindowsCreated" if created else "AverageWindowsResized")
     return web.json_response(state_body(window))
 
@@ -71,6 +80,8 @@ def append(key: str, body: AverageValueBody) -> Response:
         if current is None:
             raise
         window = current
+    with contextlib.suppress(write_once.AlreadyApplied):  # a keyed retry: its first attempt refreshed the entry
+        _store().refresh(key)
     count("AverageElementsAdded")
     return web.json_response({"average": window.get_moving_average(), "count": len(window), "size": window.size})
 
@@ -88,3 +99,33 @@ def state(key: str) -> Response:
     if window is None:
         raise NotFound("no moving-average window with this key; create it with PUT", code="window_not_found")
     return web.json_response(state_body(window))
+
+
+@bp.route("/averages", methods=["GET"])
+@contract.operation(
+    "The moving-average windows that exist, by name",
+    tags=("averages",),
+    query=ListQuery,
+    responses={200: AveragesPage},
+    description="One page of the registry of windows (written with the window by PUT; `updated_at` refreshed by "
+    "appends at most once a minute per writer); `prefix` keeps the keys that start with it.",
+)
+def list_averages(query: ListQuery) -> Response:
+    return names_api.list_page(bp.current_request, "average", "key", "averages", query)
+
+
+@bp.route("/averages/{key}", methods=["DELETE"])
+@auth.requires(auth.writer)
+@contract.operation(
+    "Delete the window",
+    tags=("averages",),
+    path=contract.KeyPath,
+    responses={204: None},
+    description="204, also for a window that does not exist. Values sent later are refused until a PUT creates the "
+    "window afresh.",
+)
+def delete_window(key: str) -> Response:
+    with contextlib.suppress(write_once.AlreadyApplied):  # a keyed retry of a delete already applied
+        _store().delete(key)
+    count("AverageWindowsDeleted")
+    return Response(body="", status_code=204)

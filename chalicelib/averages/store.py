@@ -53,6 +53,9 @@ from chalicelib.averages.moving_average import SimpleMovingAverage
 from chalicelib.edge.errors import NotFound
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import AverageEvent, Delivered
+from chalicelib.names.refresh import minute_start
+from chalicelib.names.store import NameStore, refreshes_of
+from chalicelib.pure import clock
 from chalicelib.storage import keys, write_once
 from chalicelib.storage.dynamo import (
     ITEM_EXISTS,
@@ -93,6 +96,7 @@ class AverageStore:
         self.table = table
         # For list appends, which a resend would apply twice (runtime.dynamodb_single_attempt()).
         self.single_attempt = single_attempt or client
+        self.names = NameStore(client, table)
 
     # --- reads --------------------------------------------------------------
 
@@ -139,10 +143,36 @@ class AverageStore:
                     expected=item["version"],
                     markers=applied.marker_attrs(item),
                 )
-            self.client.put_item(**put)  # a failed condition: another writer came first
+            # With the registry entry (chalicelib/names/store.py): a window is listed from the moment it exists.
+            # A failed condition: another writer came first.
+            now_ms = clock.now_ms()
+            self.client.transact_write_items(
+                TransactItems=[{"Put": put}, {"Put": self.names.entry_put("average", key, minute_start(now_ms))}]
+            )
+            refreshes_of(self.client).done((self.table, key), now_ms)
             return window, item is None
 
-        return retry(attempt, lost=condition_failed, busy="too many concurrent writers on this window; retry")
+        return retry(attempt, busy="too many concurrent writers on this window; retry")
+
+    def delete(self, key: str) -> None:
+        """Delete the window and its registry entry in one transaction (idempotent: nothing there is no error). An
+        append racing it either committed before (deleted with the window) or finds no window (404)."""
+        self.client.transact_write_items(
+            TransactItems=[
+                {"Delete": {"TableName": self.table, "Key": self._key(key)}},
+                {"Delete": self.names.entry_delete("average", key)},
+            ]
+        )
+        refreshes_of(self.client).forget((self.table, key))
+
+    def refresh(self, key: str) -> None:
+        """After an append: the registry entry's `updated_at`, at most once per writer and minute, and only while
+        the window exists (so a refresh racing a DELETE never lists a deleted window)."""
+        refreshes = refreshes_of(self.client)
+        now_ms = clock.now_ms()
+        if refreshes.due((self.table, key), now_ms):
+            self.names.refresh_if_exists("average", key, minute_start(now_ms), self._key(key))
+            refreshes.done((self.table, key), now_ms)
 
     def append(self, key: str, x: float) -> SimpleMovingAverage:
         """Append x to an existing window; NotFound if the window was never created.

@@ -12,6 +12,8 @@ from chalicelib import pages
 from chalicelib.edge import auth, contract, web
 from chalicelib.edge.errors import invalid_range
 from chalicelib.metrics import compaction, rollup, rollup_run, rollup_store, window
+from chalicelib.metrics.deletion import MetricDeletion
+from chalicelib.metrics.generations import Generations
 from chalicelib.metrics.models import (
     MetricValueBody,
     Minutes,
@@ -24,6 +26,8 @@ from chalicelib.metrics.models import (
 )
 from chalicelib.metrics.rollup_store import RollupStore
 from chalicelib.metrics.store import SumStore
+from chalicelib.names import api as names_api
+from chalicelib.names.models import ListQuery, MetricsPage
 from chalicelib.process import runtime
 from chalicelib.process.observability import count, logger
 from chalicelib.pure import clock, sketch
@@ -31,6 +35,11 @@ from chalicelib.pure.ranges import RangeRefused
 from chalicelib.storage import write_once
 
 bp: Blueprint = Blueprint(__name__)
+
+
+def _physical(key: str) -> str:
+    """Where the key's current incarnation is stored (one consistent read: metrics/generations.py)."""
+    return Generations(runtime.dynamodb(), runtime.table_name()).physical(key)
 
 
 def _store() -> SumStore:
@@ -65,6 +74,45 @@ def post_value(key: str, body: MetricValueBody) -> Response:
     return web.json_response({})
 
 
+@bp.route("/metric", methods=["GET"])
+@contract.operation(
+    "The metric keys that hold values, by name",
+    tags=("metrics",),
+    query=ListQuery,
+    responses={200: MetricsPage},
+    description="One page of the registry of keys, written by the scheduled compaction once per key and minute "
+    "with values: a key is listed about 1.5 minutes after its first value, and its `updated_at` is the start of "
+    "its latest compacted minute. `prefix` keeps the keys that start with it.",
+)
+def list_metrics(query: ListQuery) -> Response:
+    return names_api.list_page(bp.current_request, "metric", "key", "metrics", query)
+
+
+@bp.route("/metric/{key}", methods=["DELETE"])
+@auth.requires(auth.writer)
+@contract.operation(
+    "Delete the key: its values, minutes, sketches, rollups and markers",
+    tags=("metrics",),
+    path=contract.KeyPath,
+    responses={204: None},
+    description="204 at once, also for a key that holds nothing. From the answer on the key reads as new (no sum, "
+    "no minute, no point of its series) and values posted later start it afresh; the stored items are removed by a "
+    "background purge, at once and once more a day later, whose progress `GET /deletions?kind=metric` shows.",
+)
+def delete_key(key: str) -> Response:
+    with contextlib.suppress(write_once.AlreadyApplied):  # a keyed retry of a delete already applied
+        if MetricDeletion(_store()).delete(key, clock.now_ms()):
+            count("MetricKeysDeleted")
+    return Response(body="", status_code=204)
+
+
+def purge_key(key: str, gen: int, spent: Any) -> tuple[int, bool]:
+    return MetricDeletion(_store()).purge(key, gen, spent)
+
+
+names_api.register_purger("metric", purge_key)
+
+
 @bp.route("/metric/{key}/sum", methods=["GET"])
 @contract.operation(
     "The sum of the values posted in the window up to now",
@@ -74,7 +122,7 @@ def post_value(key: str, body: MetricValueBody) -> Response:
     responses={200: Sum},
 )
 def get_sum(key: str, query: WindowQuery) -> Response:
-    value = _store().sum(key, clock.now_ms(), query.window * window.SECOND_MS)
+    value = _store().sum(_physical(key), clock.now_ms(), query.window * window.SECOND_MS)
     return web.json_response({"value": value})
 
 
@@ -87,7 +135,7 @@ def get_sum(key: str, query: WindowQuery) -> Response:
     responses={200: WindowQuantiles},
 )
 def get_quantiles(key: str, query: QuantilesQuery) -> Response:
-    merged, extremes = _store().quantile_values(key, clock.now_ms(), query.window * window.SECOND_MS)
+    merged, extremes = _store().quantile_values(_physical(key), clock.now_ms(), query.window * window.SECOND_MS)
     low, high = extremes.bounds()
     return web.json_response(
         {
@@ -116,7 +164,7 @@ def get_series(key: str, query: SeriesQuery) -> Response:
     except RangeRefused as refused:
         raise invalid_range(refused) from None
     levels = contract.quantile_levels(query.q) if query.q is not None else None
-    points = rollup_store.series(rollups, key, span, now_ms, with_sketch=levels is not None)
+    points = rollup_store.series(rollups, _physical(key), span, now_ms, with_sketch=levels is not None)
     return web.json_response(
         {
             "key": key,
@@ -150,7 +198,7 @@ def _point(at_ms: int, bucket: rollup.Bucket, levels: list[tuple[str, float]] | 
     responses={200: Minutes},
 )
 def get_minutes(key: str, query: WindowQuery) -> Response:
-    series = _store().minutes(key, clock.now_ms(), query.window * window.SECOND_MS)
+    series = _store().minutes(_physical(key), clock.now_ms(), query.window * window.SECOND_MS)
     return web.json_response({"minutes": [{"minute": clock.iso(m * window.MINUTE_MS), "value": v} for m, v in series]})
 
 

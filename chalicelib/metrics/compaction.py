@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from chalicelib.metrics import window
+from chalicelib.metrics.generations import Generations
 from chalicelib.metrics.items import (
     BUCKET_COUNT,
     BUCKET_TOTAL,
@@ -34,6 +35,7 @@ from chalicelib.metrics.items import (
 )
 from chalicelib.metrics.store import SumStore
 from chalicelib.metrics.window import LOOKBACK_MINUTES, MinuteParts
+from chalicelib.names.store import NameStore
 from chalicelib.process import request_context, runtime
 from chalicelib.pure.sketch import EMPTY, Sketch
 from chalicelib.storage import keys, table
@@ -131,6 +133,12 @@ def _compact_key(store: SumStore, key: str, minute: int) -> bool:
     bucket = store.sub_sketches(key, [minute]).get(minute, EMPTY).bounded()
     _put_sketch_bucket(store, key, minute, bucket)
     chained = _extend_prefix(store, key, minute, bucket)
+    # The registry of keys (GET /metric): this run lists every key with values per minute anyway, so the key's
+    # entry is written here, once per key and compacted minute, and never by a post (chalicelib/names/store.py).
+    logical, gen = keys.metric_logical(key)
+    NameStore(store.client, store.table).note(
+        "metric", logical, minute * window.MINUTE_MS, Generations(store.client, store.table).check(logical, gen)
+    )
     return _put_bucket(store, key, minute, parts, chained)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered
 from chalicelib.metrics import batch, window
+from chalicelib.metrics.generations import Generations
 from chalicelib.metrics.items import (
     HIGH,
     LATE_COUNT,
@@ -201,6 +202,8 @@ class SumWrites(SumItems):
         event_shard: int = 0,
         attempt: int = 0,
         believed: Believed = None,
+        gen: int = 0,
+        logical: str | None = None,
     ) -> dict[str, Any]:
         """The arguments of the post's TransactWriteItems: the event Put, its sub-total ADD (and its extremes, see
         extremes_update) and its bin's ADD to the sub-total's sketch.
@@ -210,7 +213,7 @@ class SumWrites(SumItems):
         condition keeps it from applying twice. botocore resends the token unchanged on its own retries.
         """
         minute = window.minute_of(at_ms)
-        identity = f"{self.table}\0{key}\0{event_id}\0{value}\0{at_ms}\0{shard}\0{event_shard}"
+        identity = f"{self.table}\0{key}\0{event_id}\0{value}\0{at_ms}\0{shard}\0{event_shard}\0{gen}"
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         expires = num(window.expires_at((minute + 1) * window.MINUTE_MS))
         bin_name = sketch.bin_key(value)
@@ -250,24 +253,39 @@ class SumWrites(SumItems):
                         **sketch_adds({bin_name: 1}, expires),
                     }
                 },
+                # Last: the key is still in the incarnation `key` belongs to (metrics/generations.py).
+                {"ConditionCheck": Generations(self.client, self.table).check(logical or key, gen)},
             ],
             "ClientRequestToken": f"{digest}-{attempt}",
         }
 
-    def post(self, key: str, value: int, at_ms: int, event_id: str | None = None, shard: int | None = None) -> None:
-        """Store one rounded value posted at `at_ms`: its event item and its shard's sub-totals, atomically."""
+    def post(self, logical: str, value: int, at_ms: int, event_id: str | None = None, shard: int | None = None) -> None:
+        """Store one rounded value posted at `at_ms` under the key's current incarnation: its event item and its
+        shard's sub-totals, atomically, with a check of the incarnation (metrics/generations.py)."""
         event_id = event_id or uuid.uuid4().hex[:16]
-        self._mark_dirty(key, window.minute_of(at_ms), lambda: at_ms)
         event_shard = self.rng.randrange(keys.SUM_EVENT_SHARDS)
+        generations = Generations(self.client, self.table)
 
         def attempt(n: int) -> None:
+            gen = generations.remembered(logical)
+            key = keys.metric_physical(logical, gen)
+            self._mark_dirty(key, window.minute_of(at_ms), lambda: at_ms)
             target = self.rng.randrange(keys.SUM_WRITE_SHARDS) if shard is None else shard
             believed: Believed = None
             for tries in range(EXTREMES_READS):
                 try:
                     self.client.transact_write_items(
                         **self.post_transaction(
-                            key, value, at_ms, event_id, target, event_shard, n * EXTREMES_READS + tries, believed
+                            key,
+                            value,
+                            at_ms,
+                            event_id,
+                            target,
+                            event_shard,
+                            n * EXTREMES_READS + tries,
+                            believed,
+                            gen=gen,
+                            logical=logical,
                         )
                     )
                     return
@@ -275,6 +293,9 @@ class SumWrites(SumItems):
                     codes = cancellation_codes(exc)
                     if codes[:1] == ["ConditionalCheckFailed"]:
                         return  # the event exists: an earlier attempt of this post was applied (event and ADD)
+                    if codes[3:4] == ["ConditionalCheckFailed"]:  # another incarnation now: read it, post again
+                        generations.current(logical)
+                        raise LostRace from exc
                     if codes[1:2] != ["ConditionalCheckFailed"]:
                         raise
                 # The value is a new extreme of the sub-total (or the extremes moved since read): read them and say.
@@ -326,7 +347,13 @@ class SumWrites(SumItems):
         """
         too_old = [d for d in delivered if window.too_old(batch.metric(d).time_ms, now_ms)]
         refused = {id(d) for d in too_old}
-        groups = batch.group(d for d in delivered if id(d) not in refused)
+        grouped = batch.group(d for d in delivered if id(d) not in refused)
+        # Each key's current incarnation (metrics/generations.py): the values go under its physical key.
+        gens = Generations(self.client, self.table).many(key for key, _, _ in grouped)
+        groups = {
+            (keys.metric_physical(key, gens[key]), minute, shard_id): run
+            for (key, minute, shard_id), run in grouped.items()
+        }
         started = time.monotonic()
 
         def now() -> int:

@@ -44,5 +44,33 @@ const livestats = (() => {
     return data;
   }
 
-  return {ROOT, call};
+  // A listing of names (GET /streams, /metric): `ids` names the page's prefix field, list, More button and form;
+  // each name is a link made by `href`. A new prefix starts from the first page; More follows the cursor.
+  function names(path, listKey, field, ids, href) {
+    let cursor = null;
+    async function load(more) {
+      const prefix = document.getElementById(ids.prefix);
+      if (!prefix.checkValidity()) return;
+      const query = `?limit=20&prefix=${encodeURIComponent(prefix.value.trim())}` + (more && cursor ? `&cursor=${cursor}` : "");
+      const page = await call("GET", path + query);
+      const items = page[listKey].map((entry) => {
+        const li = document.createElement("li"), a = document.createElement("a");
+        a.href = href(entry[field]); a.textContent = entry[field];
+        const when = document.createElement("small");
+        when.textContent = entry.updated_at ? ` updated ${new Date(entry.updated_at).toLocaleString()}` : "";
+        when.title = entry.updated_at || "";
+        li.append(a, when); return li;
+      });
+      const list = document.getElementById(ids.list);
+      if (more) list.append(...items); else list.replaceChildren(...items);
+      if (!more && !items.length) { const li = document.createElement("li"); li.textContent = "none yet"; list.append(li); }
+      cursor = page.cursor; document.getElementById(ids.more).hidden = !cursor;
+    }
+    document.getElementById(ids.form).addEventListener("submit", (event) => { event.preventDefault(); load(false); });
+    document.getElementById(ids.more).addEventListener("click", () => load(true));
+    load(false);
+    return load;
+  }
+
+  return {ROOT, call, names};
 })();

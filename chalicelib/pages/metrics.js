@@ -149,3 +149,7 @@ refresh();
 refreshHistory();
 setInterval(refresh, 5000);
 setInterval(refreshHistory, 30000);
+// The keys that hold values: each a link to this page for it.
+livestats.names("metric", "metrics", "key",
+  {prefix: "keys-prefix", list: "keys-list", more: "more-keys", form: "keys-filter"},
+  (name) => `?key=${encodeURIComponent(name)}`);

@@ -107,7 +107,7 @@ $("submit").addEventListener("submit", async (event) => {
   const body = {values}; const user = $("user").value.trim(); if (user) body.user = user;
   // The field is free for the next numbers at once; a failed send puts its text back unless something new was typed.
   const sent = $("numbers").value; $("numbers").value = "";
-  try { showFigures(await call("POST", `streams/${stream()}/values`, body)); refresh(); }
+  try { showFigures(await call("POST", `streams/${stream()}/values`, body)); refresh(); loadStreams(false); }
   catch (e) { if ($("numbers").value === "") $("numbers").value = sent; $("error").textContent = e.message; }
 });
 
@@ -122,3 +122,7 @@ $("more-sessions").addEventListener("click", () => loadSessions(true));
 $("stream").addEventListener("change", () => { refresh(); loadSessions(false); });
 refresh(); loadSessions(false);
 setInterval(refresh, 2000);
+// The streams that exist: each a link to this page for it.
+const loadStreams = livestats.names("streams", "streams", "stream",
+  {prefix: "streams-prefix", list: "streams-list", more: "more-streams", form: "streams-filter"},
+  (name) => `?stream=${encodeURIComponent(name)}`);

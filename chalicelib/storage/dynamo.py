@@ -85,6 +85,11 @@ def sort_key_between(pk: str, low: str, high: str) -> dict[str, Any]:
     }
 
 
+def partition(pk: str) -> dict[str, Any]:
+    """Query arguments selecting every item of partition `pk`."""
+    return {"KeyConditionExpression": f"{PARTITION_KEY} = :pk", "ExpressionAttributeValues": {":pk": string(pk)}}
+
+
 def sort_key_prefix(pk: str, prefix: str) -> dict[str, Any]:
     """Query arguments selecting the items of partition `pk` whose sort key starts with `prefix`."""
     return {
@@ -158,6 +163,20 @@ def batch_get(
         return items
 
     return retry(attempt, attempts=10, busy="the database left keys unread; retry")
+
+
+def batch_delete(client: Any, table: str, keys: list[dict[str, Any]]) -> None:
+    """Delete the items of `keys` (BatchWriteItem, 25 a call), retrying unprocessed ones."""
+    for start in range(0, len(keys), 25):
+        request: dict[str, Any] = {table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]}
+
+        def attempt(_: int) -> None:
+            nonlocal request
+            request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+            if request:
+                raise LostRace
+
+        retry(attempt, attempts=10, busy="the database left items undeleted; retry")
 
 
 # --- classifying errors ------------------------------------------------------------

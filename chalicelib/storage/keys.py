@@ -6,6 +6,15 @@ with the kind of thing they hold, so features never collide:
   STREAM#{stream}#SHARD#{k}   STATE                 one of SHARDS Welford partial states
                               VALUE#{at}#{id}       audit entry (the values of one request)
   STREAM#{stream}             SESSION#{n:010d}      a closed session and its final figures
+  STREAM#{stream}#G{g}#SHARD#{k}  VALUE#{at}#{id}   audit entry of the stream's incarnation g >= 1 (after g deletions; the
+                                                    STATE items carry `gen`: g 0's entries are in the STATE partitions)
+  STREAM#{stream}#G{g}        SESSION#{n:010d}      a closed session of incarnation g >= 1
+  NAMES#{kind}                {name}                the registry of names that exist (kind stream, metric or average):
+                                                    `updated_at` (epoch ms of a minute's start: written at most about
+                                                    once a minute per name and writer); listed by a Query of the
+                                                    partition with begins_with(prefix) (chalicelib/storage/registry.py)
+  PURGE                       {kind}#{name}#{g:06d} a deletion's background purge of incarnation g's items: `requested_at`,
+                                                    `removed` (items so far), `done_at` once finished (then TTL)
   IDEMPOTENCY                 {hash}                Powertools idempotency records (TTL)
   RECEIPT#{scope}             {n:04d}               "the keyed request's n-th transaction was applied" (TTL; write_once.py)
   AVERAGE#{key}               WINDOW                a moving-average window: size, cap, elements, version
@@ -45,6 +54,9 @@ with the kind of thing they hold, so features never collide:
   SUMB#{key}                  {minute:010d}         a key's minute: total, n, q (the bucket, written once), stream values that
                                                     came after its stream item was sealed (lt, ln, l00..l59, `lsketch` encoded,
                                                     `v`, `runs`, per stream shard the last record applied) (TTL)
+  SUMGEN#{key}                GEN                   a metric key's incarnation: `gen` (absent: 0), bumped by DELETE; the items of
+                                                    incarnation g >= 1 are those of the physical key "{key}~{g}" (every
+                                                    SUM* key above takes the physical key; metrics/generations.py)
   SUMDONE                     {minute:010d}         "every key's bucket for this minute is written" (TTL)
   SUMPROGRESS                 {minute:010d}         `through`: the last key (in sort order) whose bucket a compaction run wrote,
                                                     every key before it done too (TTL)
@@ -100,6 +112,37 @@ def value_sk(at_iso: str, request_id: str) -> str:
 
 def session_sk(session: int) -> str:
     return f"{SESSION_PREFIX}{session:010d}"
+
+
+def stream_audit_pk(stream: str, gen: int, shard: int) -> str:
+    """The partition of a shard's audit entries in the stream's incarnation `gen` (0: the STATE item's own)."""
+    return stream_shard_pk(stream, shard) if gen == 0 else f"STREAM#{stream}#G{gen}#SHARD#{shard}"
+
+
+def stream_sessions_pk(stream: str, gen: int) -> str:
+    """The partition of the closed sessions of the stream's incarnation `gen`."""
+    return stream_pk(stream) if gen == 0 else f"STREAM#{stream}#G{gen}"
+
+
+# --- the registry of names, and deletions' purges ---------------------------
+# Names never hold "#" (their patterns: chalicelib/edge/web.py KEY_NAME, streams/models.py StreamName), so a kind's
+# partition sorts its names in byte order and a prefix is a begins_with on the sort key.
+NAME_KINDS = ("stream", "metric", "average")
+PURGE_PK = "PURGE"
+
+
+def names_pk(kind: str) -> str:
+    return f"NAMES#{kind}"
+
+
+def purge_sk(kind: str, name: str, gen: int) -> str:
+    return f"{kind}#{name}#{gen:06d}"
+
+
+def purge_entry(sk: str) -> tuple[str, str, int]:
+    kind, rest = sk.split("#", 1)
+    name, gen = rest.rsplit("#", 1)
+    return kind, name, int(gen)
 
 
 # --- idempotency (Powertools) -----------------------------------------------
@@ -330,6 +373,27 @@ def sum_bucket_pk(key: str) -> str:
 
 def sum_minute_sk(minute: int) -> str:
     return f"{minute:010d}"
+
+
+# A metric key's incarnations (chalicelib/metrics/generations.py). "~" is in no key's pattern, so a physical key
+# never collides with a key, and (after every character a key holds) sorts its incarnations after the key.
+SUM_GEN_SK = "GEN"
+PHYSICAL_MARK = "~"
+
+
+def sum_gen_pk(key: str) -> str:
+    return f"SUMGEN#{key}"
+
+
+def metric_physical(key: str, gen: int) -> str:
+    """The key under which the items of incarnation `gen` of a metric key are stored."""
+    return key if gen == 0 else f"{key}{PHYSICAL_MARK}{gen}"
+
+
+def metric_logical(physical: str) -> tuple[str, int]:
+    """The key and incarnation of a physical key."""
+    key, mark, gen = physical.partition(PHYSICAL_MARK)
+    return (key, int(gen)) if mark else (key, 0)
 
 
 # Rollups of metric values (chalicelib/metrics/rollup.py): a period is H{hour} or D{day}, hours and days since the epoch.

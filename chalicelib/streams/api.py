@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -9,6 +10,8 @@ from chalice import Blueprint, Response
 
 from chalicelib.edge import auth, contract, web
 from chalicelib.edge.errors import InvalidInput
+from chalicelib.names import api as names_api
+from chalicelib.names.models import ListQuery, StreamsPage
 from chalicelib.process import runtime
 from chalicelib.process.observability import count
 from chalicelib.pure import clock, sketch
@@ -198,3 +201,43 @@ def audit(stream: str, query: PageQuery) -> Response:
     return web.json_response(
         {"values": [audit_body(e) for e in page.items], "cursor": web.encode_cursor(request, page.next_position)}
     )
+
+
+@bp.route("/streams", methods=["GET"])
+@contract.operation(
+    "The streams that exist, by name",
+    tags=("streams",),
+    query=ListQuery,
+    responses={200: StreamsPage},
+    description="One page of the registry of stream names (a name is registered by its first write, and its "
+    "`updated_at` refreshed at most once a minute per writer); `prefix` keeps the names that start with it. "
+    "A deleted stream is not listed.",
+)
+def list_streams(query: ListQuery) -> Response:
+    return names_api.list_page(bp.current_request, "stream", "stream", "streams", query)
+
+
+@bp.route("/streams/{stream}", methods=["DELETE"])
+@auth.requires(auth.writer)
+@contract.operation(
+    "Delete the stream: its active session, closed sessions and audit trail",
+    tags=("streams",),
+    path=StreamPath,
+    responses={204: None},
+    description="204 at once, also for a stream that does not exist (or is already deleted). From the answer on, "
+    "the stream reads as new (no value, no session, no audit entry) and values sent later start it afresh; the "
+    "stored items are removed by a background purge whose progress `GET /deletions?kind=stream` shows.",
+)
+def delete_stream(stream: str) -> Response:
+    # A keyed retry of a delete already applied: deleted, as the first attempt said.
+    with contextlib.suppress(write_once.AlreadyApplied):
+        if _store().delete(stream, clock.now_ms()):
+            count("StreamsDeleted")
+    return Response(body="", status_code=204)
+
+
+def purge_stream(stream: str, gen: int, spent: Any) -> tuple[int, bool]:
+    return _store().purge(stream, gen, spent)
+
+
+names_api.register_purger("stream", purge_stream)

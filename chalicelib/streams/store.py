@@ -25,13 +25,15 @@ from __future__ import annotations
 import random
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib.edge.errors import Conflict
 from chalicelib.ingest import applied
 from chalicelib.ingest.records import Delivered, ValueEvent
+from chalicelib.names.refresh import minute_start
+from chalicelib.names.store import NameStore, refreshes_of
 from chalicelib.process import runtime
 from chalicelib.pure import clock
 from chalicelib.pure.sketch import EMPTY, Sketch
@@ -39,6 +41,7 @@ from chalicelib.storage import keys
 from chalicelib.storage.dynamo import (
     ITEM_IS_NEW,
     LostRace,
+    batch_delete,
     batch_get,
     item_key,
     num,
@@ -52,7 +55,12 @@ from chalicelib.storage.dynamo import (
     sort_key_of,
     sort_key_prefix,
 )
+from chalicelib.storage.table import PARTITION_KEY, SORT_KEY
 from chalicelib.streams.welford import Moments, merge_all
+
+# Items a purge Query reads at a time (then deletes, 25 per BatchWriteItem), and partitions purged at once.
+PURGE_PAGE = 100
+PURGE_PARALLEL = 4
 
 # Values per audit entry (and per commit) from the events stream: an entry stays far below DynamoDB's 400 KB.
 AUDIT_MAX_VALUES = 1000
@@ -75,6 +83,7 @@ class ShardState:
     # The shard item's marker attributes as stored (applied.marker_attrs), carried over by every Put.
     markers: dict[str, Any] = field(default_factory=dict)
     sketch: Sketch = EMPTY  # of the shard's values in the session, bounded
+    gen: int = 0  # the stream's incarnation: how many times it was deleted
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,7 @@ class StreamStore:
         # How many items a stream's state is spread over: part of the data's layout, so one value for a table's
         # lifetime (keys.SHARDS; the benchmark compares it with an unsharded table).
         self.shards = shards
+        self.names = NameStore(client, table)
 
     # --- reads --------------------------------------------------------------
 
@@ -159,12 +169,14 @@ class StreamStore:
         def attempt(n: int) -> list[ShardState]:
             items = batch_get(self.client, self.table, request_keys, consistent=consistent or n > 0)
             found = {self._shard_of(item): item for item in items}
-            sessions = {read_int(item["session"]) for item in found.values()}
+            # A reset or a delete rewrites every shard in one transaction: shards of two sessions (or incarnations)
+            # were read on both sides of one, read again.
+            sessions = {(read_int(item["session"]), read_int(item.get("gen"))) for item in found.values()}
             if len(sessions) > 1:
                 raise LostRace
-            session = sessions.pop() if sessions else 1
+            session, gen = sessions.pop() if sessions else (1, 0)
             return [
-                self._shard_from_item(k, found[k]) if k in found else ShardState(k, session, 0, Moments())
+                self._shard_from_item(k, found[k]) if k in found else ShardState(k, session, 0, Moments(), gen=gen)
                 for k in range(self.shards)
             ]
 
@@ -173,15 +185,29 @@ class StreamStore:
     def snapshot(self, stream: str) -> SessionFigures:
         return merge_shards(stream, self.read_shards(stream))
 
+    def generation(self, stream: str) -> int:
+        """The stream's incarnation (how many times it was deleted): every shard holds it, shard 0 says it (one
+        consistent read of one item, so that nothing deleted is read once the DELETE answered)."""
+        item = self.client.get_item(
+            TableName=self.table,
+            Key=item_key(keys.stream_shard_pk(stream, 0), keys.STATE_SK),
+            ProjectionExpression="gen",
+            ConsistentRead=True,
+        ).get("Item", {})
+        return read_int(item.get("gen"))
+
     def list_sessions(self, stream: str, limit: int, position: dict[str, Any] | None) -> Page:
+        gen = self.generation(stream)
         request: dict[str, Any] = {
             "TableName": self.table,
-            **sort_key_prefix(keys.stream_pk(stream), keys.SESSION_PREFIX),
+            **sort_key_prefix(keys.stream_sessions_pk(stream, gen), keys.SESSION_PREFIX),
             "ScanIndexForward": False,
             "Limit": limit,
         }
         if position is not None:
-            request["ExclusiveStartKey"] = item_key(keys.stream_pk(stream), keys.session_sk(int(position["session"])))
+            request["ExclusiveStartKey"] = item_key(
+                keys.stream_sessions_pk(stream, gen), keys.session_sk(int(position["session"]))
+            )
         response = self.client.query(**request)
         sessions = [self._session_from_item(stream, item) for item in response.get("Items", [])]
         more = "LastEvaluatedKey" in response and sessions
@@ -195,11 +221,12 @@ class StreamStore:
         """
         upper = str(position["sk"]) if position else keys.VALUE_PREFIX + "\uffff"
         skip = int(position["offset"]) if position else 0
+        gen = self.generation(stream)
 
         def newest_of_shard(k: int) -> list[dict[str, Any]]:
             response = self.client.query(
                 TableName=self.table,
-                **sort_key_between(keys.stream_shard_pk(stream, k), keys.VALUE_PREFIX, upper),
+                **sort_key_between(keys.stream_audit_pk(stream, gen, k), keys.VALUE_PREFIX, upper),
                 ScanIndexForward=False,
                 Limit=limit + 1,
             )
@@ -244,19 +271,23 @@ class StreamStore:
                 updated_at=now_ms,
                 markers=target.markers,
                 sketch=target.sketch.merge(Sketch.of(values)).bounded(),
+                gen=target.gen,
             )
             audit = {
-                **item_key(keys.stream_shard_pk(stream, target.shard), keys.value_sk(at_iso, request_id)),
+                **item_key(keys.stream_audit_pk(stream, target.gen, target.shard), keys.value_sk(at_iso, request_id)),
                 "values": {"L": [num(v) for v in values]},
                 "user": opt_string(user),
                 "at": num(now_ms),
                 "session": num(target.session),
             }
-            self.client.transact_write_items(
-                TransactItems=[
+            self._commit(
+                stream,
+                target.gen,
+                now_ms,
+                [
                     {"Put": self._shard_put(stream, updated, expected_version=target.version)},
                     {"Put": {"TableName": self.table, "Item": audit, "ConditionExpression": ITEM_IS_NEW}},
-                ]
+                ],
             )
             shards[target.shard] = updated
             return merge_shards(stream, shards)
@@ -300,25 +331,30 @@ class StreamStore:
                 updated_at=max(target.updated_at or 0, *(e.time_ms for e in events)),
                 markers={**applied.pruned(target.markers, shard_id), names["#applied"]: values[":last"]},
                 sketch=target.sketch.merge(Sketch.of(e.value for e in events)).bounded(),
+                gen=target.gen,
             )
-            self.client.transact_write_items(
-                TransactItems=[
+            self._commit(
+                stream,
+                target.gen,
+                max(e.time_ms for e in events),
+                [
                     # The version condition also says that the marker read is still the stored one.
                     {"Put": self._shard_put(stream, updated, expected_version=target.version)},
-                    {"Put": self._ingest_audit(stream, shard, target.session, shard_id, todo, events)},
-                ]
+                    {"Put": self._ingest_audit(stream, target, shard_id, todo, events)},
+                ],
             )
 
         retry(attempt, busy="too many concurrent writers on this stream")
 
     def _ingest_audit(
-        self, stream: str, shard: int, session: int, shard_id: str, todo: Sequence[Delivered], events: list[ValueEvent]
+        self, stream: str, target: ShardState, shard_id: str, todo: Sequence[Delivered], events: list[ValueEvent]
     ) -> dict[str, Any]:
         """The audit entry of values from the stream: its sort key names the first record, so it is written once."""
         last_at = max(e.time_ms for e in events)
+        session = target.session
         item = {
             **item_key(
-                keys.stream_shard_pk(stream, shard),
+                keys.stream_audit_pk(stream, target.gen, target.shard),
                 keys.value_sk(clock.iso(last_at), f"{shard_id}.{todo[0].sequence_number}"),
             ),
             "values": {"L": [num(e.value) for e in events]},
@@ -343,7 +379,7 @@ class StreamStore:
                 {
                     "Put": self._shard_put(
                         stream,
-                        ShardState(s.shard, s.session + 1, s.version + 1, Moments(), markers=s.markers),
+                        ShardState(s.shard, s.session + 1, s.version + 1, Moments(), markers=s.markers, gen=s.gen),
                         s.version,
                     )
                 }
@@ -353,7 +389,7 @@ class StreamStore:
                 {
                     "Put": {
                         "TableName": self.table,
-                        "Item": self._session_item(closed),
+                        "Item": self._session_item(closed, shards[0].gen),
                         "ConditionExpression": ITEM_IS_NEW,
                     }
                 }
@@ -362,6 +398,101 @@ class StreamStore:
             return closed
 
         return retry(attempt, busy="the stream is too busy to reset; retry")
+
+    def _commit(self, stream: str, gen: int, now_ms: int, transaction: list[dict[str, Any]]) -> None:
+        """Commit a write's transaction, with the stream's registry entry when this writer has not registered the
+        name in this minute (chalicelib/names/refresh.py): the entry is written with the values or not at all, and a
+        DELETE (which bumps every shard's version) cannot fall between them."""
+        refreshes = refreshes_of(self.client)
+        registering = (self.table, stream, gen)
+        due = refreshes.due(registering, now_ms)
+        if due:
+            transaction = [*transaction, {"Put": self.names.entry_put("stream", stream, minute_start(now_ms))}]
+        self.client.transact_write_items(TransactItems=transaction)
+        if due:
+            refreshes.done(registering, now_ms)
+
+    # --- deletion -----------------------------------------------------------
+
+    def delete(self, stream: str, now_ms: int) -> bool:
+        """End the stream's incarnation. ONE transaction: every shard updated into the next incarnation (`gen` + 1,
+        session 1, no values, `version` + 1; its ingest markers untouched, so a batch applied before is still
+        recognised), on condition it is still in the incarnation read; the purge of the old incarnation's audit
+        entries and closed sessions recorded; the registry entry removed. From its commit no read reaches the old
+        incarnation's items (reads and writes go through `gen`), and a write that raced it either committed before
+        (its values are in the old incarnation: purged whole) or is refused by its version condition and retried
+        into the new one. The condition is on `gen` only, so writers that keep changing the shards' versions never
+        starve a delete; two deletes racing: one wins, the other finds nothing left. False (nothing written) when
+        the incarnation holds nothing: the stream never existed, or was deleted and nothing came since."""
+
+        def attempt(_: int) -> bool:
+            shards = self.read_shards(stream)
+            if all(s.moments.count == 0 and s.session == 1 for s in shards):
+                return False  # no value and no closed session (a reset needs values): nothing in this incarnation
+            gen = shards[0].gen
+            transaction: list[dict[str, Any]] = [
+                {"Update": self._shard_emptied(stream, k, gen)} for k in range(self.shards)
+            ]
+            transaction.append({"Put": self.names.purge_put("stream", stream, gen, now_ms)})
+            transaction.append({"Delete": self.names.entry_delete("stream", stream)})
+            self.client.transact_write_items(TransactItems=transaction)
+            return True
+
+        return retry(attempt, busy="the stream is too busy to delete; retry")
+
+    def _shard_emptied(self, stream: str, shard: int, gen: int) -> dict[str, Any]:
+        """The update of a shard into incarnation gen + 1, empty, on condition it is in incarnation `gen`."""
+        return {
+            "TableName": self.table,
+            "Key": item_key(keys.stream_shard_pk(stream, shard), keys.STATE_SK),
+            "UpdateExpression": "SET #g = :next, #s = :one, #v = if_not_exists(#v, :zero) + :one, #c = :zero, "
+            "#mean = :zero, #m2 = :zero, #sum = :zero REMOVE #min, #max, started_at, updated_at, started_by, sketch",
+            "ConditionExpression": "attribute_not_exists(#g)" if gen == 0 else "#g = :gen",
+            "ExpressionAttributeNames": {
+                "#g": "gen",
+                "#s": "session",
+                "#v": "version",
+                "#c": "count",
+                "#mean": "mean",
+                "#m2": "m2",
+                "#sum": "sum",
+                "#min": "min",
+                "#max": "max",
+            },
+            "ExpressionAttributeValues": {
+                ":next": num(gen + 1),
+                ":one": num(1),
+                ":zero": num(0),
+                **({":gen": num(gen)} if gen else {}),
+            },
+        }
+
+    def purge(self, stream: str, gen: int, spent: Callable[[], bool]) -> tuple[int, bool]:
+        """Remove the audit entries and closed sessions of the stream's incarnation `gen` (deleted), a bounded
+        page at a time until `spent()`: (items removed, whether none is left). Each page is what is left, so a
+        purge stopped anywhere (a crash, the budget) resumes where it was on the next call."""
+        parts = [(keys.stream_audit_pk(stream, gen, k), keys.VALUE_PREFIX) for k in range(self.shards)]
+        parts.append((keys.stream_sessions_pk(stream, gen), keys.SESSION_PREFIX))
+
+        def drain(part: tuple[str, str]) -> tuple[int, bool]:
+            pk, prefix = part
+            removed = 0
+            while not spent():
+                response = self.client.query(
+                    TableName=self.table,
+                    **sort_key_prefix(pk, prefix),
+                    ProjectionExpression=f"{PARTITION_KEY}, {SORT_KEY}",
+                    Limit=PURGE_PAGE,
+                )
+                found = [item_key(pk, sort_key_of(item)) for item in response.get("Items", [])]
+                if not found:
+                    return removed, True
+                batch_delete(self.client, self.table, found)
+                removed += len(found)
+            return removed, False
+
+        outcomes = runtime.fan_out(drain, parts, most=PURGE_PARALLEL)
+        return sum(n for n, _ in outcomes), all(done for _, done in outcomes)
 
     # --- item shapes --------------------------------------------------------
 
@@ -376,6 +507,8 @@ class StreamStore:
             "m2": num(m.m2),
             "sum": num(m.sum),
         }
+        if state.gen:
+            item["gen"] = num(state.gen)
         if m.count:
             item.update(min=num(m.min), max=num(m.max))  # type: ignore[arg-type]
             item.update(started_at=num(state.started_at or 0), updated_at=num(state.updated_at or 0))
@@ -390,10 +523,10 @@ class StreamStore:
             put["ExpressionAttributeValues"] = {":v": num(expected_version)}
         return put
 
-    def _session_item(self, closed: SessionFigures) -> dict[str, Any]:
+    def _session_item(self, closed: SessionFigures, gen: int) -> dict[str, Any]:
         m = closed.moments
         return {
-            **item_key(keys.stream_pk(closed.stream), keys.session_sk(closed.session or 0)),
+            **item_key(keys.stream_sessions_pk(closed.stream, gen), keys.session_sk(closed.session or 0)),
             "session": num(closed.session or 0),
             "count": num(m.count),
             "mean": num(m.mean),
@@ -440,6 +573,7 @@ class StreamStore:
             updated_at=read_int(item.get("updated_at")) or None,
             markers=applied.marker_attrs(item),
             sketch=self._sketch_from_item(item),
+            gen=read_int(item.get("gen")),
         )
 
     def _session_from_item(self, stream: str, item: dict[str, Any]) -> SessionFigures:
