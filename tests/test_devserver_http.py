@@ -145,11 +145,11 @@ def test_unparsable_requests_get_json_and_a_closed_connection(
 
 @pytest.mark.parametrize("method", ["TRACE", "CONNECT", "BREW", "PROPFIND"])
 def test_methods_the_app_never_routes_get_405_with_allow(port: int, method: str) -> None:
-    response = exchange(port, f"{method} /streams/s HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    response = exchange(port, f"{method} /stats HTTP/1.1\r\nHost: t\r\n\r\n".encode())
     assert response.status == 405  # not 501: a 5xx would say this service is broken
     assert response.error()["code"] == "method_not_allowed"
     # The route's own Allow, as the app's 405 for a method it routes (DELETE) gives it.
-    app_answer = exchange(port, b"DELETE /streams/s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    app_answer = exchange(port, b"DELETE /stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert app_answer.status == 405
     assert response.headers["allow"] == app_answer.headers["allow"] == "GET, HEAD, OPTIONS"
     # The one error shape, serialised as the app serialises it.
