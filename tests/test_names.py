@@ -3,6 +3,7 @@ background purge and GET /deletions)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.metrics import compaction
+from chalicelib.metrics.generations import Generations
 from chalicelib.metrics.store import SumStore
+from chalicelib.metrics.writes import SumWrites
 from chalicelib.names import api as names_api
 from chalicelib.names.refresh import MINUTE_MS, Refreshes, minute_start
 from chalicelib.names.store import NameStore
@@ -517,3 +520,28 @@ def test_metric_events_after_a_delete_start_the_key_afresh(dynamodb: Any) -> Non
     store.apply_delivered([Delivered(EVENTS_SHARD, "2", MetricEvent("mev", 7, now + 4))], now + 4)
     assert generations.physical("mev") == keys.metric_physical("mev", 1)
     assert store.sum(generations.physical("mev"), now + 5, 3_600_000) == 7
+
+
+@pytest.mark.pure
+@given(st.integers(0, keys.SUM_WRITE_SHARDS - 1), st.integers(0, keys.SUM_WRITE_SHARDS - 1), st.integers(0, 3))
+def test_posts_to_other_sub_total_shards_share_no_item_not_even_the_incarnations(a: int, b: int, gen: int) -> None:
+    """Two transactions that hold one item conflict, a ConditionCheck's item too: a post checks its own shard's copy
+    of the incarnation, so that posts to one key conflict no more than their sub-totals do, and a DELETE bumps
+    every copy."""
+    writes = SumWrites(client=None, table="t")
+    physical = keys.metric_physical("k", gen)
+
+    def item_key(operation: dict[str, Any]) -> str:
+        (request,) = operation.values()
+        key = request.get("Key") or {name: request["Item"][name] for name in ("pk", "sk")}
+        return json.dumps(key, sort_keys=True)
+
+    def touched(shard: int, event_id: str) -> set[str]:
+        transaction = writes.post_transaction(physical, 5, 1_000, event_id, shard, gen=gen, logical="k")
+        return {item_key(operation) for operation in transaction["TransactItems"]}
+
+    first, second = touched(a, "e1"), touched(b, "e2")
+    if a != b:
+        assert not first & second
+    bumped = {item_key(operation) for operation in Generations(None, "t").bump("k", gen)}
+    assert len(bumped) == keys.SUM_WRITE_SHARDS and all(bumped & touched(s, "e3") for s in range(keys.SUM_WRITE_SHARDS))

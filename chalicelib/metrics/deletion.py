@@ -37,7 +37,7 @@ class MetricDeletion:
         self.names = NameStore(store.client, store.table)
 
     def delete(self, key: str, now_ms: int) -> bool:
-        """End the key's incarnation if it holds anything: ONE transaction [gen + 1 on condition it is the one read,
+        """End the key's incarnation if it holds anything: ONE transaction [each copy's gen + 1 on condition it is the one read,
         the purge recorded, the registry entry removed]. False (nothing written) when it holds nothing."""
 
         def attempt(_: int) -> bool:
@@ -49,7 +49,7 @@ class MetricDeletion:
             purge["Item"]["final_at"] = {"N": str(now_ms + FINAL_SWEEP_MS)}
             self.client.transact_write_items(
                 TransactItems=[
-                    {"Update": self.generations.bump(key, gen)},
+                    *self.generations.bump(key, gen),
                     {"Put": purge},
                     {"Delete": self.names.entry_delete("metric", key)},
                 ]

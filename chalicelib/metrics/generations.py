@@ -1,15 +1,18 @@
 """A metric key's incarnations: what makes DELETE /metric/{key} a fence. Every DynamoDB expression for them lives
 here.
 
-One item per deleted key (keys.sum_gen_pk): `gen`, absent for a key never deleted (0). The items of incarnation g
+SUM_WRITE_SHARDS copies per deleted key (keys.sum_gen_pk, keys.sum_gen_sk): `gen`, absent for a key never deleted
+(0), the same in every copy (a DELETE bumps them all in one transaction). The items of incarnation g
 are stored under the physical key keys.metric_physical(key, g) (`key`, then `key~1`, `key~2`...), so every other
 part of the sums (writes, compaction, reads, rollups) works on physical keys unchanged, and a new incarnation starts
 with no item at all.
 
-- A DELETE is ONE transaction: `gen` + 1 on condition it is still the one read, the purge of the old physical key
-  recorded (chalicelib/names/store.py), the registry entry removed.
-- A post's transaction carries a ConditionCheck that `gen` is the one it writes under (2 write units: a condition
-  check is charged as a transactional write of the item, under 1 KB). So a post racing a DELETE either committed
+- A DELETE is ONE transaction: every copy's `gen` + 1 on condition it is still the one read, the purge of the old
+  physical key recorded (chalicelib/names/store.py), the registry entry removed.
+- A post's transaction carries a ConditionCheck that `gen` is the one it writes under, on the copy of the sub-total
+  shard it adds to (2 write units: a condition check is charged as a transactional write of the item, under 1 KB).
+  Two transactions that hold one item conflict, a ConditionCheck's item too: with one copy, every post to a key
+  would conflict with every other; with a copy per shard, posts conflict no more than their sub-totals already do. So a post racing a DELETE either committed
   before it (its event, sub-total and bin are all in the old incarnation, purged whole) or is cancelled whole and
   retried under the new one. The incarnation a writer posts under is remembered per client, checked by every post:
   a stale one costs one cancelled transaction and one read.
@@ -41,8 +44,8 @@ class Generations:
         self.client = client
         self.table = table
 
-    def _key(self, key: str) -> dict[str, Any]:
-        return item_key(keys.sum_gen_pk(key), keys.SUM_GEN_SK)
+    def _key(self, key: str, shard: int = 0) -> dict[str, Any]:
+        return item_key(keys.sum_gen_pk(key), keys.sum_gen_sk(shard))
 
     def current(self, key: str) -> int:
         """The key's incarnation, read strongly consistent (and remembered for posts)."""
@@ -72,9 +75,9 @@ class Generations:
                 found[partition_key_of(item).split("#", 1)[1]] = read_int(item.get("gen"))
         return found
 
-    def check(self, key: str, gen: int) -> dict[str, Any]:
-        """A ConditionCheck, for a transaction: the key is still in incarnation `gen`."""
-        check: dict[str, Any] = {"TableName": self.table, "Key": self._key(key)}
+    def check(self, key: str, gen: int, shard: int = 0) -> dict[str, Any]:
+        """A ConditionCheck, for a transaction: the key is still in incarnation `gen` (by the copy `shard`)."""
+        check: dict[str, Any] = {"TableName": self.table, "Key": self._key(key, shard)}
         if gen == 0:
             check["ConditionExpression"] = "attribute_not_exists(gen)"
         else:
@@ -82,16 +85,21 @@ class Generations:
             check["ExpressionAttributeValues"] = {":gen": num(gen)}
         return check
 
-    def bump(self, key: str, gen: int) -> dict[str, Any]:
-        """The Update that ends incarnation `gen`, on condition it is still the current one."""
-        check = self.check(key, gen)
-        return {
-            "TableName": self.table,
-            "Key": self._key(key),
-            "UpdateExpression": "SET gen = :next",
-            "ConditionExpression": check["ConditionExpression"],
-            "ExpressionAttributeValues": {**check.get("ExpressionAttributeValues", {}), ":next": num(gen + 1)},
-        }
+    def bump(self, key: str, gen: int) -> list[dict[str, Any]]:
+        """The Updates (one per copy, for one transaction) that end incarnation `gen`, on condition it is still the
+        current one."""
+        updates = []
+        for shard in range(keys.SUM_WRITE_SHARDS):
+            check = self.check(key, gen, shard)
+            update = {
+                "TableName": self.table,
+                "Key": check["Key"],
+                "UpdateExpression": "SET gen = :next",
+                "ConditionExpression": check["ConditionExpression"],
+                "ExpressionAttributeValues": {**check.get("ExpressionAttributeValues", {}), ":next": num(gen + 1)},
+            }
+            updates.append({"Update": update})
+        return updates
 
     def _remember(self, key: str, gen: int) -> None:
         with _known_lock:

@@ -254,7 +254,7 @@ class SumWrites(SumItems):
                     }
                 },
                 # Last: the key is still in the incarnation `key` belongs to (metrics/generations.py).
-                {"ConditionCheck": Generations(self.client, self.table).check(logical or key, gen)},
+                {"ConditionCheck": Generations(self.client, self.table).check(logical or key, gen, shard)},
             ],
             "ClientRequestToken": f"{digest}-{attempt}",
         }

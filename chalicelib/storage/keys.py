@@ -54,7 +54,8 @@ with the kind of thing they hold, so features never collide:
   SUMB#{key}                  {minute:010d}         a key's minute: total, n, q (the bucket, written once), stream values that
                                                     came after its stream item was sealed (lt, ln, l00..l59, `lsketch` encoded,
                                                     `v`, `runs`, per stream shard the last record applied) (TTL)
-  SUMGEN#{key}                GEN                   a metric key's incarnation: `gen` (absent: 0), bumped by DELETE; the items of
+  SUMGEN#{key}                GEN#{k:02d}           copy k < SUM_WRITE_SHARDS of a metric key's incarnation: `gen` (absent: 0),
+                                                    every copy bumped by DELETE in one transaction; the items of
                                                     incarnation g >= 1 are those of the physical key "{key}~{g}" (every
                                                     SUM* key above takes the physical key; metrics/generations.py)
   SUMDONE                     {minute:010d}         "every key's bucket for this minute is written" (TTL)
@@ -378,6 +379,15 @@ def sum_minute_sk(minute: int) -> str:
 # A metric key's incarnations (chalicelib/metrics/generations.py). "~" is in no key's pattern, so a physical key
 # never collides with a key, and (after every character a key holds) sorts its incarnations after the key.
 SUM_GEN_SK = "GEN"
+
+
+def sum_gen_sk(shard: int) -> str:
+    """Copy `shard` (< SUM_WRITE_SHARDS) of a key's incarnation: a post checks the copy of its sub-total's shard,
+    so that concurrent posts conflict no more than their sub-totals do (an item in two transactions at once, even
+    as a ConditionCheck, cancels one)."""
+    return f"{SUM_GEN_SK}#{shard:02d}"
+
+
 PHYSICAL_MARK = "~"
 
 
