@@ -157,6 +157,13 @@ def check_streams(client: Client, stream: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
         client.stream_quantiles(stream, [2])
     assert (refused.value.status, refused.value.code, refused.value.field) == (400, "invalid_input", "q")
+    client.add(stream, 5)
+    listed = client.streams(prefix=stream, limit=1)
+    assert [n.name for n in listed.names] == [stream] and listed.names[0].updated_at is not None
+    client.delete_stream(stream)
+    client.delete_stream(stream)  # idempotent
+    assert client.snapshot(stream).count == 0 and client.sessions(stream).sessions == ()
+    assert client.streams(prefix=stream).names == ()
 
 
 def check_metrics(client: Client, key: str) -> None:
@@ -170,6 +177,10 @@ def check_metrics(client: Client, key: str) -> None:
     assert series.key == key and series.step == 60
     assert sum(p.count for p in series.points) == 2 and sum(p.sum or 0 for p in series.points) == 5
     assert all(p.at.tzinfo is not None for p in series.points)
+    client.delete_metric(key)  # listed only once a minute is compacted: GET /metric is checked by the service's tests
+    assert client.metric_sum(key) == 0
+    client.post_metric(key, 7)
+    assert client.metric_sum(key) == 7  # started afresh
 
 
 def check_averages(client: Client, key: str) -> None:
@@ -182,6 +193,11 @@ def check_averages(client: Client, key: str) -> None:
     assert (appended.average, appended.count, appended.size) == (3.0, 3, 3)
     assert client.window(key).elements == (2.0, 3.0, 4.0)
     assert client.set_window(key, 2).elements == (3.0, 4.0)
+    assert [n.name for n in client.windows(prefix=key).names] == [key]
+    client.delete_window(key)
+    with pytest.raises(NotFound):
+        client.append(key, 1)
+    assert client.windows(prefix=key).names == ()
 
 
 def check_hits(client: Client, path: str) -> None:

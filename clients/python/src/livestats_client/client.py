@@ -19,6 +19,7 @@ from .models import (
     DaySeries,
     Event,
     Hit,
+    Names,
     Quantiles,
     Ranking,
     Series,
@@ -126,6 +127,14 @@ class Client:
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
 
+    def _names(self, path: str, items: str, field: str, prefix: str, limit: int | None, cursor: str | None) -> Names:
+        params: dict[str, str | int] = {"prefix": prefix} if prefix else {}
+        if limit is not None:
+            params["limit"] = limit
+        if cursor is not None:
+            params["cursor"] = cursor
+        return Names.from_json(self._json("GET", path, params=params), items, field)
+
     # Streams: running statistics.
 
     def add(
@@ -157,6 +166,15 @@ class Client:
         raw = self._json("POST", f"/streams/{segment(stream)}/reset", body=body, idempotency_key=idempotency_key)
         return Snapshot.from_json(raw)
 
+    def streams(self, *, prefix: str = "", limit: int | None = None, cursor: str | None = None) -> Names:
+        """A page of the streams that exist (names starting with `prefix`); pass the page's `cursor` for the next."""
+        return self._names("/streams", "streams", "stream", prefix, limit, cursor)
+
+    def delete_stream(self, stream: str, *, idempotency_key: str | None = None) -> None:
+        """Delete the stream: its sessions, audit and statistics are gone at once (their items are purged in the
+        background: `GET /deletions`); values added later start it afresh. Deleting what does not exist is fine."""
+        self.request("DELETE", f"/streams/{segment(stream)}", idempotency_key=idempotency_key)
+
     def sessions(self, stream: str, *, limit: int | None = None, cursor: str | None = None) -> Sessions:
         """A page of the stream's closed sessions, newest first; pass the page's `cursor` for the next."""
         params: dict[str, str | int] = {}
@@ -171,6 +189,14 @@ class Client:
     def post_metric(self, key: str, value: float, *, idempotency_key: str | None = None) -> None:
         """Post a value (the service rounds it half away from zero to an integer)."""
         self.request("POST", f"/metric/{segment(key)}", body={"value": value}, idempotency_key=idempotency_key)
+
+    def metrics(self, *, prefix: str = "", limit: int | None = None, cursor: str | None = None) -> Names:
+        """A page of the metric keys that hold values (a key is listed once its first minute is compacted)."""
+        return self._names("/metric", "metrics", "key", prefix, limit, cursor)
+
+    def delete_metric(self, key: str, *, idempotency_key: str | None = None) -> None:
+        """Delete the key's values, minutes, sketches and history; values posted later start it afresh."""
+        self.request("DELETE", f"/metric/{segment(key)}", idempotency_key=idempotency_key)
 
     def metric_sum(self, key: str, window: int = 3600) -> int:
         """The sum of the values of the last `window` seconds (1 to 86,400)."""
@@ -203,6 +229,14 @@ class Client:
 
     def window(self, key: str) -> Window:
         return Window.from_json(self._json("GET", f"/averages/{segment(key)}"))
+
+    def windows(self, *, prefix: str = "", limit: int | None = None, cursor: str | None = None) -> Names:
+        """A page of the moving-average windows that exist."""
+        return self._names("/averages", "averages", "key", prefix, limit, cursor)
+
+    def delete_window(self, key: str, *, idempotency_key: str | None = None) -> None:
+        """Delete the window; an append after it gets NotFound until it is created again."""
+        self.request("DELETE", f"/averages/{segment(key)}", idempotency_key=idempotency_key)
 
     # Hits.
 

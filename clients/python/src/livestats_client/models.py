@@ -114,6 +114,30 @@ class Sessions:
 
 
 @dataclass(frozen=True)
+class Name:
+    """A stream, metric key or moving-average window that exists, and the start of the UTC minute of its latest
+    registered write (None when the service has none)."""
+
+    name: str
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Names:
+    """A page of names in byte order; `cursor` is None on the last page."""
+
+    names: tuple[Name, ...]
+    cursor: str | None
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], items: str, field: str) -> Names:
+        return cls(
+            tuple(Name(str(entry[field]), _optional_time(entry.get("updated_at"))) for entry in raw[items]),
+            raw["cursor"],
+        )
+
+
+@dataclass(frozen=True)
 class SeriesPoint:
     """One step-aligned bucket of a metric's series; sum, min, max and mean are None when it holds no values."""
 
