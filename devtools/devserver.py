@@ -42,7 +42,9 @@ from chalice.cli.factory import CLIFactory
 from chalice.config import Config
 from chalice.deploy.validate import validate_routes
 from chalice.local import LocalDevServer
+from pydantic import ValidationError
 
+from chalicelib.process import settings
 from chalicelib.process.observability import SERVICE
 from devtools import local_routes
 from devtools.ddblocal import StartError, local_aws_env
@@ -241,6 +243,12 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         options = Options.from_environ(os.environ, Path.cwd())
+        # The app's settings too (CORS_ORIGINS=..., WRITE_ACCESS=...): refused here in a line, not in a traceback.
+        settings.Settings.from_environment(os.environ)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        print(f"devserver: {reasons}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"devserver: {exc}", file=sys.stderr)
         return 2

@@ -367,3 +367,21 @@ def test_devhook_lines_are_optional(monkeypatch: pytest.MonkeyPatch) -> None:
     assert devserver.devhook_lines() == ["admin token: t0k3n"]
     monkeypatch.setitem(sys.modules, "chalicelib.process.devhooks", None)  # None in sys.modules: "no such module"
     assert devserver.devhook_lines() == []
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [("CORS_ORIGINS", "*", "CORS_ORIGINS: "), ("WRITE_ACCESS", "bogus", "WRITE_ACCESS: ")],
+)
+def test_an_invalid_setting_stops_make_run_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(devserver, "serve", lambda *_: pytest.fail("served with an invalid setting"))
+    # Not this test process's logging and signal handlers: only what main() decides before serving.
+    monkeypatch.setattr(devserver, "configure_logging", lambda: None)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)
+    assert devserver.main() == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("devserver: ") and said in line

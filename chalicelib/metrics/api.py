@@ -81,7 +81,7 @@ def post_value(key: str, body: MetricValueBody) -> Response:
     query=ListQuery,
     responses={200: MetricsPage},
     description="One page of the registry of keys, written by the scheduled compaction once per key and minute "
-    "with values: a key is listed about 1.5 minutes after its first value, and its `updated_at` is the start of "
+    "with values: a key is listed 1.5 to 2.5 minutes after its first value, and its `updated_at` is the start of "
     "its latest compacted minute. `prefix` keeps the keys that start with it.",
 )
 def list_metrics(query: ListQuery) -> Response:

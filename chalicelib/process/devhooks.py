@@ -33,6 +33,9 @@ def on_devserver_start() -> list[str]:
         if not write_token:
             write_token = os.environ["WRITE_TOKEN"] = secrets.token_urlsafe(32)
         lines.append(f"Write token: {write_token} (writes need Authorization: Bearer <token>)")
+    origins = os.environ.get("CORS_ORIGINS", "").strip()
+    if origins:
+        lines.append(f"CORS: pages of {origins} may call the API from a browser")
     runtime.reset()
     port = os.environ.get("PORT", "8000")
     return [
