@@ -86,3 +86,10 @@ def test_the_contract_names_both_routes(api: Any) -> None:
     paths = json.loads(api.get("/openapi.json").body)["paths"]
     assert set(paths["/count.gif"]["get"]["responses"]) >= {"200", "204", "400", "414"}
     assert "application/javascript" in paths["/count.js"]["get"]["responses"]["200"]["content"]
+
+
+@pytest.mark.parametrize("url", ["/api/a%0Ab", "/api/%00", "/api/x%7F", "/count.gif?p=%01x", "/count.gif?p=/a%C2%85"])
+def test_a_hit_path_with_a_control_character_is_refused_as_a_hit_events_is(api: Api, url: str) -> None:
+    error = assert_error(api.get(url, headers={"Accept": "*/*"}), 400, "invalid_input")
+    assert error["field"] in ("path", "p") and "control characters" in error["message"]
+    assert ok(api.get("/stats"))["total_hits"] == 0

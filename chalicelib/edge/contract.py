@@ -26,6 +26,7 @@ from chalicelib.edge import auth, web
 from chalicelib.edge.errors import InvalidInput
 from chalicelib.process import request_context
 from chalicelib.process.settings import Settings
+from chalicelib.pure import textcheck
 
 HTML: str = "text/html"  # a response that is a page, not JSON
 ASSET: tuple[str, ...] = ("application/javascript", "text/css")  # a script or a stylesheet
@@ -126,6 +127,14 @@ def integral(value: Any) -> Any:
 
 # An integer field of a body, after its Field: `Annotated[int, Field(...), BODY_INT]`.
 BODY_INT = BeforeValidator(integral)
+
+
+def one_line(text: str) -> str:
+    """A validator for a line of text: no control character (Unicode Cc; the document states it as
+    textcheck.ONE_LINE_PATTERN)."""
+    if textcheck.control_character(text):
+        raise ValueError("must not hold control characters")
+    return text
 
 
 class KeyPath(Strict):

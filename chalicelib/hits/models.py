@@ -7,8 +7,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from chalicelib.edge.contract import PARAM_INT, Reply, Strict
+from chalicelib.edge.contract import PARAM_INT, Reply, Strict, one_line
 from chalicelib.hits import days, paths
+from chalicelib.pure import textcheck
 
 MAX_TEST_HITS = 10_000
 DEFAULT_LIMIT = 100
@@ -20,8 +21,10 @@ class CountedPath(Strict):
         str,
         Field(
             description="the rest of the path (greedy in API Gateway: slashes included); counted normalised, at most "
-            f"{paths.MAX_PATH_BYTES} bytes"
+            f"{paths.MAX_PATH_BYTES} bytes; no control characters (as a hit event's `path`)",
+            json_schema_extra={"pattern": textcheck.ONE_LINE_PATTERN},
         ),
+        AfterValidator(one_line),
     ]
 
 
@@ -31,8 +34,10 @@ class PageView(Strict):
         Field(
             description="the viewed page as a path below /api/, e.g. /blog/about (the snippet sends "
             "/<site><location.pathname>); counted normalised as `GET /api/{path}` counts, at most "
-            f"{paths.MAX_PATH_BYTES} bytes"
+            f"{paths.MAX_PATH_BYTES} bytes; no control characters",
+            json_schema_extra={"pattern": textcheck.ONE_LINE_PATTERN},
         ),
+        AfterValidator(one_line),
     ]
 
 

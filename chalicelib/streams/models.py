@@ -6,17 +6,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
-from chalicelib.edge.contract import PARAM_INT, QuantileLevels, Reply, StatisticValue, Strict, Timestamp
+from chalicelib.edge.contract import PARAM_INT, QuantileLevels, Reply, StatisticValue, Strict, Timestamp, one_line
 from chalicelib.pure import sketch, textcheck
 
 MAX_BATCH = 100
 USER_MAX = 64
-
-
-def _one_line(text: str) -> str:
-    if textcheck.control_character(text):
-        raise ValueError("must not hold control characters")
-    return text
 
 
 User = Annotated[
@@ -27,7 +21,7 @@ User = Annotated[
         description="who sent it; no control characters",
         json_schema_extra={"pattern": textcheck.ONE_LINE_PATTERN},
     ),
-    AfterValidator(_one_line),
+    AfterValidator(one_line),
 ]
 # A stream's name (`{stream}` of /streams, `stream` of a value event).
 StreamName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="1 to 128 characters")]
