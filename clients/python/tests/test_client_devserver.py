@@ -6,11 +6,8 @@ One test, so that `make test`'s workers (pytest-xdist) start one dev server, not
 from __future__ import annotations
 
 import math
-import socket
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import cast
 
 import pytest
@@ -24,103 +21,37 @@ from livestats_client import (
     RetryPolicy,
 )
 
+from tests.lossy_proxy import AnswerLosingProxy, header
+
 APPLIED_TIMEOUT_S = 60.0  # a bound for failures: the consumer applies within seconds on a quiet machine
 
 
-class AnswerLosingProxy:
-    """Forwards 127.0.0.1:{port} to the dev server; the answer to the first POST /events of each of the first `lose`
-    Idempotency-Keys never reaches the client: each is forwarded whole, its answer read from the server (so it was applied), then the client's
-    connection is closed. A timeout's worst case for a write. `events_keys` lists the Idempotency-Key of every
-    POST /events in the order they arrived, `lost_keys` those whose answer was lost, `replayed` whether each was
-    answered with `Idempotent-Replayed: true`."""
+class EventsAnswerLosingProxy(AnswerLosingProxy):
+    """Loses the answer to the first POST /events of each of the first `lose` Idempotency-Keys (forwarded whole, its
+    answer read from the server: applied). `events_keys` lists the Idempotency-Key of every POST /events in the order
+    they arrived, `lost_keys` those whose answer was lost, `replayed` whether each was answered with
+    `Idempotent-Replayed: true`."""
 
     def __init__(self, upstream_port: int, lose: int) -> None:
-        self.upstream_port = upstream_port
         self.lose = lose
         self.events_keys: list[str | None] = []
         self.lost_keys: list[str | None] = []
         self.replayed: list[bool] = []  # per POST /events: whether the service answered it from a stored answer
-        self._lock = threading.Lock()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream_port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-        try:
-            while True:
-                request = read_message(client)
-                if not request:
-                    return
-                upstream.sendall(request)
-                answer = read_message(upstream)
-                self._note_replay(request, answer)
-                if self._loses(request):
-                    return  # applied by the service; the client never hears
-                client.sendall(answer)
-        except OSError:
-            return
-        finally:
-            client.close()
-            upstream.close()
-
-    def _note_replay(self, request: bytes, answer: bytes) -> None:
-        if request.startswith(b"POST /events "):
-            replayed = header(answer.partition(b"\r\n\r\n")[0].decode("latin-1"), "idempotent-replayed") == "true"
-            with self._lock:
-                self.replayed.append(replayed)
-
-    def _loses(self, request: bytes) -> bool:
+    def loses(self, request: bytes, answer: bytes) -> bool:
         head = request.partition(b"\r\n\r\n")[0].decode("latin-1")
         if not head.startswith("POST /events "):
             return False
         key = header(head, "idempotency-key")
+        replayed = header(answer.partition(b"\r\n\r\n")[0].decode("latin-1"), "idempotent-replayed") == "true"
         with self._lock:
+            self.replayed.append(replayed)
             self.events_keys.append(key)
             if key not in self.lost_keys and len(self.lost_keys) < self.lose:
                 self.lost_keys.append(key)
                 return True
         return False
-
-    def __enter__(self) -> AnswerLosingProxy:
-        return self
-
-    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.server.close()
-
-
-def header(head: str, name: str) -> str | None:
-    for line in head.split("\r\n")[1:]:
-        key, _, value = line.partition(":")
-        if key.strip().lower() == name:
-            return value.strip()
-    return None
-
-
-def read_message(sock: socket.socket) -> bytes:
-    """One HTTP/1.1 message with a Content-Length body (what httpx and the dev server send); b"" at EOF."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return b""
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(header(head.decode("latin-1"), "content-length") or 0)
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
 
 
 def wait_until(what: str, check: object) -> None:
@@ -230,7 +161,7 @@ def check_exactly_once(client: Client, dev_server: DevServer, run: str) -> None:
     events: list[Event] = [{"type": "metric", "key": key, "value": v} for v in range(1, 701)]
     events += [{"type": "value", "stream": stream, "value": v} for v in range(1, 301)]
     events += [{"type": "hit", "path": path} for _ in range(200)]
-    with AnswerLosingProxy(dev_server.port, lose=2) as proxy, Client(proxy.url) as through_proxy:
+    with EventsAnswerLosingProxy(dev_server.port, lose=2) as proxy, Client(proxy.url) as through_proxy:
         with EventBatcher(through_proxy, flush_interval=60, retry=RetryPolicy(base_delay=0.05)) as batcher:
             for event in events:
                 batcher.add(event)
