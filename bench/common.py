@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.process import runtime, settings
-from chalicelib.storage.dynamo import LostRace, retry
+from chalicelib.storage.dynamo import batch_write
 from chalicelib.storage.table import ensure_table
 from devtools.ddblocal import local_aws_env
 
@@ -69,15 +69,7 @@ def load_items(client: Any, table: str, items: list[dict[str, Any]]) -> None:
     """Write prepared items fast: BatchWriteItem in batches of 25, 8 at a time, retrying unprocessed items."""
 
     def write(batch: list[dict[str, Any]]) -> None:
-        request = {table: [{"PutRequest": {"Item": item}} for item in batch]}
-
-        def attempt(_: int) -> None:
-            nonlocal request
-            request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-            if request:
-                raise LostRace
-
-        retry(attempt, attempts=20, busy="BatchWriteItem left items unprocessed")
+        batch_write(client, table, [{"PutRequest": {"Item": item}} for item in batch], attempts=20)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, [items[i : i + 25] for i in range(0, len(items), 25)]))

@@ -152,11 +152,15 @@ class NameStore:
         )
         return [self._purge(item) for item in response.get("Items", [])][:limit]
 
+    @staticmethod
+    def _purge_key(purge: Purge) -> dict[str, Any]:
+        return item_key(keys.PURGE_PK, keys.purge_sk(purge.kind, purge.name, purge.gen))
+
     def progress(self, purge: Purge, removed: int) -> None:
         if removed:
             self.client.update_item(
                 TableName=self.table,
-                Key=item_key(keys.PURGE_PK, keys.purge_sk(purge.kind, purge.name, purge.gen)),
+                Key=self._purge_key(purge),
                 UpdateExpression="ADD removed :n",
                 ExpressionAttributeValues={":n": num(removed)},
             )
@@ -165,7 +169,7 @@ class NameStore:
         """A first pass is done: the next (final) one is due at `next_at`."""
         self.client.update_item(
             TableName=self.table,
-            Key=item_key(keys.PURGE_PK, keys.purge_sk(purge.kind, purge.name, purge.gen)),
+            Key=self._purge_key(purge),
             UpdateExpression="SET next_at = :at",
             ExpressionAttributeValues={":at": num(next_at)},
         )
@@ -173,7 +177,7 @@ class NameStore:
     def finish(self, purge: Purge, now_ms: int) -> None:
         self.client.update_item(
             TableName=self.table,
-            Key=item_key(keys.PURGE_PK, keys.purge_sk(purge.kind, purge.name, purge.gen)),
+            Key=self._purge_key(purge),
             UpdateExpression="SET done_at = :now, #exp = :exp",
             ExpressionAttributeNames={"#exp": table.TTL_ATTRIBUTE},
             ExpressionAttributeValues={":now": num(now_ms), ":exp": num(now_ms // 1000 + DONE_KEPT_S)},

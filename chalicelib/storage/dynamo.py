@@ -165,18 +165,24 @@ def batch_get(
     return retry(attempt, attempts=10, busy="the database left keys unread; retry")
 
 
-def batch_delete(client: Any, table: str, keys: list[dict[str, Any]]) -> None:
-    """Delete the items of `keys` (BatchWriteItem, 25 a call), retrying unprocessed ones."""
-    for start in range(0, len(keys), 25):
-        request: dict[str, Any] = {table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]}
+def batch_write(client: Any, table: str, requests: list[dict[str, Any]], attempts: int = 10) -> None:
+    """Apply write requests (`PutRequest`, `DeleteRequest`) with BatchWriteItem, 25 a call, retrying unprocessed
+    ones."""
+    for start in range(0, len(requests), 25):
+        pending: dict[str, Any] = {table: requests[start : start + 25]}
 
         def attempt(_: int) -> None:
-            nonlocal request
-            request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-            if request:
+            nonlocal pending
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if pending:
                 raise LostRace
 
-        retry(attempt, attempts=10, busy="the database left items undeleted; retry")
+        retry(attempt, attempts=attempts, busy="the database left items unwritten; retry")
+
+
+def batch_delete(client: Any, table: str, keys: list[dict[str, Any]]) -> None:
+    """Delete the items of `keys`."""
+    batch_write(client, table, [{"DeleteRequest": {"Key": key}} for key in keys])
 
 
 # --- classifying errors ------------------------------------------------------------
